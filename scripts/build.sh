@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Configures and builds bifurcate. Usage: scripts/build.sh [release|sanitize]
+# Build trees: build/ (Release, -O3 -march=native) and build-sanitize/ (ASan+UBSan).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+flavour="${1:-release}"
+case "$flavour" in
+  release)  dir=build;          opts=(-DCMAKE_BUILD_TYPE=Release) ;;
+  sanitize) dir=build-sanitize; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_SANITIZE=ON) ;;
+  *) echo "build.sh: unknown flavour '$flavour' (use release or sanitize)" >&2; exit 2 ;;
+esac
+cmake -S . -B "$dir" -G Ninja "${opts[@]}" >/dev/null
+cmake --build "$dir" -j "$(nproc)"
