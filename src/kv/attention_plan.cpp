@@ -1,0 +1,82 @@
+#include "kv/attention_plan.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "util/error.h"
+
+namespace bifurcate::kv {
+namespace {
+
+void check_shape_matches(const KvLayout& layout, const kernels::AttentionShape& shape) {
+  require(shape.n_kv_heads == layout.n_kv_heads && shape.head_size == layout.head_size &&
+              shape.kv_type == layout.type,
+          "attention plan: shape (n_kv_heads ", shape.n_kv_heads, ", head_size ", shape.head_size, ", kv_type ",
+          int(shape.kv_type), ") does not match the KV cache layout (n_kv_heads ", layout.n_kv_heads,
+          ", head_size ", layout.head_size, ", kv_type ", int(layout.type), ")");
+  require(shape.n_heads >= 1 && shape.n_heads % shape.n_kv_heads == 0, "attention plan: n_heads ", shape.n_heads,
+          " is not a positive multiple of n_kv_heads ", shape.n_kv_heads);
+}
+
+}  // namespace
+
+kernels::AttentionPlan build_attention_plan(const KvCache& cache, std::span<const SegmentId> leaves, int layer,
+                                            const kernels::AttentionShape& shape) {
+  StepAttentionPlan step;
+  step.build(cache, leaves, shape);
+  return step.for_layer(layer);
+}
+
+void StepAttentionPlan::build(const KvCache& cache, std::span<const SegmentId> leaves,
+                              const kernels::AttentionShape& shape) {
+  const KvLayout& layout = cache.layout();
+  check_shape_matches(layout, shape);
+  plan_.shape = shape;
+  plan_.n_sequences = int(leaves.size());
+  layer_ = 0;
+  n_layers_ = layout.n_layers;
+  layer_stride_ = std::ptrdiff_t(layout.layer_stride());
+  planned_index_.assign(std::size_t(cache.id_limit()), -1);
+  segment_ids_.clear();
+
+  std::size_t n_planned = 0;
+  for (std::size_t i = 0; i < leaves.size(); ++i) {
+    require(cache.is_live(leaves[i]), "attention plan: sequence ", i, " has leaf segment ", leaves[i],
+            ", which does not exist");
+    path_.clear();
+    for (SegmentId s = leaves[i]; s != kNoSegment; s = cache.parent(s)) path_.push_back(s);
+    for (auto it = path_.rbegin(); it != path_.rend(); ++it) {  // root first: parents precede children
+      SegmentId s = *it;
+      if (cache.tokens(s) == 0) continue;
+      int& index = planned_index_[std::size_t(s)];
+      if (index < 0) {
+        index = int(n_planned++);
+        if (plan_.segments.size() < n_planned) plan_.segments.emplace_back();
+        cache.view(s, 0, plan_.segments[std::size_t(index)]);  // also clears its sequences
+        segment_ids_.push_back(s);
+      }
+      // i only grows, so each list stays ascending; a repeated leaf would add i once.
+      auto& sequences = plan_.segments[std::size_t(index)].sequences;
+      if (sequences.empty() || sequences.back() != int(i)) sequences.push_back(int(i));
+    }
+  }
+  plan_.segments.resize(n_planned);
+}
+
+const kernels::AttentionPlan& StepAttentionPlan::for_layer(int layer) {
+  require(layer >= 0 && layer < n_layers_, "attention plan: layer ", layer, " out of range for ", n_layers_,
+          " layers");
+  std::ptrdiff_t shift = std::ptrdiff_t(layer - layer_) * layer_stride_;
+  if (shift != 0) {
+    for (auto& segment : plan_.segments) {
+      for (auto& chunk : segment.chunks) {
+        chunk.k = static_cast<const uint8_t*>(chunk.k) + shift;
+        chunk.v = static_cast<const uint8_t*>(chunk.v) + shift;
+      }
+    }
+  }
+  layer_ = layer;
+  return plan_;
+}
+
+}  // namespace bifurcate::kv

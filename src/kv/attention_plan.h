@@ -1,0 +1,50 @@
+// Building a decode step's kernels::AttentionPlan from the segment tree.
+//
+// Sequence i of the batch is the path root..leaves[i]. Every non-empty segment
+// on any of those paths appears once in the plan, listing (ascending) the batch
+// indices whose path contains it, so a shared prefix is read once for all of
+// them. Segments come in tree order (a parent before its children; siblings in
+// order of their first sequence). Empty segments (e.g. a just-forked leaf) are
+// left out: they hold no keys.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "kernels/attention_types.h"
+#include "kv/kv_cache.h"
+
+namespace bifurcate::kv {
+
+// The plan for one layer. Throws Error if `shape` disagrees with the cache's
+// layout, `layer` is out of range, or a leaf is not a live segment.
+kernels::AttentionPlan build_attention_plan(const KvCache& cache, std::span<const SegmentId> leaves, int layer,
+                                            const kernels::AttentionShape& shape);
+
+// A step's plan built once and moved between layers cheaply: every layer's
+// chunks sit at the same offsets of the same blocks, shifted by the layout's
+// layer stride, so switching layer only adds a constant to each chunk pointer.
+// Reusing one StepAttentionPlan across steps allocates nothing once its vectors
+// have grown to the batch's size.
+class StepAttentionPlan {
+ public:
+  // Rebuilds the plan (at layer 0) for the current state of `cache`.
+  void build(const KvCache& cache, std::span<const SegmentId> leaves, const kernels::AttentionShape& shape);
+  // The plan with its chunks pointing at `layer`.
+  const kernels::AttentionPlan& for_layer(int layer);
+  // segment_ids()[j] is the cache segment behind plan().segments[j].
+  const std::vector<SegmentId>& segment_ids() const { return segment_ids_; }
+  const kernels::AttentionPlan& plan() const { return plan_; }
+  int layer() const { return layer_; }
+
+ private:
+  kernels::AttentionPlan plan_{};
+  std::vector<SegmentId> segment_ids_;
+  std::vector<int> planned_index_;  // by SegmentId: index into plan_.segments, or -1
+  std::vector<SegmentId> path_;     // scratch: one leaf's path, root first
+  int layer_ = 0;
+  int n_layers_ = 0;
+  std::ptrdiff_t layer_stride_ = 0;
+};
+
+}  // namespace bifurcate::kv

@@ -1,0 +1,116 @@
+// The KV cache: a tree of segments whose tokens live in blocks of one BlockPool.
+//
+// A segment is an ordered list of blocks holding `tokens(s)` tokens; a sequence
+// is the path root -> leaf, and its next token's position is path_tokens(leaf).
+// fork() adds an empty child in O(1) and freezes the parent: only a segment
+// without children ever grows, so shared prefixes never change under their
+// readers. Segments are owned by the tree, not by handles: a segment lives while
+// it is an unreleased leaf or has live children; release(leaf) frees the leaf and
+// every ancestor left without children.
+//
+// Not thread-safe: one thread mutates the cache; kernels only read views of it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/attention_types.h"
+#include "kv/block_pool.h"
+#include "kv/kv_layout.h"
+
+namespace bifurcate::kv {
+
+using SegmentId = int32_t;
+inline constexpr SegmentId kNoSegment = -1;
+
+class KvCache {
+ public:
+  // Where one token's K/V rows go: block `block`, row `index_in_block`.
+  struct Slot {
+    uint8_t* block;
+    int index_in_block;
+  };
+
+  // Memory is taken from the OS lazily, never beyond `budget_bytes`.
+  KvCache(const KvLayout& layout, std::size_t budget_bytes);
+
+  const KvLayout& layout() const { return layout_; }
+  std::size_t budget_bytes() const { return pool_.budget_bytes(); }
+  std::size_t bytes_in_use() const { return pool_.bytes_in_use(); }
+  std::size_t bytes_reserved() const { return pool_.bytes_reserved(); }
+  std::size_t blocks_in_use() const { return pool_.blocks_in_use(); }
+  // Pool bytes that `n_tokens` tokens of one segment occupy (whole blocks).
+  std::size_t bytes_for_tokens(int64_t n_tokens) const;
+
+  // Throws Error("KV cache budget exceeded: need ...") unless `extra_tokens_total`
+  // new tokens, spread in any way over `n_growing_segments` segments that each
+  // may start a fresh block, surely fit in what is left of the budget. Allocates
+  // nothing; call it before starting work that must not fail halfway.
+  void check_budget(int64_t extra_tokens_total, int n_growing_segments) const;
+
+  SegmentId create_root();
+  // O(1): a new empty leaf child of `parent`; no block is allocated. Freezes `parent`.
+  SegmentId fork(SegmentId parent);
+  // Deep copy of every token on the path root..`s` into a NEW root segment (the
+  // replicated baseline: a private copy of the context). Costs path_tokens(s)
+  // tokens of budget, checked before anything is allocated.
+  SegmentId copy_path(SegmentId s);
+  // Frees leaf `leaf` and every ancestor left without children; blocks return to the pool.
+  void release(SegmentId leaf);
+
+  bool is_live(SegmentId s) const;
+  SegmentId parent(SegmentId s) const;  // kNoSegment for a root
+  int n_children(SegmentId s) const;
+  bool is_frozen(SegmentId s) const;    // forked at least once: never grows again
+  int n_live_segments() const { return n_live_; }
+  // Every SegmentId in use is < id_limit() (for tables indexed by SegmentId).
+  SegmentId id_limit() const { return SegmentId(segments_.size()); }
+  int tokens(SegmentId s) const;        // tokens of this segment only
+  int path_tokens(SegmentId s) const;   // tokens root..s = position of s's next token
+  int n_blocks(SegmentId s) const;
+
+  // Appends one token slot to growing segment `s` (allocating a block when the
+  // last one is full) and returns where its K/V rows go. The token counts as
+  // present at once: write its rows for every layer before attention reads it.
+  Slot append_token(SegmentId s);
+  // The slot of existing token `index` (0-based within segment `s`).
+  Slot slot(SegmentId s, int index) const;
+  // head_size elements of layout().type for (layer, kv_head) at `slot`.
+  void* k_row(const Slot& slot, int layer, int kv_head) const;
+  void* v_row(const Slot& slot, int layer, int kv_head) const;
+
+  // Segment `s`'s own tokens for `layer`, one chunk per block; `sequences` left empty.
+  kernels::PlannedSegment view(SegmentId s, int layer) const;
+  // Same, reusing `out`'s vectors (no allocation once they are large enough).
+  void view(SegmentId s, int layer, kernels::PlannedSegment& out) const;
+
+ private:
+  struct Segment {
+    SegmentId parent = kNoSegment;
+    int n_children = 0;
+    int tokens = 0;
+    int path_offset = 0;  // tokens of all ancestors; fixed because ancestors are frozen
+    bool live = false;
+    bool frozen = false;
+    std::vector<uint8_t*> blocks;  // ceil(tokens / block_tokens) blocks, in token order
+  };
+
+  const Segment& live_segment(SegmentId s, const char* caller) const;
+  Segment& live_segment(SegmentId s, const char* caller);
+  SegmentId new_segment(SegmentId parent, int path_offset);
+  void free_segment(SegmentId s);
+  std::vector<SegmentId> path_of(SegmentId s) const;  // root first
+  std::size_t blocks_for_tokens(int64_t n_tokens) const;
+  [[noreturn]] void throw_budget_exceeded(std::size_t blocks_needed, const std::string& what) const;
+  void copy_tokens(const Segment& src, int src_begin, Segment& dst, int dst_begin, int n) const;
+
+  KvLayout layout_;
+  BlockPool pool_;
+  std::vector<Segment> segments_;
+  std::vector<SegmentId> free_ids_;  // ids of released segments, reused by new ones
+  int n_live_ = 0;
+};
+
+}  // namespace bifurcate::kv
