@@ -1,0 +1,91 @@
+// `bifurcate make-model`: writes a random-weight GGUF model of a named shape.
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "model/model_shapes.h"
+#include "model/random_model.h"
+#include "util/timer.h"
+
+namespace bifurcate::cli {
+namespace {
+
+struct MakeModelArgs {
+  std::string shape;
+  std::string dtype = "f16";
+  std::string vocab;
+  uint64_t seed = 1;
+  std::string output;
+
+  template <class Visitor>
+  void for_each(Visitor& v) {
+    std::string shapes;
+    for (const auto& s : model::model_shapes()) shapes += str(shapes.empty() ? "" : ", ", s.name);
+    v(shape, "shape", 's', str("model shape: ", shapes), Need::kRequired);
+    v(dtype, "dtype", 't', "weight type: f32, f16, bf16, q8_0, q4_0");
+    v(vocab, "vocab", 'v', "copy the tokenizer from this GGUF file (its size sets the vocabulary)");
+    v(seed, "seed", '\0', "random seed; the same seed gives the same file");
+    v(output, "output", 'o', "output .gguf path", Need::kRequired);
+  }
+};
+
+gguf::GgmlType parse_dtype(std::string_view text) {
+  struct Name {
+    std::string_view name;
+    gguf::GgmlType type;
+  };
+  constexpr Name kNames[] = {{"f32", gguf::GgmlType::F32},
+                             {"f16", gguf::GgmlType::F16},
+                             {"bf16", gguf::GgmlType::BF16},
+                             {"q8_0", gguf::GgmlType::Q8_0},
+                             {"q4_0", gguf::GgmlType::Q4_0}};
+  for (const Name& n : kNames) {
+    if (n.name == text) return n.type;
+  }
+  throw UsageError(str("flag --dtype: unknown weight type '", text, "' (expected f32, f16, bf16, q8_0 or q4_0)"));
+}
+
+std::string human_bytes(uintmax_t bytes) {
+  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = double(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) value /= 1024, ++unit;
+  char text[32];
+  std::snprintf(text, sizeof text, unit == 0 ? "%.0f %s" : "%.1f %s", value, kUnits[unit]);
+  return text;
+}
+
+}  // namespace
+
+int run_make_model(int argc, char** argv) {
+  MakeModelArgs args;
+  FlagParser parser = make_flag_parser(args, "make-model", "Write a GGUF model file with random weights.");
+  if (parser.parse(argc, argv) == ParseResult::kShowHelp) {
+    std::cout << parser.help();
+    return 0;
+  }
+  // Check the cheap things first, so a typo costs no work.
+  gguf::GgmlType type = parse_dtype(args.dtype);
+  const model::ModelShape& shape = model::find_model_shape(args.shape);
+
+  int last_percent = -1;
+  auto progress = [&](double fraction) {
+    int percent = int(fraction * 100);
+    if (percent == last_percent) return;
+    last_percent = percent;
+    std::cerr << "\rmake-model: writing " << args.output << " " << percent << "%" << std::flush;
+  };
+  double start = now_seconds();
+  model::write_random_model(shape, type, args.vocab, args.seed, args.output, progress);
+  std::cerr << '\n';
+  uintmax_t size = std::filesystem::file_size(args.output);
+  std::cout << "wrote " << args.output << ": shape " << shape.name << ", " << args.dtype << ", " << size
+            << " bytes (" << human_bytes(size) << ") in " << std::fixed << std::setprecision(1)
+            << now_seconds() - start << " s\n";
+  return 0;
+}
+
+}  // namespace bifurcate::cli

@@ -1,0 +1,20 @@
+// The subcommands of the `bifurcate` program. Each `run` gets the arguments
+// after the program name (argv[0] is the command name itself), returns the
+// exit code, and throws UsageError (exit 2) or Error (exit 1); only main()
+// turns exceptions into messages and exit codes.
+#pragma once
+
+#include <string_view>
+
+namespace bifurcate::cli {
+
+struct Command {
+  std::string_view name;
+  std::string_view summary;
+  int (*run)(int argc, char** argv);
+};
+
+int run_make_model(int argc, char** argv);  // cmd_make_model.cpp
+int run_inspect(int argc, char** argv);     // cmd_inspect.cpp
+
+}  // namespace bifurcate::cli

@@ -1,0 +1,55 @@
+// `bifurcate <command> [flags]`: dispatches to the commands of commands.h and
+// is the one place where errors become messages and exit codes:
+// 0 success, 1 failure while running, 2 bad command line.
+#include <exception>
+#include <iomanip>
+#include <iostream>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+
+namespace bifurcate::cli {
+namespace {
+
+// Add a command here: {name, one-line summary, run function}.
+constexpr Command kCommands[] = {
+    {"make-model", "write a GGUF model file with random weights of a named shape", run_make_model},
+    {"inspect", "print a GGUF file's metadata and tensor table", run_inspect},
+};
+
+void print_usage(std::ostream& out) {
+  out << "usage: bifurcate <command> [flags]\n\ncommands:\n";
+  for (const Command& c : kCommands) out << "  " << std::left << std::setw(14) << c.name << c.summary << '\n';
+  out << "\nRun 'bifurcate <command> --help' for a command's flags.\n";
+}
+
+int dispatch(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(std::cerr);
+    return 2;
+  }
+  std::string_view name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_usage(std::cout);
+    return 0;
+  }
+  for (const Command& c : kCommands) {
+    if (c.name == name) return c.run(argc - 1, argv + 1);
+  }
+  throw UsageError(str("unknown command '", name, "' (see 'bifurcate --help')"));
+}
+
+}  // namespace
+}  // namespace bifurcate::cli
+
+int main(int argc, char** argv) {
+  try {
+    return bifurcate::cli::dispatch(argc, argv);
+  } catch (const bifurcate::cli::UsageError& e) {
+    std::cerr << "bifurcate: error: " << e.what() << '\n';
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "bifurcate: error: " << e.what() << '\n';
+    return 1;
+  }
+}
