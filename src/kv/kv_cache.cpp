@@ -58,6 +58,15 @@ void KvCache::check_budget(int64_t extra_tokens_total, int n_growing_segments) c
   }
 }
 
+void KvCache::check_budget_per_segment(int64_t tokens_each, int n_segments) const {
+  require(tokens_each >= 0 && n_segments >= 0, "KvCache::check_budget_per_segment: tokens_each ", tokens_each,
+          " and n_segments ", n_segments, " must be >= 0");
+  std::size_t blocks_needed = blocks_for_tokens(tokens_each) * std::size_t(n_segments);
+  if (blocks_needed > pool_.blocks_available()) {
+    throw_budget_exceeded(blocks_needed, str(n_segments, " segments of ", tokens_each, " more tokens each"));
+  }
+}
+
 const KvCache::Segment& KvCache::live_segment(SegmentId s, const char* caller) const {
   require(s >= 0 && std::size_t(s) < segments_.size() && segments_[std::size_t(s)].live, "KvCache::", caller,
           ": segment ", s, " does not exist (released or never created)");

@@ -49,6 +49,9 @@ class KvCache {
   // may start a fresh block, surely fit in what is left of the budget. Allocates
   // nothing; call it before starting work that must not fail halfway.
   void check_budget(int64_t extra_tokens_total, int n_growing_segments) const;
+  // Exact variant for the common case: each of `n_segments` fresh segments will
+  // grow by `tokens_each` tokens (e.g. n samples x max new tokens).
+  void check_budget_per_segment(int64_t tokens_each, int n_segments) const;
 
   SegmentId create_root();
   // O(1): a new empty leaf child of `parent`; no block is allocated. Freezes `parent`.
