@@ -1,0 +1,148 @@
+// FileMapping and GgufFile's accessors; the parser is in gguf_parser.cpp.
+#include "gguf/gguf_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "util/error.h"
+
+namespace bifurcate::gguf {
+
+uint64_t TensorInfo::n_elements() const {
+  uint64_t n = 1;
+  for (uint64_t d : dims) n *= d;  // the parser guarantees this does not overflow
+  return n;
+}
+
+uint64_t TensorInfo::n_rows() const {
+  uint64_t n = 1;
+  for (std::size_t i = 1; i < dims.size(); ++i) n *= dims[i];
+  return n;
+}
+
+// ---------------------------------------------------------------- FileMapping
+
+FileMapping::FileMapping(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(str(path, ": cannot open: ", std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw Error(str(path, ": cannot stat: ", std::strerror(err)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(str(path, ": not a regular file"));
+  }
+  size_ = std::size_t(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      int err = errno;
+      ::close(fd);
+      throw Error(str(path, ": cannot mmap ", size_, " bytes: ", std::strerror(err)));
+    }
+    data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);  // the mapping stays valid without the descriptor
+}
+
+FileMapping::FileMapping(FileMapping&& other) noexcept : data_(other.data_), size_(other.size_) {
+  other.data_ = nullptr;
+  other.size_ = 0;
+}
+
+FileMapping& FileMapping::operator=(FileMapping&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+    data_ = other.data_;
+    size_ = other.size_;
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  return *this;
+}
+
+FileMapping::~FileMapping() {
+  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+// ------------------------------------------------------------------ metadata
+
+const Value* GgufFile::find(std::string_view key) const {
+  auto it = metadata_index_.find(key);
+  return it == metadata_index_.end() ? nullptr : &metadata_[it->second].second;
+}
+
+const Value& GgufFile::require_key(std::string_view key) const {
+  const Value* v = find(key);
+  if (v == nullptr) throw Error(str(path_, ": metadata key '", key, "' is missing"));
+  return *v;
+}
+
+// Runs `get(value)` and prefixes a type mismatch with the file and key.
+template <class Get>
+decltype(auto) GgufFile::get_checked(std::string_view key, Get get) const {
+  const Value& v = require_key(key);
+  try {
+    return get(v);
+  } catch (const Error& e) {
+    throw Error(str(path_, ": metadata key '", key, "': ", e.what()));
+  }
+}
+
+uint64_t GgufFile::get_uint(std::string_view key) const {
+  return get_checked(key, [](const Value& v) { return v.as_uint(); });
+}
+int64_t GgufFile::get_int(std::string_view key) const {
+  return get_checked(key, [](const Value& v) { return v.as_int(); });
+}
+double GgufFile::get_float(std::string_view key) const {
+  return get_checked(key, [](const Value& v) { return v.as_float(); });
+}
+bool GgufFile::get_bool(std::string_view key) const {
+  return get_checked(key, [](const Value& v) { return v.as_bool(); });
+}
+const std::string& GgufFile::get_string(std::string_view key) const {
+  return get_checked(key, [](const Value& v) -> const std::string& { return v.as_string(); });
+}
+const std::vector<Value>& GgufFile::get_array(std::string_view key) const {
+  return get_checked(key, [](const Value& v) -> const std::vector<Value>& { return v.as_array(); });
+}
+
+uint64_t GgufFile::get_uint_or(std::string_view key, uint64_t fallback) const {
+  return find(key) ? get_uint(key) : fallback;
+}
+int64_t GgufFile::get_int_or(std::string_view key, int64_t fallback) const {
+  return find(key) ? get_int(key) : fallback;
+}
+double GgufFile::get_float_or(std::string_view key, double fallback) const {
+  return find(key) ? get_float(key) : fallback;
+}
+bool GgufFile::get_bool_or(std::string_view key, bool fallback) const {
+  return find(key) ? get_bool(key) : fallback;
+}
+std::string GgufFile::get_string_or(std::string_view key, std::string_view fallback) const {
+  return find(key) ? get_string(key) : std::string(fallback);
+}
+
+// ------------------------------------------------------------------- tensors
+
+const TensorInfo* GgufFile::find_tensor(std::string_view name) const {
+  auto it = tensor_index_.find(name);
+  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
+
+const TensorInfo& GgufFile::tensor(std::string_view name) const {
+  const TensorInfo* t = find_tensor(name);
+  if (t == nullptr) throw Error(str(path_, ": tensor '", name, "' not found (file has ", tensors_.size(), " tensors)"));
+  return *t;
+}
+
+}  // namespace bifurcate::gguf
