@@ -1,0 +1,120 @@
+// matmul against a float64 reference computed from the dequantized weights,
+// for every supported weight type, awkward shapes, 1 and 2 threads.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/matmul.h"
+#include "tensor/dtype.h"
+#include "util/error.h"
+
+namespace bifurcate::kernels {
+namespace {
+
+using gguf::GgmlType;
+
+struct EncodedWeights {
+  std::vector<uint8_t> bytes;
+  std::vector<float> dequantized;  // [rows][cols], what the kernel must multiply by
+};
+
+EncodedWeights make_weights(GgmlType type, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.5f);
+  std::vector<float> w(size_t(rows * cols));
+  for (auto& v : w) v = dist(rng);
+  const int64_t rb = tensor::row_bytes(type, cols);
+  EncodedWeights out{std::vector<uint8_t>(size_t(rows * rb)), std::vector<float>(w.size())};
+  for (int64_t r = 0; r < rows; ++r) {
+    tensor::quantize_row(type, &w[size_t(r * cols)], &out.bytes[size_t(r * rb)], cols);
+    tensor::dequantize_row(type, &out.bytes[size_t(r * rb)], &out.dequantized[size_t(r * cols)], cols);
+  }
+  return out;
+}
+
+void check_matmul(GgmlType type, int64_t rows, int64_t cols, int64_t batch, ThreadPool& pool) {
+  SCOPED_TRACE(testing::Message() << gguf::ggml_type_traits(type).name << " rows=" << rows << " cols=" << cols
+                                  << " batch=" << batch << " threads=" << pool.size());
+  auto w = make_weights(type, rows, cols, uint32_t(rows * 131 + cols * 7 + batch));
+  std::mt19937 rng(uint32_t(batch * 17 + cols));
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> x(size_t(batch * cols));
+  for (auto& v : x) v = dist(rng);
+  std::vector<float> y(size_t(batch * rows), -12345.0f);
+  matmul(WeightMatrix{w.bytes.data(), type, rows, cols}, x.data(), batch, y.data(), pool);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t r = 0; r < rows; ++r) {
+      double want = 0, magnitude = 0;
+      for (int64_t k = 0; k < cols; ++k) {
+        const double term = double(x[size_t(b * cols + k)]) * w.dequantized[size_t(r * cols + k)];
+        want += term;
+        magnitude += std::fabs(term);
+      }
+      // Relative to the sum of |terms|: cancellation cannot be blamed on the kernel.
+      const double got = y[size_t(b * rows + r)];
+      ASSERT_LE(std::fabs(got - want), 1e-5 * std::max(magnitude, 1e-30)) << "b=" << b << " r=" << r;
+    }
+  }
+}
+
+struct TypeCase {
+  GgmlType type;
+  std::vector<int64_t> cols;
+};
+
+TEST(Matmul, AllTypesAwkwardShapes) {
+  const std::vector<TypeCase> cases = {
+      {GgmlType::F32, {1, 7, 32, 77, 600}},      {GgmlType::F16, {3, 8, 33, 64, 1030}},
+      {GgmlType::BF16, {5, 32, 520}},             {GgmlType::Q8_0, {32, 64, 256 + 32, 544}},
+      {GgmlType::Q4_0, {32, 96, 544}},            {GgmlType::Q4_K, {256, 768}},
+      {GgmlType::Q6_K, {256, 768}},
+  };
+  ThreadPool one(1), two(2);
+  for (const auto& c : cases) {
+    for (int64_t cols : c.cols) {
+      for (int64_t rows : {1, 7, 33, 100}) {
+        for (int64_t batch : {1, 2, 3, 5, 17, 33}) {
+          check_matmul(c.type, rows, cols, batch, (rows + batch) % 2 ? one : two);
+        }
+      }
+    }
+  }
+}
+
+TEST(Matmul, OneAndTwoThreadsAgreeExactly) {
+  // Threads split output rows, so every output is summed in the same order.
+  for (GgmlType type : {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_K}) {
+    for (int64_t batch : {2, 9}) {
+      auto w = make_weights(type, 130, 512, 3);
+      std::vector<float> x(size_t(batch * 512));
+      for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(double(i)));
+      std::vector<float> y1(size_t(batch * 130)), y2(y1.size());
+      ThreadPool one(1), two(2);
+      WeightMatrix wm{w.bytes.data(), type, 130, 512};
+      matmul(wm, x.data(), batch, y1.data(), one);
+      matmul(wm, x.data(), batch, y2.data(), two);
+      EXPECT_EQ(y1, y2);
+    }
+  }
+}
+
+TEST(Matmul, LargeKCrossesSeveralKBlocks) {
+  ThreadPool two(2);
+  check_matmul(GgmlType::F16, 50, 2048 + 8, 6, two);
+  check_matmul(GgmlType::Q8_0, 50, 1600, 4, two);
+  check_matmul(GgmlType::Q6_K, 20, 1536, 8, two);
+}
+
+TEST(Matmul, RejectsBadShapesAndTypes) {
+  ThreadPool one(1);
+  std::vector<uint8_t> bytes(1024);
+  std::vector<float> x(64), y(64);
+  EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::Q8_0, 2, 48}, x.data(), 1, y.data(), one), Error);
+  EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::Q5_K, 1, 256}, x.data(), 1, y.data(), one), Error);
+  EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::F16, 2, 0}, x.data(), 1, y.data(), one), Error);
+}
+
+}  // namespace
+}  // namespace bifurcate::kernels
