@@ -69,7 +69,13 @@ int run_make_model(int argc, char** argv) {
   }
   // Check the cheap things first, so a typo costs no work.
   gguf::GgmlType type = parse_dtype(args.dtype);
-  const model::ModelShape& shape = model::find_model_shape(args.shape);
+  const model::ModelShape* found = nullptr;
+  try {
+    found = &model::find_model_shape(args.shape);
+  } catch (const Error& e) {
+    throw UsageError(str("flag --shape: ", e.what()));
+  }
+  const model::ModelShape& shape = *found;
 
   int last_percent = -1;
   auto progress = [&](double fraction) {
