@@ -1,0 +1,135 @@
+// bifurcate's public C++ API: load a GGUF model once, then generate many
+// continuations of a prompt, prefilled once and decoded together.
+//
+//   bifurcate::Engine engine({.model_path = "model.gguf"});
+//   bifurcate::GenerationRequest request{.prompt = "def fib(n):", .n = 8, .max_tokens = 64};
+//   for (const auto& sample : engine.generate(request).samples) std::cout << sample.text;
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace bifurcate {
+
+// How the samples of one request read the shared prompt's KV cache.
+enum class AttentionMode {
+  bifurcated,  // the prompt's KV is stored once and read once per step for all samples
+  replicated,  // each sample owns a private copy of the prompt's KV (the paper's baseline)
+};
+
+enum class KvPrecision { f16, f32 };
+
+struct EngineOptions {
+  std::string model_path;
+  int threads = 0;                                  // 0: one per hardware thread
+  AttentionMode attention = AttentionMode::bifurcated;
+  KvPrecision kv_precision = KvPrecision::f16;
+  std::size_t kv_budget_bytes = std::size_t(8) << 30;  // refused up front when a request needs more
+  int prefill_chunk = 256;                          // prompt tokens per prefill matmul batch
+};
+
+struct SamplingOptions {
+  float temperature = 1.0f;  // 0: greedy
+  int top_k = 0;             // 0: off
+  float top_p = 1.0f;        // 1: off
+  float min_p = 0.0f;        // 0: off
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  int repeat_last_n = 64;
+  uint64_t seed = 0;
+  int top_logprobs = 0;      // alternatives reported per generated token
+};
+
+enum class Ranking {
+  none,          // samples in the order they were drawn
+  mean_logprob,  // highest mean log-probability per token first (the paper's re-ranking)
+  sum_logprob,   // highest total log-probability first
+};
+
+struct GenerationRequest {
+  std::string prompt;
+  std::vector<int32_t> prompt_tokens;  // used instead of `prompt` when not empty
+  bool add_bos = true;                 // prepend BOS when the vocabulary asks for one
+  int n = 1;                           // samples returned
+  int best_of = 0;                     // samples drawn (0: n); the best n by `ranking` are returned
+  int max_tokens = 16;
+  std::vector<std::string> stop;       // stop strings (not included in the text)
+  bool ignore_eos = false;
+  SamplingOptions sampling;
+  Ranking ranking = Ranking::mean_logprob;
+};
+
+enum class FinishReason { length, stop, eos, cancelled };
+std::string_view finish_reason_name(FinishReason reason);
+
+struct Sample {
+  int index = 0;                        // draw order, 0 .. best_of-1
+  std::string text;
+  std::vector<int32_t> tokens;          // generated tokens (EOS excluded)
+  std::vector<float> logprobs;          // model log-probability of each generated token
+  std::vector<std::vector<std::pair<int32_t, float>>> top_logprobs;  // per token, if asked
+  FinishReason finish_reason = FinishReason::length;
+  double sum_logprob = 0;
+  double mean_logprob = 0;
+};
+
+struct GenerationStats {
+  int prompt_tokens = 0;
+  int generated_tokens = 0;     // over all samples
+  int decode_steps = 0;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  std::size_t kv_bytes_peak = 0;
+};
+
+struct GenerationResult {
+  std::vector<Sample> samples;  // n samples, ranked as requested
+  GenerationStats stats;
+};
+
+struct GenerationCallbacks {
+  // Text of sample `index` that became final (UTF-8 complete, stop strings resolved).
+  std::function<void(int index, std::string_view text)> on_text;
+  // After each decode step: the step number and how many samples are still running.
+  std::function<void(int step, int active_samples)> on_step;
+  // Polled between steps; when it becomes true the samples finish as `cancelled`.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct ModelInfo {
+  std::string path, architecture, name;
+  int n_vocab, dim, n_layers, n_heads, n_kv_heads, head_size, ffn_dim, context_length;
+};
+
+class Engine {
+ public:
+  // Loads the model and its tokenizer. Error names the file and the problem.
+  explicit Engine(const EngineOptions& options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Validates the request (empty prompt, n, best_of, max_tokens, prompt
+  // longer than the context, KV budget) before any work; Error on a bad one.
+  GenerationResult generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {});
+
+  std::vector<int32_t> tokenize(std::string_view text, bool add_bos) const;
+  std::string detokenize(std::span<const int32_t> tokens) const;
+  const ModelInfo& model_info() const;
+  const EngineOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bifurcate

@@ -1,0 +1,89 @@
+#include <algorithm>
+#include <thread>
+
+#include "engine/engine_impl.h"
+#include "util/error.h"
+
+namespace bifurcate {
+namespace {
+
+int resolve_threads(int requested) {
+  require(requested >= 0, "threads must be >= 0 (0 = all hardware threads), got ", requested);
+  if (requested > 0) return requested;
+  return std::max(1, int(std::thread::hardware_concurrency()));
+}
+
+kernels::KvType to_kv_type(KvPrecision p) { return p == KvPrecision::f32 ? kernels::KvType::f32 : kernels::KvType::f16; }
+
+ModelInfo describe(const model::Model& m) {
+  const model::ModelConfig& c = m.config();
+  return ModelInfo{m.file().path(), c.architecture, c.name,        c.n_vocab,  c.dim,           c.n_layers,
+                   c.n_heads,       c.n_kv_heads,   c.head_size,   c.ffn_dim,  c.context_length};
+}
+
+}  // namespace
+
+std::string_view finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::length: return "length";
+    case FinishReason::stop: return "stop";
+    case FinishReason::eos: return "eos";
+    case FinishReason::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+Engine::Impl::Impl(const EngineOptions& opts)
+    : options(opts),
+      model(model::Model::load(opts.model_path)),
+      tokenizer(std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(model->file()))),
+      info(describe(*model)),
+      pool(resolve_threads(opts.threads)),
+      transformer(model->config(), model->weights()),
+      cache(transformer.kv_layout(to_kv_type(opts.kv_precision)), opts.kv_budget_bytes) {
+  require(opts.prefill_chunk >= 1, "prefill chunk must be >= 1, got ", opts.prefill_chunk);
+}
+
+Engine::Engine(const EngineOptions& options) : impl_(std::make_unique<Impl>(options)) {}
+Engine::~Engine() = default;
+
+std::vector<int32_t> Engine::tokenize(std::string_view text, bool add_bos) const {
+  return impl_->tokenizer->encode(text, add_bos && impl_->tokenizer->add_bos_by_default());
+}
+
+std::string Engine::detokenize(std::span<const int32_t> tokens) const {
+  for (int32_t t : tokens) {
+    require(t >= 0 && t < impl_->info.n_vocab, "token id ", t, " is outside the vocabulary [0, ",
+            impl_->info.n_vocab, ")");
+  }
+  return impl_->tokenizer->decode(tokens);
+}
+
+const ModelInfo& Engine::model_info() const { return impl_->info; }
+const EngineOptions& Engine::options() const { return impl_->options; }
+
+sampling::SamplingParams to_sampling_params(const SamplingOptions& o) {
+  sampling::SamplingParams p;
+  p.temperature = o.temperature;
+  p.top_k = o.top_k;
+  p.top_p = o.top_p;
+  p.min_p = o.min_p;
+  p.repetition_penalty = o.repetition_penalty;
+  p.presence_penalty = o.presence_penalty;
+  p.frequency_penalty = o.frequency_penalty;
+  p.repeat_last_n = o.repeat_last_n;
+  p.seed = o.seed;
+  p.top_logprobs = o.top_logprobs;
+  sampling::validate(p);
+  return p;
+}
+
+void rank_samples(std::vector<Sample>& samples, Ranking ranking, int n) {
+  auto key = [ranking](const Sample& s) { return ranking == Ranking::sum_logprob ? s.sum_logprob : s.mean_logprob; };
+  if (ranking != Ranking::none) {
+    std::stable_sort(samples.begin(), samples.end(), [&](const Sample& a, const Sample& b) { return key(a) > key(b); });
+  }
+  if (samples.size() > size_t(n)) samples.resize(size_t(n));
+}
+
+}  // namespace bifurcate

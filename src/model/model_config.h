@@ -1,0 +1,31 @@
+// The hyper-parameters of a Llama-family model, read from GGUF metadata.
+#pragma once
+
+#include <string>
+
+#include "gguf/gguf_file.h"
+#include "kernels/rope.h"
+
+namespace bifurcate::model {
+
+struct ModelConfig {
+  std::string architecture;  // "llama" or "qwen2"
+  std::string name;
+  int n_vocab = 0;
+  int dim = 0;             // embedding width
+  int n_layers = 0;
+  int n_heads = 0;         // query heads
+  int n_kv_heads = 0;      // KV heads (groups)
+  int head_size = 0;
+  int ffn_dim = 0;
+  int context_length = 0;
+  float rope_base = 10000.0f;
+  float rms_eps = 1e-5f;
+  kernels::RopeStyle rope_style = kernels::RopeStyle::interleaved;
+  bool qkv_bias = false;   // qwen2
+};
+
+// Reads and validates the configuration; Error names the file and the key.
+ModelConfig read_model_config(const gguf::GgufFile& file);
+
+}  // namespace bifurcate::model

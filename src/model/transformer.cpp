@@ -1,0 +1,225 @@
+#include "model/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/activation.h"
+#include "kernels/norm.h"
+#include "kernels/rope.h"
+#include "tensor/dtype.h"
+#include "util/error.h"
+#include "util/f16.h"
+#include "util/timer.h"
+
+namespace bifurcate::model {
+
+// What one forward call processes: `n` rows, each a token at `positions[i]`
+// whose K/V goes to `slots[i]`. Attention is either causal over one segment
+// (prefill) or over the segment tree paths ending in `leaves` (decode).
+struct Transformer::Rows {
+  int n = 0;
+  std::vector<int> positions;
+  std::vector<kv::KvCache::Slot> slots;
+  kv::SegmentId causal_segment = -1;  // prefill
+  int first_position = 0;             // prefill
+};
+
+Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights)
+    : config_(config), weights_(weights) {
+  attention_shape_.n_heads = config.n_heads;
+  attention_shape_.n_kv_heads = config.n_kv_heads;
+  attention_shape_.head_size = config.head_size;
+  attention_shape_.scale = 1.0f / std::sqrt(float(config.head_size));
+}
+
+kv::KvLayout Transformer::kv_layout(kernels::KvType type) const {
+  kv::KvLayout layout{};
+  layout.n_layers = config_.n_layers;
+  layout.n_kv_heads = config_.n_kv_heads;
+  layout.head_size = config_.head_size;
+  layout.type = type;
+  return layout;
+}
+
+void Transformer::reserve(int n_rows) {
+  if (n_rows <= capacity_) return;
+  const size_t n = size_t(n_rows);
+  x_.resize(n * config_.dim);
+  xb_.resize(n * config_.dim);
+  q_.resize(n * config_.n_heads * config_.head_size);
+  k_.resize(n * config_.n_kv_heads * config_.head_size);
+  v_.resize(n * config_.n_kv_heads * config_.head_size);
+  att_.resize(n * config_.n_heads * config_.head_size);
+  gate_.resize(n * config_.ffn_dim);
+  up_.resize(n * config_.ffn_dim);
+  capacity_ = n_rows;
+}
+
+void Transformer::embed(std::span<const int32_t> tokens) {
+  const kernels::WeightMatrix& e = weights_.token_embedding;
+  const uint64_t row_bytes = gguf::ggml_row_bytes(gguf::ggml_type_traits(e.type), uint64_t(e.cols));
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const int32_t t = tokens[i];
+    require(t >= 0 && t < config_.n_vocab, "token id ", t, " is outside the vocabulary [0, ", config_.n_vocab,
+            ")");  // checked here too: decode validates through this
+    const auto* row = static_cast<const uint8_t*>(e.data) + uint64_t(t) * row_bytes;
+    tensor::dequantize_row(e.type, row, x_.data() + i * config_.dim, config_.dim);
+  }
+}
+
+void Transformer::store_kv(kv::KvCache& cache, const Rows& rows, int layer) {
+  const int hs = config_.head_size;
+  const int kv_dim = config_.n_kv_heads * hs;
+  const bool f16 = cache.layout().type == kernels::KvType::f16;
+  for (int i = 0; i < rows.n; ++i) {
+    for (int h = 0; h < config_.n_kv_heads; ++h) {
+      const float* k = k_.data() + size_t(i) * kv_dim + h * hs;
+      const float* v = v_.data() + size_t(i) * kv_dim + h * hs;
+      void* k_dst = cache.k_row(rows.slots[i], layer, h);
+      void* v_dst = cache.v_row(rows.slots[i], layer, h);
+      if (f16) {
+        f32_to_f16_row(k, static_cast<uint16_t*>(k_dst), hs);
+        f32_to_f16_row(v, static_cast<uint16_t*>(v_dst), hs);
+      } else {
+        std::memcpy(k_dst, k, sizeof(float) * hs);
+        std::memcpy(v_dst, v, sizeof(float) * hs);
+      }
+    }
+  }
+}
+
+void Transformer::run_layers(kv::KvCache& cache, const Rows& rows, ThreadPool& pool) {
+  const ModelConfig& c = config_;
+  const int n = rows.n;
+  const int q_dim = c.n_heads * c.head_size;
+  const int kv_dim = c.n_kv_heads * c.head_size;
+  attention_shape_.kv_type = cache.layout().type;
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = weights_.layers[l];
+    // Attention sublayer.
+    for (int i = 0; i < n; ++i) {
+      kernels::rmsnorm(x_.data() + size_t(i) * c.dim, L.attn_norm.data(), c.dim, c.rms_eps,
+                       xb_.data() + size_t(i) * c.dim);
+    }
+    kernels::matmul(L.wq, xb_.data(), n, q_.data(), pool);
+    kernels::matmul(L.wk, xb_.data(), n, k_.data(), pool);
+    kernels::matmul(L.wv, xb_.data(), n, v_.data(), pool);
+    for (int i = 0; i < n; ++i) {
+      float* q = q_.data() + size_t(i) * q_dim;
+      float* k = k_.data() + size_t(i) * kv_dim;
+      if (c.qkv_bias) {
+        kernels::add(q, L.bq.data(), q_dim);
+        kernels::add(k, L.bk.data(), kv_dim);
+        kernels::add(v_.data() + size_t(i) * kv_dim, L.bv.data(), kv_dim);
+      }
+      kernels::rope(q, c.n_heads, c.head_size, rows.positions[i], c.rope_base, c.rope_style);
+      kernels::rope(k, c.n_kv_heads, c.head_size, rows.positions[i], c.rope_base, c.rope_style);
+    }
+    store_kv(cache, rows, l);
+
+    const double t0 = now_seconds();
+    if (rows.causal_segment >= 0) {
+      kernels::PlannedSegment segment = cache.view(rows.causal_segment, l);
+      kernels::attend_causal(attention_shape_, segment, rows.first_position, n, q_.data(), att_.data(),
+                             attention_workspace_, pool);
+    } else {
+      kernels::attend(step_plan_.for_layer(l), q_.data(), att_.data(), attention_workspace_, pool);
+    }
+    timings_.attention += now_seconds() - t0;
+
+    kernels::matmul(L.wo, att_.data(), n, xb_.data(), pool);
+    kernels::add(x_.data(), xb_.data(), int64_t(n) * c.dim);
+
+    // Feed-forward sublayer (SwiGLU).
+    for (int i = 0; i < n; ++i) {
+      kernels::rmsnorm(x_.data() + size_t(i) * c.dim, L.ffn_norm.data(), c.dim, c.rms_eps,
+                       xb_.data() + size_t(i) * c.dim);
+    }
+    kernels::matmul(L.w_gate, xb_.data(), n, gate_.data(), pool);
+    kernels::matmul(L.w_up, xb_.data(), n, up_.data(), pool);
+    kernels::swiglu(gate_.data(), up_.data(), int64_t(n) * c.ffn_dim, gate_.data());
+    kernels::matmul(L.w_down, gate_.data(), n, xb_.data(), pool);
+    kernels::add(x_.data(), xb_.data(), int64_t(n) * c.dim);
+  }
+}
+
+void Transformer::compute_logits(int first_row, int n_rows, float* logits, ThreadPool& pool) {
+  for (int i = first_row; i < first_row + n_rows; ++i) {
+    kernels::rmsnorm(x_.data() + size_t(i) * config_.dim, weights_.output_norm.data(), config_.dim,
+                     config_.rms_eps, xb_.data() + size_t(i) * config_.dim);
+  }
+  kernels::matmul(weights_.output, xb_.data() + size_t(first_row) * config_.dim, n_rows, logits, pool);
+}
+
+void Transformer::prefill(kv::KvCache& cache, kv::SegmentId segment, std::span<const int32_t> tokens,
+                          std::span<float> logits, bool all_logits, ThreadPool& pool, int chunk_tokens) {
+  require(!tokens.empty(), "prefill needs at least one token");
+  require(chunk_tokens >= 1, "prefill chunk size must be >= 1, got ", chunk_tokens);
+  require(cache.path_tokens(segment) == cache.tokens(segment),
+          "prefill needs a root segment (prefill below a shared prefix is not supported yet)");
+  const int start = cache.tokens(segment);
+  require(start + int64_t(tokens.size()) <= config_.context_length, "prompt of ", tokens.size(),
+          " tokens after ", start, " cached tokens exceeds the model's context length ",
+          config_.context_length);
+  const size_t vocab = size_t(config_.n_vocab);
+  const size_t needed = all_logits ? tokens.size() * vocab : vocab;
+  require(logits.size() >= needed, "prefill logits buffer holds ", logits.size(), " floats, needs ", needed);
+  for (int32_t t : tokens) {
+    require(t >= 0 && t < config_.n_vocab, "token id ", t, " is outside the vocabulary [0, ", config_.n_vocab, ")");
+  }
+  cache.check_budget(int64_t(tokens.size()), 1);
+
+  const double t_begin = now_seconds();
+  reserve(std::min<int>(chunk_tokens, int(tokens.size())));
+  for (size_t done = 0; done < tokens.size();) {
+    const int n = int(std::min<size_t>(size_t(chunk_tokens), tokens.size() - done));
+    Rows rows;
+    rows.n = n;
+    rows.causal_segment = segment;
+    rows.first_position = start + int(done);
+    embed(tokens.subspan(done, size_t(n)));
+    for (int i = 0; i < n; ++i) {
+      rows.positions.push_back(rows.first_position + i);
+      rows.slots.push_back(cache.append_token(segment));
+    }
+    run_layers(cache, rows, pool);
+    done += size_t(n);
+    if (all_logits) {
+      compute_logits(0, n, logits.data() + (done - size_t(n)) * vocab, pool);
+    } else if (done == tokens.size()) {
+      compute_logits(n - 1, 1, logits.data(), pool);
+    }
+  }
+  timings_.total += now_seconds() - t_begin;
+}
+
+void Transformer::decode(kv::KvCache& cache, std::span<const kv::SegmentId> leaves,
+                         std::span<const int32_t> tokens, float* logits, ThreadPool& pool) {
+  require(!leaves.empty(), "decode needs at least one sequence");
+  require(leaves.size() == tokens.size(), "decode got ", leaves.size(), " sequences but ", tokens.size(),
+          " tokens");
+  const double t_begin = now_seconds();
+  const int n = int(leaves.size());
+  Rows rows;
+  rows.n = n;
+    for (int i = 0; i < n; ++i) {
+    const int position = cache.path_tokens(leaves[size_t(i)]);
+    require(position < config_.context_length, "sequence ", i, " is at position ", position,
+            ", the model's context length is ", config_.context_length);
+    rows.positions.push_back(position);
+  }
+  cache.check_budget(n, n);
+  reserve(n);
+  embed(tokens);  // validates the ids before the cache changes
+  for (int i = 0; i < n; ++i) rows.slots.push_back(cache.append_token(leaves[size_t(i)]));
+  attention_shape_.kv_type = cache.layout().type;
+  step_plan_.build(cache, leaves, attention_shape_);
+  run_layers(cache, rows, pool);
+  compute_logits(0, n, logits, pool);
+  timings_.total += now_seconds() - t_begin;
+}
+
+}  // namespace bifurcate::model

@@ -1,0 +1,76 @@
+// The Llama-family forward pass: causal prefill of a prompt into a KV
+// segment, and decode steps for a batch of sequences that attend through
+// the KV segment tree (bifurcated: shared context read once per step).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "kernels/attention.h"
+#include "kv/attention_plan.h"
+#include "kv/kv_cache.h"
+#include "model/model_config.h"
+#include "model/model_weights.h"
+#include "util/aligned_buffer.h"
+#include "util/thread_pool.h"
+
+namespace bifurcate::model {
+
+// Seconds spent per phase since the last reset; for `bench`.
+struct ForwardTimings {
+  double attention = 0;  // attention kernels (incl. plan building)
+  double total = 0;      // whole forward calls
+};
+
+class Transformer {
+ public:
+  Transformer(const ModelConfig& config, const ModelWeights& weights);
+
+  const ModelConfig& config() const { return config_; }
+  kv::KvLayout kv_layout(kernels::KvType type) const;
+
+  // Runs `tokens` through the model in chunks of at most `chunk_tokens`,
+  // appending their K/V to `segment`, which must be a root segment (its
+  // tokens so far are the only context). Writes the logits of the last token
+  // to logits[0, n_vocab), or with `all_logits` those of every token to
+  // logits[i * n_vocab ...]. logits.size() must fit what is written.
+  void prefill(kv::KvCache& cache, kv::SegmentId segment, std::span<const int32_t> tokens,
+               std::span<float> logits, bool all_logits, ThreadPool& pool, int chunk_tokens = 256);
+
+  // One decode step for a batch: tokens[i] is the next token of the sequence
+  // ending in leaves[i]; its K/V is appended to that leaf. logits: [b, n_vocab].
+  void decode(kv::KvCache& cache, std::span<const kv::SegmentId> leaves, std::span<const int32_t> tokens,
+              float* logits, ThreadPool& pool);
+
+  const ForwardTimings& timings() const { return timings_; }
+  void reset_timings() { timings_ = {}; }
+
+ private:
+  struct Rows;  // per-call row bookkeeping, defined in the .cpp
+
+  void embed(std::span<const int32_t> tokens);
+  void run_layers(kv::KvCache& cache, const Rows& rows, ThreadPool& pool);
+  void store_kv(kv::KvCache& cache, const Rows& rows, int layer);
+  void compute_logits(int first_row, int n_rows, float* logits, ThreadPool& pool);
+  void reserve(int n_rows);
+
+  ModelConfig config_;
+  const ModelWeights& weights_;
+  kernels::AttentionShape attention_shape_{};
+  kernels::AttentionWorkspace attention_workspace_;
+  kv::StepAttentionPlan step_plan_;  // decode: built once per step, shifted per layer
+  ForwardTimings timings_;
+
+  // Activations for up to `capacity_` rows (tokens of a chunk, or samples of a step).
+  int capacity_ = 0;
+  AlignedBuffer<float> x_;       // (rows, dim) residual stream
+  AlignedBuffer<float> xb_;      // (rows, dim) normed input / sublayer output
+  AlignedBuffer<float> q_;       // (rows, n_heads*head_size)
+  AlignedBuffer<float> k_;       // (rows, n_kv_heads*head_size)
+  AlignedBuffer<float> v_;       // (rows, n_kv_heads*head_size)
+  AlignedBuffer<float> att_;     // (rows, n_heads*head_size)
+  AlignedBuffer<float> gate_;    // (rows, ffn_dim)
+  AlignedBuffer<float> up_;      // (rows, ffn_dim)
+};
+
+}  // namespace bifurcate::model
