@@ -1,6 +1,7 @@
 // Parses a mapped GGUF file into GgufFile (format summary in gguf_file.h).
 // Invariant: nothing is read, allocated or reserved for a count, length or
 // size before it is checked against the bytes left in the file.
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -12,6 +13,10 @@ namespace {
 
 constexpr char kMagic[4] = {'G', 'G', 'U', 'F'};
 constexpr int kMaxArrayDepth = 16;  // nested arrays deeper than this are rejected, bounding recursion
+// A Value is ~48 bytes but an element may be encoded in 1: reserving more than
+// this up front would let a small count-checked file demand a huge allocation.
+// Beyond it the vector grows only as elements are actually parsed.
+constexpr uint64_t kMaxArrayReserve = uint64_t(1) << 20;
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;              // empty key, type, smallest value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // empty name, n_dims, one dim, type, offset
 constexpr uint64_t kMaxElements = uint64_t(std::numeric_limits<int64_t>::max());  // ggml counts in int64
@@ -136,7 +141,7 @@ class GgufParser {
            min_bytes, " bytes each but only ", remaining(), " bytes are left in the file");
     }
     std::vector<Value> elements;
-    elements.reserve(std::size_t(count));
+    elements.reserve(std::size_t(std::min(count, kMaxArrayReserve)));
     for (uint64_t i = 0; i < count; ++i) elements.push_back(read_value(element_type, depth));
     return Value::array(element_type, std::move(elements));
   }
