@@ -302,5 +302,291 @@ TEST(Attend, EveryBatchContextAndDecodedLength) {
       }
 }
 
+TEST(Attend, RowWithAllScoresEqualAveragesTheValues) {
+  ThreadPool pool(2);
+  AttentionWorkspace ws;
+  const DecodeCase c{8, 2, 64, 3, 1000, 31, KvType::f16, Layout::blocks32};
+  const unsigned seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << c << " seed=" << seed);
+  std::mt19937 rng(seed);
+  DecodeData d = make_decode_data(c, rng);
+  std::fill(d.q.begin(), d.q.begin() + c.h * c.k, 0.0f);  // sequence 0: every score is 0
+  compute_reference(c, d);
+  // The reference is then the plain mean of the values; check that independently too.
+  double mean0 = 0.0;
+  for (int t = 0; t < c.m_c; ++t) mean0 += d.shared.value(0, t)[0];
+  for (int t = 0; t < c.m_d; ++t) mean0 += d.leaves[0].value(0, t)[0];
+  EXPECT_NEAR(d.ref[0], mean0 / (c.m_c + c.m_d), 1e-12);
+  std::vector<float> out = run_attend(bifurcated_plan(c, d, rng).plan, d.q, ws, pool);
+  EXPECT_LE(relative_error(out, d.ref), kTolerance);
+}
+
+TEST(Attend, HugeScoresDoNotOverflow) {
+  ThreadPool pool(2);
+  AttentionWorkspace ws;
+  for (KvType type : {KvType::f32, KvType::f16}) {
+    const DecodeCase c{4, 4, 128, 3, 300, 7, type, Layout::blocks32};
+    const unsigned seed = fresh_seed();
+    SCOPED_TRACE(testing::Message() << c << " seed=" << seed);
+    std::mt19937 rng(seed);
+    DecodeData d = make_decode_data(c, rng, 30.0f, 30.0f);  // q.k ~ 1e4, scale 1
+    d.shape.scale = 1.0f;
+    compute_reference(c, d);
+    std::vector<float> bifurcated = run_attend(bifurcated_plan(c, d, rng).plan, d.q, ws, pool);
+    std::vector<float> replicated = run_attend(replicated_plan(c, d, rng).plan, d.q, ws, pool);
+    EXPECT_LE(relative_error(bifurcated, d.ref), kTolerance);
+    EXPECT_LE(relative_error(replicated, d.ref), kTolerance);
+  }
+}
+
+// root (shared by all) -> two mid segments -> one leaf per sequence (some empty).
+TEST(Attend, ThreeLevelTreeMatchesReferenceAndReplicated) {
+  ThreadPool pool(2);
+  AttentionWorkspace ws;
+  const int h = 8, g = 2, k = 96, b = 5;
+  const KvType type = KvType::f16;
+  const unsigned seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937 rng(seed);
+  const AttentionShape shape = make_shape(h, g, k, type);
+  KvData root = random_kv(rng, g, k, 700, type);
+  std::vector<KvData> mids = {random_kv(rng, g, k, 37, type), random_kv(rng, g, k, 130, type)};
+  const std::vector<int> mid_of = {0, 0, 0, 1, 1};
+  const std::vector<int> leaf_tokens = {3, 0, 31, 1, 64};
+  std::vector<KvData> leaves;
+  for (int s = 0; s < b; ++s) leaves.push_back(random_kv(rng, g, k, leaf_tokens[std::size_t(s)], type));
+  std::vector<float> q = random_queries(rng, b * h, k, kQueryAmplitude);
+
+  std::vector<double> ref(q.size());
+  for (int s = 0; s < b; ++s)
+    for (int head = 0; head < h; ++head) {
+      const std::size_t row = (std::size_t(s) * h + head) * k;
+      reference_row(&q[row], shape.scale, {&root, &mids[std::size_t(mid_of[std::size_t(s)])], &leaves[std::size_t(s)]},
+                    head / (h / g), -1, &ref[row]);
+    }
+
+  StoredPlan tree;
+  tree.stored.push_back(store(root, type, Layout::blocks32, rng, {0, 1, 2, 3, 4}));
+  tree.stored.push_back(store(mids[0], type, Layout::ragged, rng, {0, 1, 2}));
+  tree.stored.push_back(store(mids[1], type, Layout::single, rng, {3, 4}));
+  for (int s = 0; s < b; ++s) tree.stored.push_back(store(leaves[std::size_t(s)], type, Layout::ragged, rng, {s}));
+  tree.plan = AttentionPlan{shape, b, {}};
+  for (const StoredSegment& st : tree.stored) tree.plan.segments.push_back(st.planned);
+
+  StoredPlan replicated;
+  for (int s = 0; s < b; ++s)
+    replicated.stored.push_back(store(concat(concat(root, mids[std::size_t(mid_of[std::size_t(s)])]), leaves[std::size_t(s)]),
+                                      type, Layout::blocks32, rng, {s}));
+  replicated.plan = AttentionPlan{shape, b, {}};
+  for (const StoredSegment& st : replicated.stored) replicated.plan.segments.push_back(st.planned);
+
+  std::vector<float> tree_out = run_attend(tree.plan, q, ws, pool);
+  std::vector<float> replicated_out = run_attend(replicated.plan, q, ws, pool);
+  EXPECT_LE(relative_error(tree_out, ref), kTolerance);
+  EXPECT_LE(relative_error(replicated_out, ref), kTolerance);
+  EXPECT_LE(relative_error(tree_out, replicated_out), kTolerance);
+}
+
+// Work splits depend on the plan only, so any thread count gives bit-identical output;
+// b = 1 with a long context exercises the key-range splits.
+TEST(Attend, ResultIsBitwiseIndependentOfThreadCount) {
+  for (const DecodeCase& c : {DecodeCase{4, 4, 128, 1, 4097, 5, KvType::f16, Layout::blocks32},
+                              DecodeCase{8, 2, 13, 3, 1000, 31, KvType::f32, Layout::single}}) {
+    const unsigned seed = fresh_seed();
+    SCOPED_TRACE(testing::Message() << c << " seed=" << seed);
+    std::mt19937 rng(seed);
+    DecodeData d = make_decode_data(c, rng);
+    StoredPlan p = bifurcated_plan(c, d, rng);
+    std::vector<std::vector<float>> outs;
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      AttentionWorkspace ws;
+      outs.push_back(run_attend(p.plan, d.q, ws, pool));
+    }
+    compute_reference(c, d);
+    EXPECT_LE(relative_error(outs[0], d.ref), kTolerance);
+    EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(), outs[0].size() * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(outs[0].data(), outs[2].data(), outs[0].size() * sizeof(float)), 0);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Causal prefill over one segment.
+
+void check_causal(int h, int g, int k, KvType type, Layout layout, int first_position, int n_queries,
+                  ThreadPool& pool, AttentionWorkspace& ws) {
+  const unsigned seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "h=" << h << " g=" << g << " k=" << k << " first_position=" << first_position
+                                  << " n_queries=" << n_queries << " layout=" << layout_name(layout)
+                                  << " seed=" << seed);
+  std::mt19937 rng(seed);
+  const AttentionShape shape = make_shape(h, g, k, type);
+  // Keys past the last query exist in the segment but must stay invisible.
+  KvData kv = random_kv(rng, g, k, first_position + n_queries + 9, type);
+  std::vector<float> q = random_queries(rng, n_queries * h, k, kQueryAmplitude);
+  std::vector<double> ref(q.size());
+  for (int i = 0; i < n_queries; ++i)
+    for (int head = 0; head < h; ++head) {
+      const std::size_t row = (std::size_t(i) * h + head) * k;
+      reference_row(&q[row], shape.scale, {&kv}, head / (h / g), first_position + i + 1, &ref[row]);
+    }
+  StoredSegment st = store(kv, type, layout, rng);
+  std::vector<float> out(q.size(), kPoison);
+  attend_causal(shape, st.planned, first_position, n_queries, q.data(), out.data(), ws, pool);
+  EXPECT_LE(relative_error(out, ref), kTolerance);
+}
+
+TEST(AttendCausal, MatchesReferenceForChunkedPrefill) {
+  ThreadPool pool(2);
+  AttentionWorkspace ws;
+  check_causal(4, 4, 8, KvType::f32, Layout::blocks32, 0, 1, pool, ws);
+  check_causal(4, 4, 8, KvType::f16, Layout::ragged, 0, 37, pool, ws);
+  check_causal(8, 2, 64, KvType::f16, Layout::blocks32, 100, 300, pool, ws);
+  check_causal(4, 1, 13, KvType::f32, Layout::single, 1000, 5, pool, ws);
+  check_causal(8, 2, 128, KvType::f16, Layout::single, 0, 600, pool, ws);
+  check_causal(2, 2, 80, KvType::f32, Layout::ragged, 2000, 1, pool, ws);
+}
+
+// ---------------------------------------------------------------------------
+// attend_segment directly: a key sub-range and per-row causal limits.
+
+TEST(AttendSegment, KeySubRangeAndRowLimitsMatchReference) {
+  const int k = 13, rows = 6, tokens = 300;
+  const KvType type = KvType::f16;
+  const unsigned seed = fresh_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937 rng(seed);
+  const AttentionShape shape = make_shape(2, 2, k, type);
+  KvData kv = random_kv(rng, 2, k, tokens, type);
+  StoredSegment st = store(kv, type, Layout::ragged, rng);
+  std::vector<float> q = random_queries(rng, rows, k, kQueryAmplitude);
+  std::vector<const float*> q_rows;
+  for (int r = 0; r < rows; ++r) q_rows.push_back(&q[std::size_t(r) * k]);
+  // Row 0 sees nothing of [70, 250) (empty state); the rest see growing prefixes.
+  const std::vector<int> key_end = {60, 71, 100, 163, 249, 300};
+  const int begin = 70, end = 250, kv_head = 1;
+
+  // Reference: keys [begin, min(end, key_end[r])) of KV head 1.
+  KvData window{2, k, end - begin, {}, {}};
+  for (std::vector<float> KvData::*field : {&KvData::k, &KvData::v})
+    for (int head = 0; head < 2; ++head) {
+      const float* first = (kv.*field).data() + (std::size_t(head) * tokens + begin) * k;
+      (window.*field).insert((window.*field).end(), first, first + std::size_t(end - begin) * k);
+    }
+
+  std::vector<float> out(std::size_t(rows) * k, kPoison), lse(rows, kPoison);
+  SegmentScratch scratch;
+  attend_segment(shape, SegmentKeys{st.planned.chunks, st.planned.head_stride, kv_head, begin, end},
+                 StackedQueries{q_rows.data(), key_end.data(), rows}, out.data(), lse.data(), scratch);
+  EXPECT_EQ(lse[0], kEmptyLse);
+  for (int d = 0; d < k; ++d) EXPECT_EQ(out[std::size_t(d)], 0.0f);
+  std::vector<float> seen(out.begin() + k, out.end());
+  std::vector<double> ref(seen.size());
+  for (int r = 1; r < rows; ++r) {
+    const int limit = std::min(end, key_end[std::size_t(r)]) - begin;
+    reference_row(q_rows[std::size_t(r)], shape.scale, {&window}, kv_head, limit, &ref[std::size_t(r - 1) * k]);
+    // lse against its own float64 value.
+    double m = -1e300, sum = 0.0;
+    std::vector<double> s;
+    for (int t = 0; t < limit; ++t) {
+      double dot = 0.0;
+      for (int d = 0; d < k; ++d) dot += double(q_rows[std::size_t(r)][d]) * window.key(kv_head, t)[d];
+      s.push_back(shape.scale * dot);
+      m = std::max(m, s.back());
+    }
+    for (double x : s) sum += std::exp(x - m);
+    EXPECT_NEAR(lse[std::size_t(r)], m + std::log(sum), 1e-5 * std::max(1.0, std::abs(m)));
+  }
+  EXPECT_LE(relative_error(seen, ref), kTolerance);
+}
+
+// ---------------------------------------------------------------------------
+// Bad arguments: an Error naming the problem, and the output left untouched.
+
+struct BadPlanFixture : testing::Test {
+  BadPlanFixture() : pool(1), rng(fresh_seed()) {
+    c = DecodeCase{4, 2, 8, 2, 40, 3, KvType::f32, Layout::blocks32};
+    d = make_decode_data(c, rng);
+    p = bifurcated_plan(c, d, rng);
+  }
+  // Expects attend to throw an Error mentioning `fragment` and not to write out.
+  void expect_rejected(const AttentionPlan& plan, const std::string& fragment) {
+    std::vector<float> out(d.q.size(), 7.0f);
+    try {
+      attend(plan, d.q.data(), out.data(), ws, pool);
+      ADD_FAILURE() << "no Error for: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+    for (float x : out) ASSERT_EQ(x, 7.0f);
+  }
+  ThreadPool pool;
+  AttentionWorkspace ws;
+  std::mt19937 rng;
+  DecodeCase c;
+  DecodeData d;
+  StoredPlan p;
+};
+
+TEST_F(BadPlanFixture, ValidPlanRuns) {
+  std::vector<float> out = run_attend(p.plan, d.q, ws, pool);
+  compute_reference(c, d);
+  EXPECT_LE(relative_error(out, d.ref), kTolerance);
+}
+
+TEST_F(BadPlanFixture, HeadsNotDivisibleByGroups) {
+  AttentionPlan plan = p.plan;
+  plan.shape.n_kv_heads = 3;
+  expect_rejected(plan, "not a multiple of n_kv_heads 3");
+}
+
+TEST_F(BadPlanFixture, HeadSizeBelowOne) {
+  AttentionPlan plan = p.plan;
+  plan.shape.head_size = 0;
+  expect_rejected(plan, "head_size must be >= 1, got 0");
+}
+
+TEST_F(BadPlanFixture, SequenceOutOfRange) {
+  AttentionPlan plan = p.plan;
+  plan.segments[1].sequences = {2};
+  expect_rejected(plan, "lists sequence 2, outside [0, 2)");
+  plan.segments[1].sequences = {-1};
+  expect_rejected(plan, "lists sequence -1");
+}
+
+TEST_F(BadPlanFixture, SequencesNotAscendingOrRepeated) {
+  AttentionPlan plan = p.plan;
+  plan.segments[0].sequences = {1, 0};
+  expect_rejected(plan, "must be ascending");
+  plan.segments[0].sequences = {0, 0, 1};
+  expect_rejected(plan, "must be ascending");
+}
+
+TEST_F(BadPlanFixture, SequenceAttendingToNoKeys) {
+  AttentionPlan plan = p.plan;
+  plan.segments[0].sequences = {0};  // sequence 1 keeps only its 3-token leaf
+  plan.segments[2].chunks.clear();   // ... which is now empty too
+  expect_rejected(plan, "sequence 1 attends to zero keys");
+}
+
+TEST_F(BadPlanFixture, NullChunkPointer) {
+  AttentionPlan plan = p.plan;
+  plan.segments[0].chunks[1].v = nullptr;
+  expect_rejected(plan, "segment 0 chunk 1 has a null V pointer");
+}
+
+TEST_F(BadPlanFixture, HeadStrideSmallerThanAHeadsRows) {
+  AttentionPlan plan = p.plan;
+  plan.segments[0].head_stride = 16;  // 32 tokens x 8 floats need 1024 bytes per head
+  expect_rejected(plan, "head_stride 16 bytes is smaller");
+}
+
+TEST_F(BadPlanFixture, CausalSegmentTooShort) {
+  std::vector<float> out(d.q.size(), 7.0f);
+  EXPECT_THROW(attend_causal(p.plan.shape, p.plan.segments[0], 39, 2, d.q.data(), out.data(), ws, pool), Error);
+  EXPECT_THROW(attend_causal(p.plan.shape, p.plan.segments[0], -1, 1, d.q.data(), out.data(), ws, pool), Error);
+  for (float x : out) ASSERT_EQ(x, 7.0f);
+}
+
 }  // namespace
 }  // namespace bifurcate::kernels
