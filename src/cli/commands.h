@@ -16,5 +16,6 @@ struct Command {
 
 int run_make_model(int argc, char** argv);  // cmd_make_model.cpp
 int run_inspect(int argc, char** argv);     // cmd_inspect.cpp
+int run_generate(int argc, char** argv);    // cmd_generate.cpp
 
 }  // namespace bifurcate::cli

@@ -1,0 +1,282 @@
+// `bifurcate generate`: many continuations of one prompt, prefilled once and
+// decoded together, ranked by mean log-probability, as text or JSON.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "bifurcate/engine.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/engine_flags.h"
+#include "util/error.h"
+#include "util/json_writer.h"
+
+namespace bifurcate::cli {
+namespace {
+
+struct GenerateArgs {
+  EngineFlags engine;
+  std::string prompt = "Once upon a time";
+  std::string prompt_file;
+  int64_t n = 4;
+  int64_t best_of = 0;
+  int64_t max_tokens = 64;
+  double temperature = 0.8;
+  int64_t top_k = 40;
+  double top_p = 0.95;
+  double min_p = 0.05;
+  double repeat_penalty = 1.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  int64_t repeat_last_n = 64;
+  uint64_t seed = 42;
+  int64_t logprobs = 0;
+  std::string stop;
+  std::string rank = "mean";
+  bool ignore_eos = false;
+  bool no_bos = false;
+  bool json = false;
+  bool stream = false;
+
+  template <class Visitor>
+  void for_each(Visitor& v) {
+    engine.for_each(v);
+    v(prompt, "prompt", 'p', "prompt text");
+    v(prompt_file, "file", 'f', "read the prompt from this file (exact bytes) instead of --prompt");
+    v(n, "n-samples", 'n', "number of continuations returned");
+    v(best_of, "best-of", '\0', "continuations drawn (>= n); the best n by --rank are returned (0: n)");
+    v(max_tokens, "max-tokens", 'l', "maximum tokens generated per continuation");
+    v(temperature, "temp", '\0', "sampling temperature; 0 = greedy");
+    v(top_k, "top-k", '\0', "keep the k most likely tokens (0 = off)");
+    v(top_p, "top-p", '\0', "nucleus sampling mass (1 = off)");
+    v(min_p, "min-p", '\0', "drop tokens below min-p x the top probability (0 = off)");
+    v(repeat_penalty, "repeat-penalty", '\0', "repetition penalty over the last --repeat-last-n tokens (1 = off)");
+    v(presence_penalty, "presence-penalty", '\0', "OpenAI presence penalty (0 = off)");
+    v(frequency_penalty, "frequency-penalty", '\0', "OpenAI frequency penalty (0 = off)");
+    v(repeat_last_n, "repeat-last-n", '\0', "window of the penalties (-1 = whole history)");
+    v(seed, "seed", 's', "random seed; the same seed gives the same samples in either attention mode");
+    v(logprobs, "logprobs", '\0', "report this many most likely alternatives per token (JSON)");
+    v(stop, "stop", '\0', "stop string; several separated by '|'");
+    v(rank, "rank", '\0', "order of the samples: mean (mean log-prob), sum, none");
+    v(ignore_eos, "ignore-eos", '\0', "keep generating past end-of-generation tokens");
+    v(no_bos, "no-bos", '\0', "do not prepend the BOS token");
+    v(json, "json", '\0', "print one JSON document with every sample and its scores");
+    v(stream, "stream", '\0', "print sample 0's text as it is generated (text mode)");
+  }
+};
+
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_interrupt(int) {
+  g_interrupted.store(true);
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C kills at once
+}
+
+std::vector<std::string> split_stop(const std::string& text) {
+  std::vector<std::string> out;
+  std::string current;
+  for (char c : text) {
+    if (c == '|') {
+      if (!current.empty()) out.push_back(current);
+      current.clear();
+    } else {
+      current += c;
+    }
+  }
+  if (!current.empty()) out.push_back(current);
+  return out;
+}
+
+Ranking parse_rank(const std::string& text) {
+  if (text == "mean") return Ranking::mean_logprob;
+  if (text == "sum") return Ranking::sum_logprob;
+  if (text == "none") return Ranking::none;
+  throw UsageError(str("flag --rank: unknown ranking '", text, "' (expected mean, sum or none)"));
+}
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  require(bool(in), "cannot read prompt file '", path, "'");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+GenerationRequest make_request(const GenerateArgs& a) {
+  GenerationRequest r;
+  r.prompt = a.prompt_file.empty() ? a.prompt : read_file_bytes(a.prompt_file);
+  r.add_bos = !a.no_bos;
+  r.n = int(a.n);
+  r.best_of = int(a.best_of);
+  r.max_tokens = int(a.max_tokens);
+  r.stop = split_stop(a.stop);
+  r.ignore_eos = a.ignore_eos;
+  r.ranking = parse_rank(a.rank);
+  SamplingOptions& s = r.sampling;
+  s.temperature = float(a.temperature);
+  s.top_k = int(a.top_k);
+  s.top_p = float(a.top_p);
+  s.min_p = float(a.min_p);
+  s.repetition_penalty = float(a.repeat_penalty);
+  s.presence_penalty = float(a.presence_penalty);
+  s.frequency_penalty = float(a.frequency_penalty);
+  s.repeat_last_n = int(a.repeat_last_n);
+  s.seed = a.seed;
+  s.top_logprobs = int(a.logprobs);
+  return r;
+}
+
+void print_json(const Engine& engine, const GenerateArgs& a, const GenerationRequest& request,
+                const GenerationResult& result) {
+  JsonWriter j(std::cout);
+  j.begin_object();
+  j.key("model");
+  j.value(engine.model_info().path);
+  j.key("prompt");
+  j.value(request.prompt);
+  j.key("attention");
+  j.value(engine.options().attention == AttentionMode::bifurcated ? "bifurcated" : "replicated");
+  j.key("seed");
+  j.value(a.seed);
+  j.key("samples");
+  j.begin_array();
+  for (size_t rank = 0; rank < result.samples.size(); ++rank) {
+    const Sample& s = result.samples[rank];
+    j.begin_object();
+    j.key("rank");
+    j.value(int64_t(rank + 1));
+    j.key("index");
+    j.value(s.index);
+    j.key("text");
+    j.value(s.text);
+    j.key("finish_reason");
+    j.value(finish_reason_name(s.finish_reason));
+    j.key("n_tokens");
+    j.value(int64_t(s.tokens.size()));
+    j.key("sum_logprob");
+    j.value(s.sum_logprob);
+    j.key("mean_logprob");
+    j.value(s.mean_logprob);
+    j.key("tokens");
+    j.begin_array();
+    for (size_t t = 0; t < s.tokens.size(); ++t) {
+      j.begin_object();
+      j.key("id");
+      j.value(s.tokens[t]);
+      j.key("piece");
+      j.value(engine.detokenize(std::span<const int32_t>(&s.tokens[t], 1)));
+      j.key("logprob");
+      j.value(double(s.logprobs[t]));
+      if (t < s.top_logprobs.size()) {
+        j.key("top_logprobs");
+        j.begin_array();
+        for (const auto& [id, lp] : s.top_logprobs[t]) {
+          j.begin_object();
+          j.key("id");
+          j.value(id);
+          j.key("logprob");
+          j.value(double(lp));
+          j.end_object();
+        }
+        j.end_array();
+      }
+      j.end_object();
+    }
+    j.end_array();
+    j.end_object();
+  }
+  j.end_array();
+  const GenerationStats& st = result.stats;
+  j.key("stats");
+  j.begin_object();
+  j.key("prompt_tokens");
+  j.value(st.prompt_tokens);
+  j.key("generated_tokens");
+  j.value(st.generated_tokens);
+  j.key("decode_steps");
+  j.value(st.decode_steps);
+  j.key("prefill_seconds");
+  j.value(st.prefill_seconds);
+  j.key("decode_seconds");
+  j.value(st.decode_seconds);
+  j.key("kv_bytes_peak");
+  j.value(uint64_t(st.kv_bytes_peak));
+  j.end_object();
+  j.end_object();
+}
+
+void print_text(const GenerationRequest& request, const GenerationResult& result) {
+  std::cout << "prompt: " << request.prompt << "\n";
+  for (size_t rank = 0; rank < result.samples.size(); ++rank) {
+    const Sample& s = result.samples[rank];
+    char header[160];
+    std::snprintf(header, sizeof header, "\n#%zu  sample %d  mean logprob %.4f  sum %.3f  %zu tokens  (%s)\n",
+                  rank + 1, s.index, s.mean_logprob, s.sum_logprob, s.tokens.size(),
+                  std::string(finish_reason_name(s.finish_reason)).c_str());
+    std::cout << header << request.prompt << s.text << "\n";
+  }
+}
+
+void print_timing(const GenerationResult& result, int n_samples) {
+  const GenerationStats& s = result.stats;
+  const double pp = s.prefill_seconds > 0 ? s.prompt_tokens / s.prefill_seconds : 0;
+  const double tg = s.decode_seconds > 0 ? s.generated_tokens / s.decode_seconds : 0;
+  std::fprintf(stderr,
+               "\nprefill: %d tokens in %.3f s (%.1f t/s)\n"
+               "decode:  %d tokens in %d steps, %.3f s (%.1f t/s total, %.1f t/s per sample, %.2f ms/step)\n"
+               "kv cache peak: %.1f MiB\n",
+               s.prompt_tokens, s.prefill_seconds, pp, s.generated_tokens, s.decode_steps, s.decode_seconds, tg,
+               tg / std::max(1, n_samples), s.decode_steps ? 1e3 * s.decode_seconds / s.decode_steps : 0.0,
+               double(s.kv_bytes_peak) / (1 << 20));
+}
+
+}  // namespace
+
+int run_generate(int argc, char** argv) {
+  GenerateArgs args;
+  FlagParser parser = make_flag_parser(args, "generate",
+                                       "Generate many continuations of one prompt, decoded together with "
+                                       "bifurcated attention, ranked by mean log-probability.");
+  if (parser.parse(argc, argv) == ParseResult::kShowHelp) {
+    std::cout << parser.help();
+    return 0;
+  }
+  const GenerationRequest request = make_request(args);
+  Engine engine(args.engine.options());
+  const ModelInfo& info = engine.model_info();
+  std::fprintf(stderr, "model: %s (%s, %d layers, dim %d, %d heads / %d KV heads, vocab %d)\n", info.path.c_str(),
+               info.architecture.c_str(), info.n_layers, info.dim, info.n_heads, info.n_kv_heads, info.n_vocab);
+
+  g_interrupted.store(false);
+  std::signal(SIGINT, on_interrupt);
+  GenerationCallbacks callbacks;
+  callbacks.cancel = &g_interrupted;
+  const int n_drawn = std::max(request.n, request.best_of);
+  callbacks.on_step = [&](int step, int active) {
+    std::fprintf(stderr, "\rdecoding: step %d/%d, %d of %d samples running   ", step, request.max_tokens, active,
+                 n_drawn);
+  };
+  if (args.stream && !args.json) {
+    std::cout << request.prompt << std::flush;
+    callbacks.on_text = [](int index, std::string_view text) {
+      if (index == 0) std::cout << text << std::flush;
+    };
+  }
+  const GenerationResult result = engine.generate(request, callbacks);
+  std::signal(SIGINT, SIG_DFL);
+  std::fprintf(stderr, "\n");
+  if (args.stream && !args.json) std::cout << "\n";
+  if (g_interrupted.load()) std::fprintf(stderr, "interrupted: printing what was generated\n");
+  if (args.json) {
+    print_json(engine, args, request, result);
+  } else {
+    print_text(request, result);
+  }
+  print_timing(result, n_drawn);
+  return g_interrupted.load() ? 130 : 0;
+}
+
+}  // namespace bifurcate::cli
