@@ -103,6 +103,7 @@ TEST(Matmul, OneAndTwoThreadsAgreeExactly) {
 TEST(Matmul, LargeKCrossesSeveralKBlocks) {
   ThreadPool two(2);
   check_matmul(GgmlType::F16, 50, 2048 + 8, 6, two);
+  check_matmul(GgmlType::F16, 30, 1024 + 40, 40, two);  // packed path, ragged last K-block
   check_matmul(GgmlType::Q8_0, 50, 1600, 4, two);
   check_matmul(GgmlType::Q6_K, 20, 1536, 8, two);
 }

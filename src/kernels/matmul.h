@@ -1,10 +1,13 @@
 // Dense layer product y = x · Wᵀ with W in its file dtype (never expanded at
-// load). Two regimes, picked per call:
-//  - batch <= 4 with F32/F16/Q8_0 weights: DRAM-bound. Each weight row is
-//    read once, decoded in registers and FMA'd into all batch rows (GEMV).
-//  - otherwise: compute-bound. A panel of weight rows × a K-block is decoded
-//    to f32 once into a per-thread L2-resident buffer and reused by every
-//    batch row through a register-blocked AVX2 FMA tile.
+// load). Two paths, picked per call:
+//  - direct (F32/F16/Q8_0, batch <= 32): weights are decoded in registers
+//    straight from the mapped rows and FMA'd into up to 4 batch rows at a
+//    time; a 24-row chunk is reused from cache by every batch group, so DRAM
+//    reads each weight once. At batch 1-4 this is the bandwidth-bound GEMV.
+//  - packed (other types, or larger batches such as prefill): a panel of
+//    weight rows × a 512-wide K-block is decoded to f32 once into a
+//    per-thread L2-resident buffer and reused by every batch row through the
+//    same register-blocked AVX2 FMA tile.
 #pragma once
 
 #include <cstdint>
