@@ -7,6 +7,9 @@
 #include "util/error.h"
 
 namespace bifurcate {
+namespace {
+constexpr int kSpinIterations = 10000;
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
   require(n_threads >= 1, "thread pool needs at least 1 thread, got ", n_threads);
@@ -39,9 +42,10 @@ void ThreadPool::work_on_current_job(int thread) {
 void ThreadPool::worker_loop(int thread) {
   uint64_t seen = 0;
   for (;;) {
-    // Spin briefly before sleeping: decode steps issue many short jobs
-    // back to back, and a futex wake-up costs more than the job.
-    for (int spin = 0; spin < 20000 && generation_.load(std::memory_order_acquire) == seen; ++spin) {
+    // Spin briefly (~0.2 ms) before sleeping: decode steps issue many short
+    // jobs back to back, and a futex wake-up costs more than the job. Kept
+    // short so an oversubscribed machine is not starved by spinning.
+    for (int spin = 0; spin < kSpinIterations && generation_.load(std::memory_order_acquire) == seen; ++spin) {
       _mm_pause();
     }
     {
@@ -75,7 +79,7 @@ void ThreadPool::run(std::size_t n_tasks, const std::function<void(std::size_t, 
   }
   wake_.notify_all();
   work_on_current_job(0);
-  for (int spin = 0; spin < 200000 && busy_workers_.load(std::memory_order_acquire) != 0; ++spin) {
+  for (int spin = 0; spin < kSpinIterations && busy_workers_.load(std::memory_order_acquire) != 0; ++spin) {
     _mm_pause();
   }
   {
