@@ -1,36 +1,43 @@
 #include "sampling/sampler.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <limits>
 
 #include "sampling/penalties.h"
 #include "sampling/random.h"
+#include "sampling/vocab_math.h"
 #include "util/error.h"
 
 namespace bifurcate::sampling {
 
 namespace {
 
-// First sorted prefixes of the top-p walk hold this many candidates; each
-// extension doubles, so a peaked distribution sorts only a few dozen tokens.
-constexpr std::size_t kTopPFirstChunk = 64;
+// Top-p's quickselect stops halving at this many candidates and sorts them.
+constexpr std::size_t kTopPSortedTail = 64;
 
-// log(sum(exp(logits))), the log-softmax normaliser, accumulated in double.
-// NaN or +inf logits, or all -inf, have no distribution: Error naming the index.
+// log(sum(exp(logits))), the log-softmax normaliser. NaN or +inf logits, or
+// all -inf, have no distribution: Error naming the offending index.
 double log_normalizer(std::span<const float> logits) {
   require(!logits.empty(), "sampling: empty logits");
-  float max = -std::numeric_limits<float>::infinity();
-  for (float v : logits) max = std::max(max, v);  // skips NaN; caught by the sum below
-  double sum = 0.0;
-  for (float v : logits) sum += static_cast<double>(std::exp(v - max));
-  if (std::isfinite(max) && std::isfinite(sum)) return static_cast<double>(max) + std::log(sum);
+  const LogitRange range = scan_logits(logits);
+  if (!range.has_nan && std::isfinite(range.max)) {
+    return static_cast<double>(range.max) + std::log(sum_exp(logits, range.max));
+  }
   for (std::size_t i = 0; i < logits.size(); ++i) {
     require(!std::isnan(logits[i]) && logits[i] != std::numeric_limits<float>::infinity(), "sampling: logit ",
             i, " of ", logits.size(), " is ", logits[i]);
   }
   throw Error(str("sampling: all ", logits.size(), " logits are -inf"));
+}
+
+// Larger logit first, lower id on ties: a strict total order, so the kept
+// set and the order of any sorted prefix are fully determined.
+template <class C>
+bool more_likely(const C& a, const C& b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
 }
 
 }  // namespace
@@ -83,49 +90,58 @@ int32_t Sampler::greedy_token() const {
 
 std::size_t Sampler::truncate_candidates() {
   const std::size_t vocab = penalized_.size();
-  candidates_.resize(vocab);
-  for (std::size_t i = 0; i < vocab; ++i) candidates_[i] = {penalized_[i], 0.0f, static_cast<int32_t>(i)};
-  std::size_t n = apply_top_k();
-  const bool sorted = n < vocab;
-  apply_weights(n);
-  n = apply_min_p(n);
-  return apply_top_p(n, sorted);
-}
-
-namespace {
-// Larger logit first, lower id on ties: a strict total order, so the kept
-// set and the order of any sorted prefix are fully determined.
-template <class C>
-bool more_likely(const C& a, const C& b) {
-  return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
-}
-}  // namespace
-
-// Leaves candidates_[0, k) as the k most likely, sorted, when top-k is on
-// and smaller than the vocabulary; otherwise keeps everything unsorted.
-std::size_t Sampler::apply_top_k() {
-  const std::size_t vocab = candidates_.size();
   const auto k = static_cast<std::size_t>(params_.top_k);
-  if (k == 0 || k >= vocab) return vocab;
-  const auto kth = candidates_.begin() + static_cast<std::ptrdiff_t>(k);
-  std::nth_element(candidates_.begin(), kth, candidates_.end(), more_likely<Candidate>);
-  std::sort(candidates_.begin(), kth, more_likely<Candidate>);
+  if (k > 0 && k < vocab) return apply_top_p(apply_min_p(top_k_candidates(k)), /*sorted=*/true);
+  return apply_top_p(all_candidates(), /*sorted=*/false);
+}
+
+// The k most likely tokens, sorted, with their weights: candidates_[0, k).
+std::size_t Sampler::top_k_candidates(std::size_t k) {
+  select_top(penalized_, k);
+  const float max = candidates_[0].logit;
+  for (std::size_t i = 0; i < k; ++i) {
+    candidates_[i].weight = std::exp((candidates_[i].logit - max) / params_.temperature);
+  }
   return k;
 }
 
-// Weights relative to the most likely kept token, whose weight is exactly 1.
-void Sampler::apply_weights(std::size_t n) {
-  float max = -std::numeric_limits<float>::infinity();
-  for (std::size_t i = 0; i < n; ++i) max = std::max(max, candidates_[i].logit);
-  // Divide rather than multiply by 1/T: for a denormal T, 1/T is inf and 0 * inf is NaN.
-  const float temperature = params_.temperature;
-  for (std::size_t i = 0; i < n; ++i) {
-    candidates_[i].weight = std::exp((candidates_[i].logit - max) / temperature);
+// candidates_[0, k) = the k most likely of `values`, sorted, weights unset.
+// One pass with a heap of the k best so far, whose top is the least likely of
+// them: most values lose one comparison with it, so this is O(vocab) for small k.
+void Sampler::select_top(std::span<const float> values, std::size_t k) {
+  candidates_.clear();
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const Candidate c{values[i], 0.0f, static_cast<int32_t>(i)};
+    if (candidates_.size() < k) {
+      candidates_.push_back(c);
+      std::push_heap(candidates_.begin(), candidates_.end(), more_likely<Candidate>);
+    } else if (more_likely(c, candidates_.front())) {
+      std::pop_heap(candidates_.begin(), candidates_.end(), more_likely<Candidate>);
+      candidates_.back() = c;
+      std::push_heap(candidates_.begin(), candidates_.end(), more_likely<Candidate>);
+    }
   }
+  std::sort(candidates_.begin(), candidates_.end(), more_likely<Candidate>);
 }
 
-// p >= min_p * p_max is weight >= min_p because p_max has weight 1.
-// remove_if keeps the survivors' order, so a sorted prefix stays sorted.
+// Every token that passes min-p, unsorted, with its weight; weights of the
+// whole vocabulary are one vectorised pass.
+std::size_t Sampler::all_candidates() {
+  const std::size_t vocab = penalized_.size();
+  weights_.resize(vocab);
+  exp_weights(penalized_, scan_logits(penalized_).max, params_.temperature, weights_);
+  candidates_.resize(vocab);
+  const float threshold = params_.min_p;
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < vocab; ++i) {
+    if (weights_[i] >= threshold) candidates_[n++] = {penalized_[i], weights_[i], static_cast<int32_t>(i)};
+  }
+  return n;
+}
+
+// Weights are relative to the most likely token, whose weight is exactly 1,
+// so p >= min_p * p_max is weight >= min_p. remove_if keeps the survivors'
+// order, so a sorted prefix stays sorted.
 std::size_t Sampler::apply_min_p(std::size_t n) {
   if (params_.min_p <= 0.0f) return n;
   const float threshold = params_.min_p;
@@ -135,33 +151,70 @@ std::size_t Sampler::apply_min_p(std::size_t n) {
 }
 
 // Keeps the shortest most-likely-first prefix of candidates_[0, n) whose
-// weight reaches top_p of the total. When the candidates are not sorted yet,
-// sorts only as far as the walk needs, in chunks (nth_element, then sort).
+// weight reaches top_p of the total; returns its length. Sorted candidates
+// are walked. Unsorted ones are never fully sorted: the range [lo, hi) that
+// holds the boundary is narrowed first by a histogram of the weights, then by
+// a quickselect on mass, and only the last few dozen are sorted. Invariant:
+// everything before lo is more likely than [lo, hi) and kept, and
+// mass(lo, hi) >= need. O(n) even when a flat distribution needs thousands.
 std::size_t Sampler::apply_top_p(std::size_t n, bool sorted) {
   if (params_.top_p >= 1.0f || n == 0) return n;
-  double total = 0.0;
-  for (std::size_t i = 0; i < n; ++i) total += candidates_[i].weight;
-  const double target = static_cast<double>(params_.top_p) * total;
-  const auto begin = candidates_.begin();
-  std::size_t sorted_end = sorted ? n : 0;
-  double mass = 0.0;
-  std::size_t i = 0;
-  while (i < n) {
-    if (i == sorted_end) {
-      const std::size_t grown = std::min(n, sorted_end + std::max(kTopPFirstChunk, sorted_end));
-      const auto first = begin + static_cast<std::ptrdiff_t>(sorted_end);
-      const auto last = begin + static_cast<std::ptrdiff_t>(grown);
-      if (grown < n) {
-        std::nth_element(first, last, begin + static_cast<std::ptrdiff_t>(n), more_likely<Candidate>);
+  double need = static_cast<double>(params_.top_p) * candidate_mass(0, n);
+  std::size_t lo = 0, hi = n;
+  if (!sorted) {
+    narrow_by_weight_buckets(lo, hi, need);
+    const auto at = [&](std::size_t i) { return candidates_.begin() + static_cast<std::ptrdiff_t>(i); };
+    while (hi - lo > kTopPSortedTail) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      std::nth_element(at(lo), at(mid), at(hi), more_likely<Candidate>);
+      const double upper = candidate_mass(lo, mid);
+      if (upper >= need) {
+        hi = mid;
+      } else {
+        need -= upper;
+        lo = mid;
       }
-      std::sort(first, last, more_likely<Candidate>);
-      sorted_end = grown;
     }
-    mass += candidates_[i].weight;
-    ++i;
-    if (mass >= target) break;
+    std::sort(at(lo), at(hi), more_likely<Candidate>);
   }
-  return i;
+  double mass = 0.0;
+  for (std::size_t i = lo; i < hi; ++i) {
+    mass += candidates_[i].weight;
+    if (mass >= need) return i + 1;
+  }
+  return hi;  // only reached through rounding: keep the whole range
+}
+
+double Sampler::candidate_mass(std::size_t begin, std::size_t end) const {
+  double mass = 0.0;
+  for (std::size_t i = begin; i < end; ++i) mass += candidates_[i].weight;
+  return mass;
+}
+
+// Buckets by the top bits of the float weight (exponent + 3 mantissa bits:
+// 8 buckets per octave), which are monotone in the weight and so in the
+// logit. Finds the bucket where the running mass, most likely first, reaches
+// `need`; moves the buckets above it to the front (kept) and that bucket
+// after them, and narrows [lo, hi) to it.
+void Sampler::narrow_by_weight_buckets(std::size_t& lo, std::size_t& hi, double& need) {
+  constexpr int kShift = 20;  // 32 bits - sign - 8 exponent - 3 mantissa
+  constexpr std::size_t kBuckets = std::size_t{1} << (31 - kShift);
+  const auto bucket_of = [](float w) { return std::bit_cast<uint32_t>(w) >> kShift; };
+  bucket_mass_.assign(kBuckets, 0.0);
+  for (std::size_t i = lo; i < hi; ++i) bucket_mass_[bucket_of(candidates_[i].weight)] += candidates_[i].weight;
+  std::size_t boundary = kBuckets;
+  double above = 0.0;
+  while (boundary > 0 && above + bucket_mass_[boundary - 1] < need) above += bucket_mass_[--boundary];
+  if (boundary == 0) return;  // rounding: the walk over everything decides
+  const uint32_t b = static_cast<uint32_t>(boundary - 1);
+  const auto first = candidates_.begin() + static_cast<std::ptrdiff_t>(lo);
+  const auto last = candidates_.begin() + static_cast<std::ptrdiff_t>(hi);
+  const auto kept_end = std::partition(first, last, [&](const Candidate& c) { return bucket_of(c.weight) > b; });
+  const auto boundary_end =
+      std::partition(kept_end, last, [&](const Candidate& c) { return bucket_of(c.weight) == b; });
+  lo = static_cast<std::size_t>(kept_end - candidates_.begin());
+  hi = static_cast<std::size_t>(boundary_end - candidates_.begin());
+  need -= above;
 }
 
 // Inverse-CDF draw over candidates_[0, n) in their current order.
@@ -182,13 +235,8 @@ int32_t Sampler::draw(std::size_t n, double uniform) const {
 }
 
 std::vector<std::pair<int32_t, float>> Sampler::top_raw_logprobs(std::span<const float> logits, double log_norm) {
-  const std::size_t vocab = logits.size();
-  const std::size_t n = std::min(vocab, static_cast<std::size_t>(params_.top_logprobs));
-  candidates_.resize(vocab);
-  for (std::size_t i = 0; i < vocab; ++i) candidates_[i] = {logits[i], 0.0f, static_cast<int32_t>(i)};
-  const auto nth = candidates_.begin() + static_cast<std::ptrdiff_t>(n);
-  std::nth_element(candidates_.begin(), nth, candidates_.end(), more_likely<Candidate>);
-  std::sort(candidates_.begin(), nth, more_likely<Candidate>);
+  const std::size_t n = std::min(logits.size(), static_cast<std::size_t>(params_.top_logprobs));
+  select_top(logits, n);
   std::vector<std::pair<int32_t, float>> top;
   top.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {

@@ -64,10 +64,13 @@ class Sampler {
   int32_t greedy_token() const;
   // Steps 3–7 on penalized_: leaves the kept tokens in candidates_[0, n) and returns n.
   std::size_t truncate_candidates();
-  std::size_t apply_top_k();
-  void apply_weights(std::size_t n);
+  std::size_t top_k_candidates(std::size_t k);
+  std::size_t all_candidates();
+  void select_top(std::span<const float> values, std::size_t k);
   std::size_t apply_min_p(std::size_t n);
   std::size_t apply_top_p(std::size_t n, bool sorted);
+  double candidate_mass(std::size_t begin, std::size_t end) const;
+  void narrow_by_weight_buckets(std::size_t& lo, std::size_t& hi, double& need);
   int32_t draw(std::size_t n, double uniform) const;
   std::vector<std::pair<int32_t, float>> top_raw_logprobs(std::span<const float> logits, double log_norm);
 
@@ -76,7 +79,9 @@ class Sampler {
   uint64_t draws_ = 0;
   // Reused per call, sized to the vocabulary.
   std::vector<float> penalized_;
+  std::vector<float> weights_;
   std::vector<Candidate> candidates_;
+  std::vector<double> bucket_mass_;
   std::vector<int32_t> window_scratch_;
 };
 
