@@ -70,6 +70,8 @@ TEST_P(Conformance, MatchesLlamaCppReference) {
   std::size_t passed = 0;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const std::vector<int32_t> got = tok.encode(inputs[i], /*add_bos=*/false);
+    // Byte-level BPE and SPM with byte fallback are lossless on valid UTF-8.
+    EXPECT_EQ(tok.decode(got), inputs[i]) << GetParam() << " case " << i << ": decode(encode(x)) != x";
     if (got == expected[i]) {
       ++passed;
     } else {

@@ -31,11 +31,17 @@ void replace_all(std::string& s, std::string_view from, std::string_view to) {
   s = std::move(out);
 }
 
-// The byte a "<0xXX>" token stands for.
-uint8_t parse_byte_token(std::string_view text, int32_t id) {
-  require(text.size() == 6 && text.substr(0, 3) == "<0x" && text[5] == '>', "byte token ", id, " has text '",
-          text, "', expected <0xXX>");
-  return static_cast<uint8_t>(std::stoi(std::string(text.substr(3, 2)), nullptr, 16));
+// The byte a "<0xXX>" token stands for, or -1 if `text` is not of that form.
+int parse_byte_token(std::string_view text) {
+  const auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (text.size() != 6 || text.substr(0, 3) != "<0x" || text[5] != '>') return -1;
+  const int high = hex(text[3]), low = hex(text[4]);
+  return high < 0 || low < 0 ? -1 : high * 16 + low;
 }
 
 }  // namespace
@@ -102,8 +108,12 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
         pieces_[id] = text;
         break;
       case TokenType::Byte:
-        pieces_[id] = std::string(1, static_cast<char>(parse_byte_token(text, static_cast<int32_t>(id))));
-        break;
+        if (const int byte = parse_byte_token(text); byte >= 0) {
+          pieces_[id] = std::string(1, static_cast<char>(byte));
+          break;
+        }
+        require(vocab_.kind == VocabKind::Bpe, "byte token ", id, " has text '", text, "', expected <0xXX>");
+        [[fallthrough]];  // a BPE byte token in the byte alphabet decodes like a normal one
       case TokenType::Normal:
         if (vocab_.kind == VocabKind::Spm) {
           pieces_[id] = text;
