@@ -310,6 +310,31 @@ TEST(KvCache, BudgetRefusalNamesNeededBytesAndBudget) {
   EXPECT_EQ(cache.bytes_in_use(), 3 * block);
 }
 
+TEST(KvCache, AppendTokensIsAllOrNothing) {
+  std::mt19937 rng(6);
+  KvLayout L = small_layout(KvType::f32, 4);
+  KvCache cache(L, 3 * stride_of(L));
+  SegmentId s = cache.create_root();
+  cache.append_token(s);
+  std::vector<KvCache::Slot> slots;
+  EXPECT_THROW(cache.append_tokens(s, 12, slots), Error);  // 13 tokens need 4 blocks
+  EXPECT_EQ(cache.tokens(s), 1);
+  EXPECT_EQ(cache.n_blocks(s), 1);
+  cache.append_tokens(s, 11, slots);  // exactly fills 3 blocks
+  ASSERT_EQ(slots.size(), 11u);
+  for (int i = 0; i < 11; ++i) {
+    KvCache::Slot want = cache.slot(s, i + 1);
+    EXPECT_EQ(slots[std::size_t(i)].block, want.block) << i;
+    EXPECT_EQ(slots[std::size_t(i)].index_in_block, want.index_in_block) << i;
+  }
+  TokenRows rows = write_random_token(cache, slots[6], rng);
+  expect_rows_eq(read_token_via_view(cache, s, 7), rows, "token 7");
+  // A moved cache keeps its blocks where they were.
+  KvCache moved = std::move(cache);
+  expect_rows_eq(read_token_via_view(moved, s, 7), rows, "token 7 after move");
+  EXPECT_EQ(moved.bytes_in_use(), 3 * stride_of(L));
+}
+
 TEST(KvCache, CheckBudgetIsSafeForAnySplit) {
   // For every way to spread T tokens over n fresh segments that check_budget
   // admits, appending them must succeed.

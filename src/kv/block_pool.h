@@ -23,6 +23,8 @@ class BlockPool {
   BlockPool(std::size_t block_bytes, std::size_t budget_bytes);
   BlockPool(const BlockPool&) = delete;
   BlockPool& operator=(const BlockPool&) = delete;
+  BlockPool(BlockPool&&) = default;  // blocks stay where they are: only the owner changes
+  BlockPool& operator=(BlockPool&&) = default;
 
   // Bytes one block occupies in the pool (block_bytes rounded up to kAlignment).
   std::size_t block_stride() const { return block_stride_; }

@@ -166,6 +166,20 @@ KvCache::Slot KvCache::append_token(SegmentId s) {
   return Slot{seg.blocks.back(), index};
 }
 
+void KvCache::append_tokens(SegmentId s, int n, std::vector<Slot>& slots) {
+  const Segment& seg = live_segment(s, "append_tokens");
+  require(n >= 0, "KvCache::append_tokens: n must be >= 0, got ", n);
+  require(!seg.frozen, "KvCache::append_tokens: segment ", s, " has been forked (", seg.n_children,
+          " live children) and is frozen; only leaves grow");
+  std::size_t new_blocks = blocks_for_tokens(int64_t(seg.tokens) + n) - seg.blocks.size();
+  if (new_blocks > pool_.blocks_available()) {
+    throw_budget_exceeded(new_blocks, str(n, " more tokens of segment ", s, " (", seg.tokens, " so far)"));
+  }
+  slots.clear();
+  slots.reserve(std::size_t(n));
+  for (int i = 0; i < n; ++i) slots.push_back(append_token(s));
+}
+
 KvCache::Slot KvCache::slot(SegmentId s, int index) const {
   const Segment& seg = live_segment(s, "slot");
   require(index >= 0 && index < seg.tokens, "KvCache::slot: token ", index, " out of range for segment ", s,

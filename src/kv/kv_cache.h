@@ -78,6 +78,10 @@ class KvCache {
   // last one is full) and returns where its K/V rows go. The token counts as
   // present at once: write its rows for every layer before attention reads it.
   Slot append_token(SegmentId s);
+  // Appends `n` token slots at once (a prefill chunk), all or nothing: throws
+  // before changing anything when the budget cannot hold them. slots[i] is token
+  // tokens(s) - n + i afterwards; `slots` is overwritten.
+  void append_tokens(SegmentId s, int n, std::vector<Slot>& slots);
   // The slot of existing token `index` (0-based within segment `s`).
   Slot slot(SegmentId s, int index) const;
   // head_size elements of layout().type for (layer, kv_head) at `slot`.
