@@ -240,6 +240,13 @@ void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, Thre
       multiply_rows_packed(call.w, call.x, call.batch, call.y, r_begin, r_end, panel);
     }
   };
+  // Below ~20 us of work, waking the other threads costs more than it saves
+  // (and on an oversubscribed machine a wake-up can cost a whole time slice).
+  constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
+  if (w.rows * w.cols * batch < kMinParallelMacs) {
+    for (int64_t t = 0; t < n_tasks; ++t) task(size_t(t), 0);
+    return;
+  }
   pool.run(size_t(n_tasks), task);
 }
 
