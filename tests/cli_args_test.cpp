@@ -172,5 +172,54 @@ TEST(FlagParser, DuplicateDeclarationIsAnError) {
   EXPECT_THROW(make_flag_parser(args, "clash", ""), Error);
 }
 
+// A fixed positional, then a variadic list (as in `detokenize 1 2 3`).
+struct ListArgs {
+  std::string mode;
+  std::vector<std::string> ids;
+  bool flag = false;
+  template <class Visitor>
+  void for_each(Visitor& v) {
+    v.positional(mode, "MODE", "the mode");
+    v.positional_list(ids, "ID", "token ids");
+    v(flag, "flag", 'f', "a flag");
+  }
+};
+
+TEST(FlagParser, PositionalListTakesEveryTrailingArgument) {
+  ListArgs args;
+  FlagParser parser = make_flag_parser(args, "list", "A list command.");
+  const char* argv[] = {"list", "m", "1", "--flag", "22", "--", "-3"};
+  ASSERT_EQ(parser.parse(7, argv), ParseResult::kRun);
+  EXPECT_EQ(args.mode, "m");
+  EXPECT_EQ(args.ids, (std::vector<std::string>{"1", "22", "-3"}));
+  EXPECT_TRUE(args.flag);
+  EXPECT_NE(parser.help().find("usage: bifurcate list MODE ID... [flags]"), std::string::npos) << parser.help();
+  EXPECT_NE(parser.help().find("ID..."), std::string::npos);
+
+  ListArgs empty;
+  FlagParser empty_parser = make_flag_parser(empty, "list", "");
+  const char* only_mode[] = {"list", "m"};
+  try {
+    empty_parser.parse(2, only_mode);
+    ADD_FAILURE() << "an empty list was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing argument ID"), std::string::npos) << e.what();
+  }
+}
+
+struct TwoListArgs {
+  std::vector<std::string> a, b;
+  template <class Visitor>
+  void for_each(Visitor& v) {
+    v.positional_list(a, "A", "first");
+    v.positional_list(b, "B", "second");
+  }
+};
+
+TEST(FlagParser, TwoPositionalListsAreAnError) {
+  TwoListArgs args;
+  EXPECT_THROW(make_flag_parser(args, "two", ""), Error);
+}
+
 }  // namespace
 }  // namespace bifurcate::cli

@@ -85,6 +85,13 @@ void FlagParser::positional(std::string& value, std::string_view name, std::stri
   positionals_.push_back({std::string(name), std::string(help), &value});
 }
 
+void FlagParser::positional_list(std::vector<std::string>& values, std::string_view name, std::string_view help) {
+  require(positional_list_ == nullptr, "command '", command_, "' declares two positional lists");
+  positional_list_ = &values;
+  positional_list_name_ = name;
+  positional_list_help_ = help;
+}
+
 FlagParser::Flag* FlagParser::find_flag(std::string_view spelled) {
   for (Flag& f : flags_) {
     if (spelled.starts_with("--") ? spelled.substr(2) == f.name
@@ -134,6 +141,10 @@ ParseResult FlagParser::parse(int argc, const char* const* argv) {
     std::string_view arg = argv[i];
     bool looks_like_flag = !flags_ended && arg.size() > 1 && arg.front() == '-';
     if (!looks_like_flag) {
+      if (next_positional == positionals_.size() && positional_list_ != nullptr) {
+        positional_list_->push_back(std::string(arg));
+        continue;
+      }
       if (next_positional == positionals_.size()) {
         throw UsageError(str("unexpected argument '", arg, "' for '", command_, "'", see_help()));
       }
@@ -178,6 +189,9 @@ ParseResult FlagParser::parse(int argc, const char* const* argv) {
     throw UsageError(str("missing argument ", positionals_[next_positional].name, " for '", command_, "'",
                          see_help()));
   }
+  if (positional_list_ != nullptr && positional_list_->empty()) {
+    throw UsageError(str("missing argument ", positional_list_name_, " for '", command_, "'", see_help()));
+  }
   return ParseResult::kRun;
 }
 
@@ -185,13 +199,17 @@ std::string FlagParser::help() const {
   std::ostringstream out;
   out << "usage: bifurcate " << command_;
   for (const Positional& p : positionals_) out << ' ' << p.name;
+  if (positional_list_ != nullptr) out << ' ' << positional_list_name_ << "...";
   for (const Flag& f : flags_) {
     if (f.need == Need::kRequired) out << " --" << f.name << ' ' << value_placeholder(f.target);
   }
   out << " [flags]\n\n" << summary_ << "\n";
-  if (!positionals_.empty()) {
+  if (!positionals_.empty() || positional_list_ != nullptr) {
     out << "\narguments:\n";
     for (const Positional& p : positionals_) out << "  " << std::left << std::setw(24) << p.name << p.help << '\n';
+    if (positional_list_ != nullptr) {
+      out << "  " << std::left << std::setw(24) << (positional_list_name_ + "...") << positional_list_help_ << '\n';
+    }
   }
   out << "\nflags:\n";
   auto row = [&](char alias, std::string_view name, std::string_view placeholder, std::string_view help,

@@ -57,6 +57,9 @@ class FlagParser {
   void operator()(bool& value, std::string_view name, char alias, std::string_view help);
   // A required positional argument; positionals are filled in declaration order.
   void positional(std::string& value, std::string_view name, std::string_view help);
+  // One or more trailing positional arguments (`detokenize 1 2 3`), after
+  // every single positional; at most one list per command.
+  void positional_list(std::vector<std::string>& values, std::string_view name, std::string_view help);
 
   // Parses argv[1..argc) (argv[0] is the command name) into the declared
   // variables. Returns kShowHelp, leaving values partly set, if -h/--help
@@ -93,6 +96,9 @@ class FlagParser {
   std::string summary_;
   std::vector<Flag> flags_;
   std::vector<Positional> positionals_;
+  std::vector<std::string>* positional_list_ = nullptr;
+  std::string positional_list_name_;
+  std::string positional_list_help_;
 };
 
 // Builds a parser from `args.for_each`; the parser writes into `args`, so
