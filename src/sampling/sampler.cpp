@@ -67,8 +67,7 @@ std::vector<std::pair<int32_t, double>> Sampler::distribution(std::span<const fl
   penalize_logits(logits, history);
   if (params_.temperature == 0.0f) return {{greedy_token(), 1.0}};
   const std::size_t n = truncate_candidates();
-  double total = 0.0;
-  for (std::size_t i = 0; i < n; ++i) total += candidates_[i].weight;
+  const double total = candidate_mass(0, n);
   std::vector<std::pair<int32_t, double>> result;
   result.reserve(n);
   for (std::size_t i = 0; i < n; ++i) result.emplace_back(candidates_[i].token, candidates_[i].weight / total);
@@ -219,9 +218,7 @@ void Sampler::narrow_by_weight_buckets(std::size_t& lo, std::size_t& hi, double&
 
 // Inverse-CDF draw over candidates_[0, n) in their current order.
 int32_t Sampler::draw(std::size_t n, double uniform) const {
-  double total = 0.0;
-  for (std::size_t i = 0; i < n; ++i) total += candidates_[i].weight;
-  const double target = uniform * total;
+  const double target = uniform * candidate_mass(0, n);
   double mass = 0.0;
   for (std::size_t i = 0; i < n; ++i) {
     mass += candidates_[i].weight;
