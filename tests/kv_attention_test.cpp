@@ -98,7 +98,7 @@ std::vector<double> reference_attention(const KvLayout& L, const kernels::Attent
   const std::size_t m = n_keys < 0 ? keys.size() : std::size_t(n_keys);
   std::vector<double> out(std::size_t(shape.n_heads * hs), 0.0);
   for (int h = 0; h < shape.n_heads; ++h) {
-    std::size_t base = std::size_t((layer * L.n_kv_heads + h / group) * hs);
+    std::size_t base = std::size_t(layer * L.n_kv_heads + h / group) * std::size_t(hs);
     std::vector<double> s(m);
     double max_s = -std::numeric_limits<double>::infinity();
     for (std::size_t t = 0; t < m; ++t) {
@@ -111,7 +111,8 @@ std::vector<double> reference_attention(const KvLayout& L, const kernels::Attent
     for (double& x : s) sum += (x = std::exp(x - max_s));
     for (std::size_t t = 0; t < m; ++t) {
       for (int e = 0; e < hs; ++e) {
-        out[std::size_t(h * hs + e)] += s[t] / sum * double(keys[t]->v[base + std::size_t(e)]);
+        out[std::size_t(h) * std::size_t(hs) + std::size_t(e)] +=
+            s[t] / sum * double(keys[t]->v[base + std::size_t(e)]);
       }
     }
   }
@@ -137,23 +138,24 @@ struct Case {
 
 std::string describe(const Case& c) {
   return testing::PrintToString(c.n_heads) + " heads, " + testing::PrintToString(c.n_kv_heads) +
-         " KV heads, head size " + testing::PrintToString(c.head_size) + (c.type == KvType::f32 ? ", f32" : ", f16") +
-         ", blocks of " + testing::PrintToString(c.block_tokens);
+         " KV heads, head size " + testing::PrintToString(c.head_size) +
+         (c.type == KvType::f32 ? ", f32" : ", f16") + ", blocks of " +
+         testing::PrintToString(c.block_tokens);
 }
 
 const std::vector<Case> kCases = {
-    {4, 4, 8, KvType::f32, 32},   // MHA, the test model's head size
-    {8, 2, 13, KvType::f16, 7},   // GQA, awkward head size and block
-    {4, 1, 64, KvType::f32, 5},   // MQA, fast-path head size, tiny blocks
-    {6, 3, 128, KvType::f16, 32}, // GQA, largest fast path
+    {4, 4, 8, KvType::f32, 32},    // MHA, the test model's head size
+    {8, 2, 13, KvType::f16, 7},    // GQA, awkward head size and block
+    {4, 1, 64, KvType::f32, 5},    // MQA, fast-path head size, tiny blocks
+    {6, 3, 128, KvType::f16, 32},  // GQA, largest fast path
 };
 
 // Runs attend on the plan of `leaves` for every layer and checks each sequence
 // against the reference over its own root..leaf tokens.
-void check_step(const RecordedCache& rc, const std::vector<SegmentId>& leaves, const kernels::AttentionShape& shape,
-                uint32_t seed, ThreadPool& pool) {
+void check_step(const RecordedCache& rc, const std::vector<SegmentId>& leaves,
+                const kernels::AttentionShape& shape, uint32_t seed, ThreadPool& pool) {
   const KvLayout& L = rc.cache.layout();
-  const std::size_t row = std::size_t(shape.n_heads * shape.head_size);
+  const std::size_t row = std::size_t(shape.n_heads) * std::size_t(shape.head_size);
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.f, 1.f);
   std::vector<float> q(leaves.size() * row), out(leaves.size() * row);
@@ -173,7 +175,8 @@ void check_step(const RecordedCache& rc, const std::vector<SegmentId>& leaves, c
 }
 
 kernels::AttentionShape shape_for(const Case& c) {
-  return kernels::AttentionShape{c.n_heads, c.n_kv_heads, c.head_size, c.type, 1.f / std::sqrt(float(c.head_size))};
+  return kernels::AttentionShape{c.n_heads, c.n_kv_heads, c.head_size, c.type,
+                                 1.f / std::sqrt(float(c.head_size))};
 }
 
 TEST(KvAttention, BifurcatedAndReplicatedPlansMatchTheReference) {
@@ -182,7 +185,10 @@ TEST(KvAttention, BifurcatedAndReplicatedPlansMatchTheReference) {
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const Case& c : kCases) {
     SCOPED_TRACE(describe(c));
-    KvLayout L{.n_layers = 2, .n_kv_heads = c.n_kv_heads, .head_size = c.head_size, .type = c.type,
+    KvLayout L{.n_layers = 2,
+               .n_kv_heads = c.n_kv_heads,
+               .head_size = c.head_size,
+               .type = c.type,
                .block_tokens = c.block_tokens};
     RecordedCache rc(L, seed);
     SegmentId context = rc.cache.create_root();
@@ -211,7 +217,10 @@ TEST(KvAttention, ThreeLevelTreeMatchesTheReference) {
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const Case& c : kCases) {
     SCOPED_TRACE(describe(c));
-    KvLayout L{.n_layers = 2, .n_kv_heads = c.n_kv_heads, .head_size = c.head_size, .type = c.type,
+    KvLayout L{.n_layers = 2,
+               .n_kv_heads = c.n_kv_heads,
+               .head_size = c.head_size,
+               .type = c.type,
                .block_tokens = c.block_tokens};
     RecordedCache rc(L, seed);
     SegmentId system = rc.cache.create_root();
@@ -234,12 +243,15 @@ TEST(KvAttention, CausalPrefillOverAViewMatchesTheReference) {
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const Case& c : kCases) {
     SCOPED_TRACE(describe(c));
-    KvLayout L{.n_layers = 2, .n_kv_heads = c.n_kv_heads, .head_size = c.head_size, .type = c.type,
+    KvLayout L{.n_layers = 2,
+               .n_kv_heads = c.n_kv_heads,
+               .head_size = c.head_size,
+               .type = c.type,
                .block_tokens = c.block_tokens};
     RecordedCache rc(L, seed);
     SegmentId prompt = rc.cache.create_root();
     kernels::AttentionShape shape = shape_for(c);
-    const std::size_t row = std::size_t(c.n_heads * c.head_size);
+    const std::size_t row = std::size_t(c.n_heads) * std::size_t(c.head_size);
     std::mt19937 rng(seed + 4);
     std::normal_distribution<float> dist(0.f, 1.f);
     kernels::AttentionWorkspace ws;
@@ -249,9 +261,11 @@ TEST(KvAttention, CausalPrefillOverAViewMatchesTheReference) {
       rc.append(prompt, chunk);
       std::vector<const TokenRows*> keys = rc.path(prompt);
       for (int layer = 0; layer < L.n_layers; ++layer) {
-        std::vector<float> q(std::size_t(chunk) * row), out(q.size(), std::numeric_limits<float>::quiet_NaN());
+        std::vector<float> q(std::size_t(chunk) * row),
+            out(q.size(), std::numeric_limits<float>::quiet_NaN());
         for (float& x : q) x = dist(rng);
-        kernels::attend_causal(shape, rc.cache.view(prompt, layer), first, chunk, q.data(), out.data(), ws, pool);
+        kernels::attend_causal(shape, rc.cache.view(prompt, layer), first, chunk, q.data(), out.data(), ws,
+                               pool);
         for (int i = 0; i < chunk; ++i) {
           std::vector<double> ref =
               reference_attention(L, shape, keys, layer, q.data() + std::size_t(i) * row, first + i + 1);

@@ -267,7 +267,8 @@ TEST(KvCache, CopyPathCopiesEveryKvByteOfThePath) {
     cache.release(leaf);
     cache.release(other);
     EXPECT_FALSE(cache.is_live(root));
-    for (int t = 0; t < 14; ++t) expect_rows_eq(read_token_via_view(cache, copy, t), path[std::size_t(t)], "after");
+    for (int t = 0; t < 14; ++t)
+      expect_rows_eq(read_token_via_view(cache, copy, t), path[std::size_t(t)], "after");
     expect_rows_eq(read_token_via_view(cache, copy, 14), extra, "appended");
     cache.release(copy);
     EXPECT_EQ(cache.bytes_in_use(), 0u);
@@ -292,7 +293,7 @@ TEST(KvCache, BudgetRefusalNamesNeededBytesAndBudget) {
   EXPECT_EQ(cache.bytes_reserved(), 0u);  // refusing allocated nothing
   EXPECT_NO_THROW(cache.check_budget(12, 1));
   EXPECT_NO_THROW(cache.check_budget(3, 3));
-  EXPECT_NO_THROW(cache.check_budget(5, 3));  // worst split 2+2+1: 3 blocks
+  EXPECT_NO_THROW(cache.check_budget(5, 3));      // worst split 2+2+1: 3 blocks
   EXPECT_THROW(cache.check_budget(4, 4), Error);  // 1+1+1+1: 4 blocks
   EXPECT_THROW(cache.check_budget(13, 1), Error);
   EXPECT_NO_THROW(cache.check_budget_per_segment(4, 3));
@@ -301,7 +302,7 @@ TEST(KvCache, BudgetRefusalNamesNeededBytesAndBudget) {
   SegmentId s = cache.create_root();
   for (int t = 0; t < 12; ++t) cache.append_token(s);
   EXPECT_THROW(cache.append_token(s), Error);  // the 13th token needs a 4th block
-  EXPECT_EQ(cache.tokens(s), 12);             // the failed append changed nothing
+  EXPECT_EQ(cache.tokens(s), 12);              // the failed append changed nothing
   EXPECT_EQ(cache.bytes_in_use(), 3 * block);
   EXPECT_LE(cache.bytes_reserved(), budget);
   EXPECT_THROW(cache.check_budget(1, 1), Error);
@@ -356,7 +357,8 @@ TEST(KvCache, CheckBudgetIsSafeForAnySplit) {
         KvCache cache(L, std::size_t(capacity) * stride_of(L));
         for (int count : split) {
           SegmentId s = cache.create_root();
-          for (int t = 0; t < count; ++t) ASSERT_NO_THROW(cache.append_token(s)) << capacity << " " << n << " " << total;
+          for (int t = 0; t < count; ++t)
+            ASSERT_NO_THROW(cache.append_token(s)) << capacity << " " << n << " " << total;
         }
       }
     }
@@ -385,7 +387,7 @@ TEST(KvCache, MisuseIsAnErrorNamingTheSegment) {
   EXPECT_THROW(cache.k_row(slot, 0, 2), Error);  // 2 KV heads: 0..1
   EXPECT_THROW(cache.check_budget(-1, 1), Error);
   cache.release(leaf);
-  EXPECT_THROW(cache.release(leaf), Error);  // already released
+  EXPECT_THROW(cache.release(leaf), Error);       // already released
   EXPECT_THROW(cache.append_token(root), Error);  // freed with its last child
 }
 

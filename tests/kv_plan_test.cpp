@@ -1,12 +1,11 @@
 // build_attention_plan / StepAttentionPlan: which segments a step attends, in
 // what order, listing which batch sequences, and with which chunks per layer.
-#include "kv/attention_plan.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
 
+#include "kv/attention_plan.h"
 #include "util/error.h"
 
 namespace bifurcate::kv {
@@ -62,7 +61,8 @@ TEST(AttentionPlan, BifurcatedIsOneSharedSegmentPlusOneLeafPerSequence) {
     EXPECT_EQ(plan.shape.n_heads, 4);
     ASSERT_EQ(plan.segments.size(), std::size_t(b + 1));
     expect_segment(plan.segments[0], cache, context, layer, {0, 1, 2, 3, 4});
-    for (int i = 0; i < b; ++i) expect_segment(plan.segments[std::size_t(i + 1)], cache, leaves[std::size_t(i)], layer, {i});
+    for (int i = 0; i < b; ++i)
+      expect_segment(plan.segments[std::size_t(i) + 1], cache, leaves[std::size_t(i)], layer, {i});
   }
 }
 
@@ -126,7 +126,8 @@ TEST(AttentionPlan, ThreeLevelTreeListsEveryDescendantInTreeOrder) {
   for (int layer : {2, 0, 3, 1, 1}) {
     const kernels::AttentionPlan& plan = step.for_layer(layer);
     ASSERT_EQ(plan.segments.size(), order.size());
-    for (std::size_t j = 0; j < order.size(); ++j) expect_segment(plan.segments[j], cache, order[j], layer, sequences[j]);
+    for (std::size_t j = 0; j < order.size(); ++j)
+      expect_segment(plan.segments[j], cache, order[j], layer, sequences[j]);
   }
   // Paths: every sequence attends to exactly its root..leaf tokens.
   std::vector<int> keys(3, 0);
@@ -135,7 +136,8 @@ TEST(AttentionPlan, ThreeLevelTreeListsEveryDescendantInTreeOrder) {
     for (const auto& c : seg.chunks) tokens += c.tokens;
     for (int i : seg.sequences) keys[std::size_t(i)] += tokens;
   }
-  for (std::size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(keys[i], cache.path_tokens(batch[i])) << "sequence " << i;
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    EXPECT_EQ(keys[i], cache.path_tokens(batch[i])) << "sequence " << i;
 }
 
 TEST(AttentionPlan, EmptySegmentsAreLeftOutAndRebuildsReuseTheObject) {

@@ -13,17 +13,17 @@ const char* type_name(kernels::KvType t) { return t == kernels::KvType::f32 ? "f
 void check_shape_matches(const KvLayout& layout, const kernels::AttentionShape& shape) {
   require(shape.n_kv_heads == layout.n_kv_heads && shape.head_size == layout.head_size &&
               shape.kv_type == layout.type,
-          "attention plan: shape (n_kv_heads ", shape.n_kv_heads, ", head_size ", shape.head_size, ", kv_type ",
-          type_name(shape.kv_type), ") does not match the KV cache layout (n_kv_heads ", layout.n_kv_heads,
-          ", head_size ", layout.head_size, ", kv_type ", type_name(layout.type), ")");
-  require(shape.n_heads >= 1 && shape.n_heads % shape.n_kv_heads == 0, "attention plan: n_heads ", shape.n_heads,
-          " is not a positive multiple of n_kv_heads ", shape.n_kv_heads);
+          "attention plan: shape (n_kv_heads ", shape.n_kv_heads, ", head_size ", shape.head_size,
+          ", kv_type ", type_name(shape.kv_type), ") does not match the KV cache layout (n_kv_heads ",
+          layout.n_kv_heads, ", head_size ", layout.head_size, ", kv_type ", type_name(layout.type), ")");
+  require(shape.n_heads >= 1 && shape.n_heads % shape.n_kv_heads == 0, "attention plan: n_heads ",
+          shape.n_heads, " is not a positive multiple of n_kv_heads ", shape.n_kv_heads);
 }
 
 }  // namespace
 
-kernels::AttentionPlan build_attention_plan(const KvCache& cache, std::span<const SegmentId> leaves, int layer,
-                                            const kernels::AttentionShape& shape) {
+kernels::AttentionPlan build_attention_plan(const KvCache& cache, std::span<const SegmentId> leaves,
+                                            int layer, const kernels::AttentionShape& shape) {
   StepAttentionPlan step;
   step.build(cache, leaves, shape);
   return step.for_layer(layer);

@@ -18,8 +18,8 @@ namespace bifurcate::kv {
 
 // The plan for one layer. Throws Error if `shape` disagrees with the cache's
 // layout, `layer` is out of range, or a leaf is not a live segment.
-kernels::AttentionPlan build_attention_plan(const KvCache& cache, std::span<const SegmentId> leaves, int layer,
-                                            const kernels::AttentionShape& shape);
+kernels::AttentionPlan build_attention_plan(const KvCache& cache, std::span<const SegmentId> leaves,
+                                            int layer, const kernels::AttentionShape& shape);
 
 // A step's plan built once and moved between layers cheaply: every layer's
 // chunks sit at the same offsets of the same blocks, shifted by the layout's

@@ -36,7 +36,8 @@ void BlockPool::carve_slab() {
   std::size_t remaining = capacity_blocks_ - carved_blocks_;
   if (remaining == 0) {
     throw Error(str("KV cache budget exceeded: need ", block_stride_, " more bytes for one block, budget ",
-                    budget_bytes_, " bytes, in use ", bytes_in_use(), " bytes (", blocks_in_use_, " blocks)"));
+                    budget_bytes_, " bytes, in use ", bytes_in_use(), " bytes (", blocks_in_use_,
+                    " blocks)"));
   }
   std::size_t per_slab = std::max<std::size_t>(1, kSlabBytes / block_stride_);
   std::size_t n_blocks = std::min(per_slab, remaining);

@@ -34,8 +34,8 @@ void KvCache::throw_budget_exceeded(std::size_t blocks_needed, const std::string
   std::size_t need = blocks_needed * pool_.block_stride();
   throw Error(str("KV cache budget exceeded: need ", need, " bytes (", gib(need), ") for ", what, ", budget ",
                   budget_bytes(), " bytes (", gib(budget_bytes()), "), in use ", bytes_in_use(), " bytes (",
-                  gib(bytes_in_use()), "), ", pool_.block_stride(), " bytes per block of ", layout_.block_tokens,
-                  " tokens"));
+                  gib(bytes_in_use()), "), ", pool_.block_stride(), " bytes per block of ",
+                  layout_.block_tokens, " tokens"));
 }
 
 // Segment i receiving t_i of the T tokens needs at most ceil(t_i / B) fresh
@@ -45,16 +45,15 @@ void KvCache::throw_budget_exceeded(std::size_t blocks_needed, const std::string
 void KvCache::check_budget(int64_t extra_tokens_total, int n_growing_segments) const {
   require(extra_tokens_total >= 0, "KvCache::check_budget: extra_tokens_total must be >= 0, got ",
           extra_tokens_total);
-  require(n_growing_segments >= 1 || extra_tokens_total == 0,
-          "KvCache::check_budget: ", extra_tokens_total, " tokens need at least one growing segment, got ",
-          n_growing_segments);
+  require(n_growing_segments >= 1 || extra_tokens_total == 0, "KvCache::check_budget: ", extra_tokens_total,
+          " tokens need at least one growing segment, got ", n_growing_segments);
   if (extra_tokens_total == 0) return;
   int64_t b = layout_.block_tokens;
   int64_t spread = (extra_tokens_total + int64_t(n_growing_segments) * (b - 1)) / b;
   auto blocks_needed = std::size_t(std::min(extra_tokens_total, spread));
   if (blocks_needed > pool_.blocks_available()) {
-    throw_budget_exceeded(blocks_needed, str(extra_tokens_total, " more tokens in ", n_growing_segments,
-                                             " growing segments"));
+    throw_budget_exceeded(
+        blocks_needed, str(extra_tokens_total, " more tokens in ", n_growing_segments, " growing segments"));
   }
 }
 
@@ -110,7 +109,7 @@ void KvCache::free_segment(SegmentId s) {
 SegmentId KvCache::create_root() { return new_segment(kNoSegment, 0); }
 
 SegmentId KvCache::fork(SegmentId parent) {
-  int offset = path_tokens(parent);  // validates `parent`
+  int offset = path_tokens(parent);               // validates `parent`
   SegmentId child = new_segment(parent, offset);  // may move segments_: index again below
   Segment& p = segments_[std::size_t(parent)];
   ++p.n_children;
@@ -193,7 +192,8 @@ void* KvCache::k_row(const Slot& slot, int layer, int kv_head) const {
           " layers x ", layout_.n_kv_heads, " KV heads");
   require(slot.block != nullptr && slot.index_in_block >= 0 && slot.index_in_block < layout_.block_tokens,
           "KvCache::k_row: invalid slot (index ", slot.index_in_block, ")");
-  return slot.block + std::size_t(layer) * layout_.layer_stride() + std::size_t(kv_head) * layout_.head_stride() +
+  return slot.block + std::size_t(layer) * layout_.layer_stride() +
+         std::size_t(kv_head) * layout_.head_stride() +
          std::size_t(slot.index_in_block) * layout_.row_bytes();
 }
 

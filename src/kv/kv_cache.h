@@ -66,12 +66,12 @@ class KvCache {
   bool is_live(SegmentId s) const;
   SegmentId parent(SegmentId s) const;  // kNoSegment for a root
   int n_children(SegmentId s) const;
-  bool is_frozen(SegmentId s) const;    // forked at least once: never grows again
+  bool is_frozen(SegmentId s) const;  // forked at least once: never grows again
   int n_live_segments() const { return n_live_; }
   // Every SegmentId in use is < id_limit() (for tables indexed by SegmentId).
   SegmentId id_limit() const { return SegmentId(segments_.size()); }
-  int tokens(SegmentId s) const;        // tokens of this segment only
-  int path_tokens(SegmentId s) const;   // tokens root..s = position of s's next token
+  int tokens(SegmentId s) const;       // tokens of this segment only
+  int path_tokens(SegmentId s) const;  // tokens root..s = position of s's next token
   int n_blocks(SegmentId s) const;
 
   // Appends one token slot to growing segment `s` (allocating a block when the
