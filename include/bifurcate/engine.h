@@ -122,8 +122,24 @@ class Engine {
   // longer than the context, KV budget) before any work; Error on a bad one.
   GenerationResult generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {});
 
+  // Runs `tokens` as one sequence (its own KV, freed afterwards) and returns
+  // the logits after the last token, or with `all_positions` after every
+  // token: [rows, n_vocab]. Error for no tokens, an id outside the
+  // vocabulary, more tokens than the context, or too small a KV budget.
+  std::vector<float> evaluate(std::span<const int32_t> tokens, bool all_positions);
+
+  // The decode path as generate() runs it: prefills all tokens but the last
+  // once, forks `n_samples` sequences from it (shared or copied, per
+  // options().attention) and decodes the last token in all of them in one
+  // batch. Returns [n_samples, n_vocab]; each row should equal
+  // evaluate(tokens, false) up to float rounding. Needs >= 2 tokens.
+  std::vector<float> evaluate_forked(std::span<const int32_t> tokens, int n_samples);
+
   std::vector<int32_t> tokenize(std::string_view text, bool add_bos) const;
   std::string detokenize(std::span<const int32_t> tokens) const;
+  // One token's bytes as they appear inside a text (SPM keeps the leading
+  // space that detokenize drops at the start); "" for control tokens.
+  std::string token_to_piece(int32_t token) const;
   const ModelInfo& model_info() const;
   const EngineOptions& options() const;
 

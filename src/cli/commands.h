@@ -17,5 +17,9 @@ struct Command {
 int run_make_model(int argc, char** argv);  // cmd_make_model.cpp
 int run_inspect(int argc, char** argv);     // cmd_inspect.cpp
 int run_generate(int argc, char** argv);    // cmd_generate.cpp
+int run_tokenize(int argc, char** argv);    // cmd_tokenize.cpp
+int run_detokenize(int argc, char** argv);  // cmd_tokenize.cpp
+int run_logits(int argc, char** argv);      // cmd_logits.cpp
+int run_perplexity(int argc, char** argv);  // cmd_perplexity.cpp
 
 }  // namespace bifurcate::cli

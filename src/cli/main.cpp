@@ -16,6 +16,10 @@ constexpr Command kCommands[] = {
     {"generate", "many continuations of one prompt, decoded together and ranked", run_generate},
     {"make-model", "write a GGUF model file with random weights of a named shape", run_make_model},
     {"inspect", "print a GGUF file's metadata and tensor table", run_inspect},
+    {"tokenize", "print the token ids of a text (JSON: with pieces)", run_tokenize},
+    {"detokenize", "print the text of token ids", run_detokenize},
+    {"logits", "top-K logits and log-probs of a prompt as JSON; check forked decoding", run_logits},
+    {"perplexity", "perplexity over a text file in sliding windows", run_perplexity},
 };
 
 void print_usage(std::ostream& out) {

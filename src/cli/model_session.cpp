@@ -1,0 +1,70 @@
+#include "cli/model_session.h"
+
+#include <charconv>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "cli/args.h"
+#include "util/error.h"
+
+namespace bifurcate::cli {
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  require(bool(in), "cannot read text file '", path, "'");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  require(!in.bad(), "error while reading text file '", path, "'");
+  return buffer.str();
+}
+
+std::string input_text(const std::string& prompt, const std::string& file) {
+  if (!file.empty()) {
+    if (!prompt.empty()) throw UsageError("give the text with -p TEXT or --file FILE, not both");
+    std::string text = read_text_file(file);
+    require(!text.empty(), "text file '", file, "' is empty");
+    return text;
+  }
+  require(!prompt.empty(), "the text is empty (give it with -p TEXT or --file FILE)");
+  return prompt;
+}
+
+std::vector<int32_t> parse_token_ids(std::string_view text, std::string_view flag) {
+  std::vector<int32_t> ids;
+  auto is_separator = [](char c) { return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  size_t i = 0;
+  while (i < text.size()) {
+    if (is_separator(text[i])) {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < text.size() && !is_separator(text[end])) ++end;
+    const std::string_view item = text.substr(i, end - i);
+    int32_t id = 0;
+    auto [stop, ec] = std::from_chars(item.data(), item.data() + item.size(), id);
+    if (ec != std::errc() || stop != item.data() + item.size()) {
+      throw UsageError(str(flag, ": '", item, "' is not a token id (a decimal integer)"));
+    }
+    ids.push_back(id);
+    i = end;
+  }
+  if (ids.empty()) throw UsageError(str(flag, ": no token ids given"));
+  return ids;
+}
+
+void require_in_vocabulary(const std::vector<int32_t>& tokens, int n_vocab) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    require(tokens[i] >= 0 && tokens[i] < n_vocab, "token id ", tokens[i], " (at position ", i,
+            ") is outside the vocabulary [0, ", n_vocab, ")");
+  }
+}
+
+void print_model_banner(const ModelInfo& info) {
+  std::fprintf(stderr, "model: %s (%s, %d layers, dim %d, %d heads / %d KV heads, vocab %d, context %d)\n",
+               info.path.c_str(), info.architecture.c_str(), info.n_layers, info.dim, info.n_heads,
+               info.n_kv_heads, info.n_vocab, info.context_length);
+}
+
+}  // namespace bifurcate::cli

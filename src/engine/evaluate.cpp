@@ -1,0 +1,101 @@
+// Engine::evaluate / evaluate_forked: logits of a fixed token sequence, for
+// validation tools (`bifurcate logits`, `bifurcate perplexity`) that compare
+// this engine against another one, and the decode path against prefill.
+#include <vector>
+
+#include "engine/engine_impl.h"
+#include "util/error.h"
+
+namespace bifurcate {
+namespace {
+
+// Checks a sequence before any work: non-empty, ids in the vocabulary, fits the context.
+void validate_tokens(std::span<const int32_t> tokens, const ModelInfo& info) {
+  require(!tokens.empty(), "no tokens to evaluate");
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    require(tokens[i] >= 0 && tokens[i] < info.n_vocab, "token id ", tokens[i], " at position ", i,
+            " is outside the vocabulary [0, ", info.n_vocab, ")");
+  }
+  require(int64_t(tokens.size()) <= info.context_length, "the sequence has ", tokens.size(),
+          " tokens; the model's context length is ", info.context_length);
+}
+
+// Refuses up front a run that needs more KV than the budget has free: a root
+// of `root_tokens` plus `n_leaves` sequences that each grow to `leaf_tokens`
+// (bifurcated: 1 token per leaf; replicated: a private copy of the whole path).
+void require_kv_budget(const kv::KvCache& cache, size_t root_tokens, size_t n_leaves, size_t leaf_tokens) {
+  const size_t needed = cache.bytes_for_tokens(int64_t(root_tokens)) +
+                        n_leaves * cache.bytes_for_tokens(int64_t(leaf_tokens));
+  const size_t available = cache.budget_bytes() - cache.bytes_in_use();
+  require(needed <= available, "evaluating ", root_tokens, " tokens", n_leaves ? str(" forked into ", n_leaves,
+          " sequences") : std::string(), " needs ", needed, " bytes of KV cache; the budget has ", available,
+          " bytes free");
+}
+
+// Prefills `tokens` into a fresh root segment; the root is released on error.
+kv::SegmentId prefill_root(model::Transformer& transformer, kv::KvCache& cache, ThreadPool& pool, int chunk,
+                           std::span<const int32_t> tokens, std::span<float> logits, bool all_positions) {
+  const kv::SegmentId root = cache.create_root();
+  try {
+    transformer.prefill(cache, root, tokens, logits, all_positions, pool, chunk);
+  } catch (...) {
+    cache.release(root);
+    throw;
+  }
+  return root;
+}
+
+}  // namespace
+
+std::string Engine::token_to_piece(int32_t token) const {
+  require(token >= 0 && token < impl_->info.n_vocab, "token id ", token, " is outside the vocabulary [0, ",
+          impl_->info.n_vocab, ")");
+  return impl_->tokenizer->token_to_piece(token);
+}
+
+std::vector<float> Engine::evaluate(std::span<const int32_t> tokens, bool all_positions) {
+  Impl& s = *impl_;
+  validate_tokens(tokens, s.info);
+  require_kv_budget(s.cache, tokens.size(), 0, 0);
+  const size_t rows = all_positions ? tokens.size() : 1;
+  std::vector<float> logits(rows * size_t(s.info.n_vocab));
+  s.cache.release(prefill_root(s.transformer, s.cache, s.pool, s.options.prefill_chunk, tokens, logits, all_positions));
+  return logits;
+}
+
+std::vector<float> Engine::evaluate_forked(std::span<const int32_t> tokens, int n_samples) {
+  Impl& s = *impl_;
+  validate_tokens(tokens, s.info);
+  require(tokens.size() >= 2, "forked evaluation needs at least 2 tokens (a prefix to share and one to decode), got ",
+          tokens.size());
+  require(n_samples >= 1, "n_samples must be >= 1, got ", n_samples);
+  const std::span<const int32_t> prefix = tokens.first(tokens.size() - 1);
+  const bool shared = s.options.attention == AttentionMode::bifurcated;
+  require_kv_budget(s.cache, prefix.size(), size_t(n_samples), shared ? 1 : tokens.size());
+
+  const size_t n_vocab = size_t(s.info.n_vocab);
+  std::vector<float> logits(size_t(n_samples) * n_vocab);
+  const kv::SegmentId root = prefill_root(s.transformer, s.cache, s.pool, s.options.prefill_chunk, prefix,
+                                            std::span<float>(logits).first(n_vocab), false);
+  std::vector<kv::SegmentId> leaves;
+  try {
+    for (int i = 0; i < n_samples; ++i) leaves.push_back(shared ? s.cache.fork(root) : s.cache.copy_path(root));
+  } catch (...) {
+    for (kv::SegmentId leaf : leaves) s.cache.release(leaf);
+    if (!shared || leaves.empty()) s.cache.release(root);
+    throw;
+  }
+  // A forked root is freed with its last leaf; copies no longer need theirs.
+  if (!shared) s.cache.release(root);
+  const std::vector<int32_t> last(size_t(n_samples), tokens.back());
+  try {
+    s.transformer.decode(s.cache, leaves, last, logits.data(), s.pool);
+  } catch (...) {
+    for (kv::SegmentId leaf : leaves) s.cache.release(leaf);
+    throw;
+  }
+  for (kv::SegmentId leaf : leaves) s.cache.release(leaf);
+  return logits;
+}
+
+}  // namespace bifurcate
