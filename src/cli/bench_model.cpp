@@ -1,0 +1,63 @@
+#include "cli/bench_model.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "model/model.h"
+#include "model/model_shapes.h"
+#include "model/random_model.h"
+#include "util/error.h"
+
+namespace bifurcate::cli {
+namespace fs = std::filesystem;
+
+std::string build_directory() {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  const fs::path dir = exe.parent_path();
+  return fs::exists(dir / "CMakeCache.txt", ec) ? dir.string() : "";
+}
+
+std::string default_model_cache_dir() {
+  const std::string build = build_directory();
+  if (!build.empty()) return (fs::path(build) / "models").string();
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
+    return (fs::path(xdg) / "bifurcate").string();
+  }
+  const char* home = std::getenv("HOME");
+  require(home != nullptr && *home != '\0', "no cache directory for the bench model: run from a build tree, or set "
+          "XDG_CACHE_HOME or HOME, or pass -m");
+  return (fs::path(home) / ".cache" / "bifurcate").string();
+}
+
+bool is_valid_bench_model(const std::string& path, const std::string& shape_name) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  try {
+    const auto m = model::Model::load(path);
+    const model::ModelShape& shape = model::find_model_shape(shape_name);
+    const model::ModelConfig& c = m->config();
+    return c.dim == int(shape.dim) && c.n_layers == int(shape.n_layers) && c.n_heads == int(shape.n_heads) &&
+           c.n_kv_heads == int(shape.n_kv_heads) && c.ffn_dim == int(shape.ffn_dim) &&
+           c.context_length == int(shape.context_length);
+  } catch (const Error&) {
+    return false;  // truncated or foreign file: rewrite it
+  }
+}
+
+std::string ensure_bench_model(const std::string& cache_dir, const std::function<void(double)>& progress) {
+  const std::string path = (fs::path(cache_dir) / kBenchModelFile).string();
+  if (is_valid_bench_model(path, kBenchModelShape)) return path;
+  const std::string vocab = std::string(BIFURCATE_TESTDATA_DIR) + "/vocab/ggml-vocab-llama-spm.gguf";
+  require(fs::exists(vocab), "the default bench model needs the llama-spm vocabulary '", vocab,
+          "', which is missing; pass a model with -m");
+  std::error_code ec;
+  fs::create_directories(cache_dir, ec);
+  require(!ec, "cannot create the model cache directory '", cache_dir, "': ", ec.message());
+  model::write_random_model(model::find_model_shape(kBenchModelShape), gguf::GgmlType::F16, vocab, 1, path,
+                            progress);
+  return path;
+}
+
+}  // namespace bifurcate::cli

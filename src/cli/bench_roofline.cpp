@@ -1,0 +1,136 @@
+#include "cli/bench_roofline.h"
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/matmul.h"
+#include "util/aligned_buffer.h"
+#include "util/error.h"
+#include "util/f16.h"
+#include "util/timer.h"
+
+namespace bifurcate::cli {
+namespace {
+
+// Sums 64-bit words so the compiler keeps (and vectorises) every load; the
+// sum is returned so the reads cannot be optimised away.
+uint64_t sum_words(const uint64_t* words, std::size_t n) {
+  uint64_t a = 0, b = 0, c = 0, d = 0;
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    a += words[i];
+    b += words[i + 1];
+    c += words[i + 2];
+    d += words[i + 3];
+  }
+  for (; i < n; ++i) a += words[i];
+  return a + b + c + d;
+}
+
+double matrix_elements(const kernels::WeightMatrix& w) { return double(w.rows) * double(w.cols); }
+
+}  // namespace
+
+double measure_read_bandwidth(ThreadPool& pool, std::size_t bytes, int reps) {
+  require(bytes >= 4096 && reps >= 1, "bandwidth probe needs >= 4096 bytes and >= 1 rep, got ", bytes, " bytes, ",
+          reps, " reps");
+  const std::size_t n_words = bytes / sizeof(uint64_t);
+  AlignedBuffer<uint64_t> buffer(n_words);
+  // Touch every page from the thread that will later read it (first-touch placement).
+  const std::size_t grain = std::size_t(1) << 16;
+  pool.parallel_for(n_words, grain, [&](std::size_t begin, std::size_t end, int) {
+    for (std::size_t i = begin; i < end; ++i) buffer[i] = i;
+  });
+  std::vector<uint64_t> sums(std::size_t(pool.size()), 0);
+  double best = 0;
+  for (int r = 0; r < reps; ++r) {
+    const double t0 = now_seconds();
+    pool.parallel_for(n_words, grain, [&](std::size_t begin, std::size_t end, int thread) {
+      sums[std::size_t(thread)] += sum_words(buffer.data() + begin, end - begin);
+    });
+    const double seconds = now_seconds() - t0;
+    best = std::max(best, double(n_words * sizeof(uint64_t)) / seconds);
+  }
+  uint64_t total = 0;
+  for (uint64_t s : sums) total += s;
+  volatile uint64_t keep = total;  // the sums are observable, so every read happens
+  static_cast<void>(keep);
+  return best;
+}
+
+double measure_matmul_peak(ThreadPool& pool, int rows, int cols, int batch, int reps) {
+  require(rows >= 1 && cols >= 1 && cols % 32 == 0 && batch >= 1 && reps >= 1,
+          "matmul probe needs rows, batch, reps >= 1 and cols a multiple of 32, got ", rows, "x", cols, " batch ",
+          batch, " reps ", reps);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uniform(-0.05f, 0.05f);
+  std::vector<uint16_t> weights(std::size_t(rows) * std::size_t(cols));
+  for (uint16_t& w : weights) w = f32_to_f16(uniform(rng));
+  std::vector<float> x(std::size_t(batch) * std::size_t(cols));
+  for (float& v : x) v = uniform(rng);
+  std::vector<float> y(std::size_t(batch) * std::size_t(rows));
+  const kernels::WeightMatrix w{weights.data(), gguf::GgmlType::F16, rows, cols};
+  kernels::matmul(w, x.data(), batch, y.data(), pool);  // warm-up: scratch allocation, caches
+  const double flops = 2.0 * batch * double(rows) * double(cols);
+  double best = 0;
+  for (int r = 0; r < reps; ++r) {
+    const double t0 = now_seconds();
+    kernels::matmul(w, x.data(), batch, y.data(), pool);
+    best = std::max(best, flops / (now_seconds() - t0));
+  }
+  return best;
+}
+
+MachineCeilings measure_machine_ceilings(ThreadPool& pool) {
+  MachineCeilings m;
+  m.read_bytes_per_second = measure_read_bandwidth(pool, std::size_t(1) << 30, 3);
+  m.flops_per_second = measure_matmul_peak(pool, 4096, 4096, 64, 5);
+  return m;
+}
+
+ModelCounts count_model(const model::ModelConfig& config, const model::ModelWeights& weights) {
+  ModelCounts m;
+  m.n_layers = config.n_layers;
+  m.n_heads = config.n_heads;
+  m.n_kv_heads = config.n_kv_heads;
+  m.head_size = config.head_size;
+  m.matrix_bytes = double(weights.matrix_bytes);
+  // The output matrix (the embedding itself when tied) is read whole; the
+  // embedding's other use is one row per token and is not counted.
+  m.matrix_elements = matrix_elements(weights.output);
+  for (const model::LayerWeights& l : weights.layers) {
+    for (const kernels::WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      m.matrix_elements += matrix_elements(*w);
+    }
+  }
+  return m;
+}
+
+StepCost decode_step_cost(const ModelCounts& m, int samples, int context, double mean_decoded, bool bifurcated,
+                          int kv_elem_bytes) {
+  const double B = samples, mc = context, md = mean_decoded;
+  const double kv_row = 2.0 * m.n_layers * m.n_kv_heads * m.head_size * kv_elem_bytes;  // K and V, every layer
+  StepCost c;
+  c.weights.bytes = m.matrix_bytes;
+  c.weights.flops = 2.0 * B * m.matrix_elements;
+  c.attention.bytes = bifurcated ? kv_row * (mc + B * md) : kv_row * B * (mc + md);
+  c.attention.flops = 4.0 * m.n_layers * B * m.n_heads * m.head_size * (mc + md);
+  return c;
+}
+
+double mean_decoded_tokens(int ntg) { return (ntg + 3) / 2.0; }
+
+double floor_seconds(const StepCost& cost, const MachineCeilings& machine) {
+  require(machine.read_bytes_per_second > 0 && machine.flops_per_second > 0,
+          "roofline needs positive ceilings, got ", machine.read_bytes_per_second, " B/s and ",
+          machine.flops_per_second, " FLOP/s");
+  double total = 0;
+  for (const PhaseCost* p : {&cost.weights, &cost.attention}) {
+    total += std::max(p->bytes / machine.read_bytes_per_second, p->flops / machine.flops_per_second);
+  }
+  return total;
+}
+
+}  // namespace bifurcate::cli

@@ -1,0 +1,84 @@
+// The measurement behind `bifurcate bench`: for every context length the
+// prompt is prefilled once; then for every (attention mode, number of
+// samples B) the B sequences are made from it (fork: bifurcated; private copy:
+// replicated), decoded one warm-up step plus `ntg` timed steps of random
+// tokens, and released. Rows run bifurcated first, then replicated, B
+// ascending, so the KV pool (which keeps freed blocks) only grows with the
+// row that needs it and each row's peak RSS is its own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernels/attention_types.h"
+#include "kv/kv_cache.h"
+#include "model/model.h"
+#include "util/thread_pool.h"
+
+namespace bifurcate::cli {
+
+enum class AttentionMode { bifurcated, replicated };
+std::string_view mode_name(AttentionMode mode);
+
+struct SweepConfig {
+  std::vector<int> contexts;               // PP values, in run order
+  int ntg = 32;                            // timed decode steps per row (TG)
+  std::vector<int> samples;                // B values; run ascending
+  std::vector<AttentionMode> modes;        // run bifurcated first whatever the order here
+  kernels::KvType kv_type = kernels::KvType::f16;
+  std::size_t kv_budget_bytes = std::size_t(8) << 30;
+  uint64_t seed = 1;                       // prompt and decode tokens
+  int prefill_chunk = 256;
+};
+
+// One (context, B, mode) row. Seconds and bytes are measured.
+struct BenchRow {
+  int context = 0;    // PP
+  int ntg = 0;        // TG
+  int samples = 0;    // B
+  AttentionMode mode = AttentionMode::bifurcated;
+  bool skipped = false;
+  std::size_t kv_needed_bytes = 0;  // what the row needs (prompt held + its sequences' growth)
+  std::size_t kv_budget_bytes = 0;
+
+  double prefill_seconds = 0;       // T_PP: the one prefill of this context
+  double decode_seconds = 0;        // T_TG: the ntg timed steps
+  double step_mean_seconds = 0;
+  double step_median_seconds = 0;
+  double attention_share = 0;       // attention seconds / forward seconds over the timed steps
+  std::size_t kv_bytes = 0;         // KV the row's B sequences hold at its end (bifurcated: incl. the shared prompt)
+  std::size_t peak_rss_bytes = 0;   // VmHWM after the row
+  bool rss_reset = false;           // false: VmHWM is the process-wide peak
+
+  // The batched-bench columns (llama.cpp's llama-batched-bench).
+  int64_t n_kv() const;             // PP + B·TG shared prompt, B·(PP+TG) replicated
+  double s_pp() const { return prefill_seconds > 0 ? context / prefill_seconds : 0; }
+  double s_tg() const { return decode_seconds > 0 ? double(samples) * ntg / decode_seconds : 0; }
+  double total_seconds() const { return prefill_seconds + decode_seconds; }
+  double s_total() const { return total_seconds() > 0 ? double(n_kv()) / total_seconds() : 0; }
+};
+
+// Whether a row fits the KV budget: `needed` = bytes already in use (the
+// prompt) + what B new sequences of `steps` decoded tokens allocate.
+struct RowBudget {
+  bool fits = false;
+  std::size_t needed_bytes = 0;
+  std::size_t budget_bytes = 0;
+};
+RowBudget check_row_budget(const kv::KvCache& cache, AttentionMode mode, int context, int samples, int steps);
+
+struct SweepHooks {
+  std::function<void(std::string_view line)> progress;  // one status line (no newline)
+  std::function<void(const BenchRow&)> on_row;          // each row as soon as it is measured
+};
+
+// Validates the config against the model (Error names the offending value)
+// and runs every row. Throws nothing for rows that do not fit: they are skipped.
+std::vector<BenchRow> run_sweep(const model::Model& model, const SweepConfig& config, ThreadPool& pool,
+                                const SweepHooks& hooks);
+
+}  // namespace bifurcate::cli

@@ -1,0 +1,308 @@
+// `bifurcate bench`: the paper's measurement on this machine. Decode-step
+// latency as the number of samples and the context grow, bifurcated vs
+// replicated, with the machine's roofline, a CSV/JSON record and a plot.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "cli/args.h"
+#include "cli/bench_model.h"
+#include "cli/bench_plot.h"
+#include "cli/bench_report.h"
+#include "cli/bench_roofline.h"
+#include "cli/bench_sweep.h"
+#include "cli/commands.h"
+#include "model/model.h"
+#include "util/error.h"
+#include "util/timer.h"
+
+namespace bifurcate::cli {
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  std::string npp = "2048,8192";
+  int64_t ntg = 16;
+  std::string npl = "1,2,4,8,16,32";
+  std::string attention = "bifurcated,replicated";
+  int64_t threads = 0;
+  std::string kv_type = "f16";
+  double kv_budget_gib = 8.0;
+  uint64_t seed = 1;
+  std::string csv;
+  std::string json;
+  std::string plot;
+  bool no_plot = false;
+  bool roofline = false;
+  bool no_roofline = false;
+  std::string model_cache;
+
+  template <class Visitor>
+  void for_each(Visitor& v) {
+    v(model, "model", 'm', "GGUF model file (default: the 7b-mha-2l F16 random-weight model, created once)");
+    v(npp, "npp", '\0', "context (prompt) lengths, comma-separated; each is prefilled once");
+    v(ntg, "ntg", '\0', "timed decode steps per row (after one warm-up step)");
+    v(npl, "npl", '\0', "numbers of samples B, comma-separated");
+    v(attention, "attention", 'a', "attention modes, comma-separated: bifurcated, replicated");
+    v(threads, "threads", 'j', "worker threads (0 = all hardware threads)");
+    v(kv_type, "kv-type", '\0', "KV cache element type: f16 or f32");
+    v(kv_budget_gib, "kv-budget-gib", '\0', "KV cache budget in GiB; rows that need more are skipped");
+    v(seed, "seed", 's', "seed of the random prompt and decode tokens");
+    v(csv, "csv", '\0', "write every figure of every row to this CSV file");
+    v(json, "json", '\0', "write every figure of every row to this JSON file");
+    v(plot, "plot", '\0', "SVG plot of step latency vs B (and .png beside it when a converter exists); "
+                          "default: bench-latency.svg in the build directory, else the current directory");
+    v(no_plot, "no-plot", '\0', "do not draw the plot");
+    v(roofline, "roofline", '\0', "only measure the machine's ceilings and print each row's floor");
+    v(no_roofline, "no-roofline", '\0', "skip measuring the ceilings before the sweep (no floor columns)");
+    v(model_cache, "model-cache", '\0', "directory of the default model (default: <build>/models or the user cache)");
+  }
+};
+
+std::vector<int> parse_int_list(const std::string& text, const char* flag) {
+  std::vector<int> values;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    std::size_t used = 0;
+    int value = 0;
+    try {
+      value = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || value < 1) {
+      throw UsageError(str("flag --", flag, ": '", item, "' is not a positive integer (in '", text, "')"));
+    }
+    if (std::find(values.begin(), values.end(), value) == values.end()) values.push_back(value);
+  }
+  if (values.empty()) throw UsageError(str("flag --", flag, ": needs at least one value"));
+  return values;
+}
+
+std::vector<AttentionMode> parse_modes(const std::string& text) {
+  std::vector<AttentionMode> modes;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (item == "bifurcated") {
+      modes.push_back(AttentionMode::bifurcated);
+    } else if (item == "replicated") {
+      modes.push_back(AttentionMode::replicated);
+    } else {
+      throw UsageError(str("flag --attention: unknown mode '", item, "' (expected bifurcated and/or replicated)"));
+    }
+  }
+  if (modes.empty()) throw UsageError("flag --attention: needs at least one mode");
+  return modes;
+}
+
+SweepConfig make_sweep_config(const BenchArgs& a) {
+  SweepConfig c;
+  c.contexts = parse_int_list(a.npp, "npp");
+  c.samples = parse_int_list(a.npl, "npl");
+  c.modes = parse_modes(a.attention);
+  if (a.ntg < 1 || a.ntg > 100000) throw UsageError(str("flag --ntg: ", a.ntg, " is out of range [1, 100000]"));
+  c.ntg = int(a.ntg);
+  if (a.kv_type == "f16") {
+    c.kv_type = kernels::KvType::f16;
+  } else if (a.kv_type == "f32") {
+    c.kv_type = kernels::KvType::f32;
+  } else {
+    throw UsageError(str("flag --kv-type: unknown type '", a.kv_type, "' (expected f16 or f32)"));
+  }
+  if (!(a.kv_budget_gib > 0) || a.kv_budget_gib > 1e6) {
+    throw UsageError(str("flag --kv-budget-gib: ", a.kv_budget_gib, " must be a positive number of GiB"));
+  }
+  c.kv_budget_bytes = std::size_t(a.kv_budget_gib * double(std::size_t(1) << 30));
+  c.seed = a.seed;
+  return c;
+}
+
+// Status lines on stderr: on a terminal they overwrite each other ("\r"),
+// elsewhere only the lasting ones are printed, one per line.
+class Progress {
+ public:
+  Progress() : tty_(isatty(fileno(stderr)) != 0) {}
+  void transient(std::string_view line) {
+    if (tty_) std::fprintf(stderr, "\r%.*s\033[K", int(line.size()), line.data());
+  }
+  void lasting(std::string_view line) {
+    clear();
+    std::fprintf(stderr, "%.*s\n", int(line.size()), line.data());
+  }
+  void clear() {
+    if (tty_) std::fprintf(stderr, "\r\033[K");
+  }
+
+ private:
+  bool tty_;
+};
+
+std::string machine_description(int threads) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, cpu = "unknown CPU";
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      cpu = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  return str(cpu, ", ", threads, " thread", threads == 1 ? "" : "s");
+}
+
+std::string now_text() {
+  const std::time_t t = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M", std::localtime(&t));
+  return text;
+}
+
+std::string resolve_model(const BenchArgs& a, Progress& progress) {
+  if (!a.model.empty()) return a.model;
+  const std::string dir = a.model_cache.empty() ? default_model_cache_dir() : a.model_cache;
+  int last_percent = -1;
+  const double t0 = now_seconds();
+  bool wrote = false;
+  const std::string path = ensure_bench_model(dir, [&](double fraction) {
+    wrote = true;
+    const int percent = int(fraction * 100);
+    if (percent == last_percent) return;
+    last_percent = percent;
+    if (percent % 10 == 0) {
+      progress.lasting(str("creating the default model ", dir, "/", kBenchModelFile, ": ", percent, "%"));
+    }
+  });
+  if (wrote) progress.lasting(str("model created in ", now_seconds() - t0, " s"));
+  return path;
+}
+
+std::string default_plot_path() {
+  const std::string build = build_directory();
+  return (std::filesystem::path(build.empty() ? "." : build) / "bench-latency.svg").string();
+}
+
+void write_outputs(const BenchArgs& a, const BenchReport& report) {
+  if (!a.csv.empty()) {
+    std::ofstream out(a.csv);
+    require(bool(out), "cannot write CSV file '", a.csv, "'");
+    write_csv(out, report);
+    std::cout << "csv written to " << a.csv << '\n';
+  }
+  if (!a.json.empty()) {
+    std::ofstream out(a.json);
+    require(bool(out), "cannot write JSON file '", a.json, "'");
+    write_json(out, report);
+    std::cout << "json written to " << a.json << '\n';
+  }
+  if (a.no_plot) return;
+  PlotSpec spec;
+  spec.title = str("Decode-step latency vs samples: ", report.model_name);
+  spec.subtitle = str(report.machine, ", KV ", report.kv_type, ", TG ", report.rows.empty() ? 0 : report.rows[0].ntg,
+                      report.ceilings ? ", " + describe_ceilings(*report.ceilings) : std::string(), ", ",
+                      report.date);
+  spec.x_label = "samples B (log2)";
+  spec.y_label = "mean decode-step latency (ms, log)";
+  spec.series = latency_series(report.rows);
+  if (spec.series.empty()) {
+    std::cout << "plot not written: no row was measured\n";
+    return;
+  }
+  const std::string path = a.plot.empty() ? default_plot_path() : a.plot;
+  const std::string png = write_plot(path, spec);
+  std::cout << "plot written to " << path << (png.empty() ? "" : " and " + png) << '\n';
+}
+
+}  // namespace
+
+int run_bench(int argc, char** argv) {
+  BenchArgs args;
+  FlagParser parser = make_flag_parser(args, "bench",
+                                       "Measure decode-step latency vs number of samples and context length, "
+                                       "bifurcated vs replicated, against this machine's roofline.");
+  if (parser.parse(argc, argv) == ParseResult::kShowHelp) {
+    std::cout << parser.help();
+    return 0;
+  }
+  const SweepConfig config = make_sweep_config(args);
+  if (args.threads < 0 || args.threads > 1024) {
+    throw UsageError(str("flag --threads: ", args.threads, " is out of range [0, 1024]"));
+  }
+  if (args.roofline && args.no_roofline) throw UsageError("flags --roofline and --no-roofline exclude each other");
+  const int threads = args.threads > 0 ? int(args.threads) : int(std::max(1u, std::thread::hardware_concurrency()));
+
+  Progress progress;
+  const std::string model_path = resolve_model(args, progress);
+  const auto model = model::Model::load(model_path);
+  ThreadPool pool(threads);
+
+  BenchReport report;
+  report.model_path = model_path;
+  report.model_name = model->config().name.empty() ? std::filesystem::path(model_path).stem().string()
+                                                   : model->config().name;
+  report.machine = machine_description(threads);
+  report.date = now_text();
+  report.threads = threads;
+  report.kv_type = args.kv_type;
+  report.counts = count_model(model->config(), model->weights());
+  const int kv_elem = int(kernels::kv_type_bytes(config.kv_type));
+  std::cout << "model: " << model_path << " (" << report.model_name << ", " << model->config().n_layers
+            << " layers, dim " << model->config().dim << ", " << model->config().n_heads << " heads / "
+            << model->config().n_kv_heads << " KV heads, weights " << report.counts.matrix_bytes / 1e9 << " GB)\n"
+            << "machine: " << report.machine << ", " << report.date << '\n';
+
+  if (!args.no_roofline) {
+    progress.transient("roofline: measuring DRAM read bandwidth and F16 GEMM peak ...");
+    report.ceilings = measure_machine_ceilings(pool);
+    progress.clear();
+    std::cout << "roofline: " << describe_ceilings(*report.ceilings) << '\n';
+  }
+  if (args.roofline) {
+    // Each planned row's floor, without running it.
+    for (int pp : config.contexts) {
+      for (AttentionMode mode : config.modes) {
+        for (int b : config.samples) {
+          report.rows.push_back(BenchRow{.context = pp, .ntg = config.ntg, .samples = b, .mode = mode});
+        }
+      }
+    }
+    compute_roofline(report, kv_elem);
+    print_floor_table(std::cout, report);
+    return 0;
+  }
+
+  print_rows_header(std::cout);
+  SweepHooks hooks;
+  hooks.progress = [&](std::string_view line) {
+    if (line.find(": step ") != std::string_view::npos || line.ends_with("...")) {
+      progress.transient(line);
+    } else {
+      progress.lasting(line);
+    }
+  };
+  hooks.on_row = [&](const BenchRow& row) {
+    progress.clear();
+    std::optional<RowRoofline> f;
+    if (report.ceilings) f = row_roofline(row, report.counts, *report.ceilings, kv_elem);
+    print_row(std::cout, row, f ? &*f : nullptr);
+    std::cout << std::flush;
+  };
+  report.rows = run_sweep(*model, config, pool, hooks);
+  progress.clear();
+  print_rows_footer(std::cout, report.rows);
+  compute_roofline(report, kv_elem);
+
+  std::cout << '\n';
+  print_speedup_table(std::cout, report);
+  write_outputs(args, report);
+  return 0;
+}
+
+}  // namespace bifurcate::cli
