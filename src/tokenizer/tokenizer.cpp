@@ -47,6 +47,18 @@ int parse_byte_token(std::string_view text) {
 }  // namespace
 
 Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
+  check_vocab();
+  if (vocab_.kind == VocabKind::Bpe) {
+    pre_ = pre_tokenizer_from_name(vocab_.pre);
+    ignore_merges_ = pre_ == PreTokenizer::Llama3;
+    build_merge_ranks();
+  }
+  index_tokens();
+  pieces_.resize(vocab_.tokens.size());
+  for (std::size_t id = 0; id < pieces_.size(); ++id) pieces_[id] = make_piece(static_cast<int32_t>(id));
+}
+
+void Tokenizer::check_vocab() {
   const std::size_t n = vocab_.tokens.size();
   require(n > 0, "vocabulary has no tokens");
   require(vocab_.scores.empty() || vocab_.scores.size() == n, "vocabulary has ", n, " tokens but ",
@@ -59,29 +71,28 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
     require(id >= -1 && id < static_cast<int32_t>(n), "special token ", name, " = ", id,
             " is outside the vocabulary of ", n, " tokens");
   }
-  if (vocab_.kind == VocabKind::Bpe) {
-    pre_ = pre_tokenizer_from_name(vocab_.pre);
-    ignore_merges_ = pre_ == PreTokenizer::Llama3;
-    merge_ranks_.reserve(vocab_.merges.size());
-    for (std::size_t rank = 0; rank < vocab_.merges.size(); ++rank) {
-      // Split at the first space after the first byte, as llama.cpp does.
-      std::string key = vocab_.merges[rank];
-      const std::size_t space = key.find(' ', 1);
-      require(space != std::string::npos, "BPE merge ", rank, " '", key, "' has no space");
-      key[space] = '\0';
-      merge_ranks_.emplace(std::move(key), static_cast<int>(rank));
-    }
-  }
+}
 
+void Tokenizer::build_merge_ranks() {
+  merge_ranks_.reserve(vocab_.merges.size());
+  for (std::size_t rank = 0; rank < vocab_.merges.size(); ++rank) {
+    // Split at the first space after the first byte, as llama.cpp does.
+    std::string key = vocab_.merges[rank];
+    const std::size_t space = key.find(' ', 1);
+    require(space != std::string::npos, "BPE merge ", rank, " '", key, "' has no space");
+    key[space] = '\0';
+    merge_ranks_.emplace(std::move(key), static_cast<int>(rank));
+  }
+}
+
+// Builds text -> id, the end-of-generation set and the special-token list.
+void Tokenizer::index_tokens() {
+  const std::size_t n = vocab_.tokens.size();
   token_ids_.reserve(n);
   for (std::size_t id = 0; id < n; ++id) {
     std::string& text = vocab_.tokens[id];
     if (text.empty()) text = str("[EMPTY_", id, "]");
     token_ids_[text] = static_cast<int32_t>(id);  // a duplicate text maps to its last id
-  }
-
-  for (std::size_t id = 0; id < n; ++id) {
-    const std::string_view text = vocab_.tokens[id];
     if (std::find(kEndOfGenerationTexts.begin(), kEndOfGenerationTexts.end(), text) != kEndOfGenerationTexts.end()) {
       end_of_generation_.insert(static_cast<int32_t>(id));
       vocab_.types[id] = TokenType::Control;
@@ -99,39 +110,36 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   std::stable_sort(special_tokens_.begin(), special_tokens_.end(), [&](int32_t a, int32_t b) {
     return vocab_.tokens[a].size() > vocab_.tokens[b].size();
   });
+}
 
-  pieces_.resize(n);
-  for (std::size_t id = 0; id < n; ++id) {
-    const std::string& text = vocab_.tokens[id];
-    switch (vocab_.types[id]) {
-      case TokenType::UserDefined:
-        pieces_[id] = text;
-        break;
-      case TokenType::Byte:
-        if (const int byte = parse_byte_token(text); byte >= 0) {
-          pieces_[id] = std::string(1, static_cast<char>(byte));
-          break;
-        }
-        require(vocab_.kind == VocabKind::Bpe, "byte token ", id, " has text '", text, "', expected <0xXX>");
-        [[fallthrough]];  // a BPE byte token in the byte alphabet decodes like a normal one
-      case TokenType::Normal:
-        if (vocab_.kind == VocabKind::Spm) {
-          pieces_[id] = text;
-          replace_all(pieces_[id], kSpmSpace, " ");
+std::string Tokenizer::make_piece(int32_t id) const {
+  const std::string& text = vocab_.tokens[id];
+  switch (vocab_.types[id]) {
+    case TokenType::UserDefined:
+      return text;
+    case TokenType::Byte:
+      if (const int byte = parse_byte_token(text); byte >= 0) return std::string(1, static_cast<char>(byte));
+      require(vocab_.kind == VocabKind::Bpe, "byte token ", id, " has text '", text, "', expected <0xXX>");
+      [[fallthrough]];  // a BPE byte token in the byte alphabet decodes like a normal one
+    case TokenType::Normal: {
+      std::string piece;
+      if (vocab_.kind == VocabKind::Spm) {
+        piece = text;
+        replace_all(piece, kSpmSpace, " ");
+        return piece;
+      }
+      for (const uint32_t cp : decode_utf8(text)) {
+        const int byte = bytes_.decode(cp);
+        if (byte >= 0) {
+          piece += static_cast<char>(byte);
         } else {
-          for (const uint32_t cp : decode_utf8(text)) {
-            const int byte = bytes_.decode(cp);
-            if (byte >= 0) {
-              pieces_[id] += static_cast<char>(byte);
-            } else {
-              append_utf8(pieces_[id], cp);  // not in the byte alphabet: keep as is
-            }
-          }
+          append_utf8(piece, cp);  // not in the byte alphabet: keep as is
         }
-        break;
-      default:  // control, unknown, unused: no text
-        break;
+      }
+      return piece;
     }
+    default:  // control, unknown, unused: no text
+      return "";
   }
 }
 

@@ -60,6 +60,10 @@ class Tokenizer {
     std::string_view text;
   };
 
+  void check_vocab();
+  void build_merge_ranks();
+  void index_tokens();
+  std::string make_piece(int32_t id) const;
   void check_token(int32_t token) const;
   int32_t find_token(std::string_view text) const;  // -1 if absent
   std::vector<Fragment> split_special(std::string_view text, bool parse_special) const;
