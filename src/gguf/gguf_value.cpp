@@ -1,6 +1,8 @@
 #include "gguf/gguf_value.h"
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <cstdio>
 #include <limits>
 
@@ -54,12 +56,21 @@ std::string_view value_type_name(ValueType type) {
 
 bool is_valid_value_type(uint32_t raw) { return raw < kValueTypeCount; }
 
+Value Value::string(std::string v) {
+  Value out(ValueType::String, 0);
+  out.string_ = std::move(v);
+  return out;
+}
+
 Value Value::array(ValueType element_type, std::vector<Value> elements) {
   for (std::size_t i = 0; i < elements.size(); ++i) {
     require(elements[i].type() == element_type, "array of ", value_type_name(element_type), ": element ", i,
             " has type ", value_type_name(elements[i].type()));
   }
-  return Value(ValueType::Array, Array{element_type, std::move(elements)});
+  Value out(ValueType::Array, 0);
+  out.element_type_ = element_type;
+  out.array_ = std::move(elements);
+  return out;
 }
 
 void Value::throw_type_mismatch(std::string_view expected) const {
@@ -68,14 +79,14 @@ void Value::throw_type_mismatch(std::string_view expected) const {
 
 ValueType Value::array_type() const {
   if (type_ != ValueType::Array) throw_type_mismatch("array");
-  return std::get<Array>(storage_).element_type;
+  return element_type_;
 }
 
 uint64_t Value::as_uint() const {
-  if (is_unsigned_int(type_)) return std::get<uint64_t>(storage_);
-  if (type_ == ValueType::Bool) return std::get<bool>(storage_) ? 1 : 0;
+  if (is_unsigned_int(type_)) return scalar_;
+  if (type_ == ValueType::Bool) return (scalar_ != 0) ? 1 : 0;
   if (is_signed_int(type_)) {
-    int64_t v = std::get<int64_t>(storage_);
+    int64_t v = int64_t(scalar_);
     if (v < 0) throw Error(str("value ", v, " of type ", value_type_name(type_), " is negative, expected unsigned integer"));
     return uint64_t(v);
   }
@@ -83,10 +94,10 @@ uint64_t Value::as_uint() const {
 }
 
 int64_t Value::as_int() const {
-  if (is_signed_int(type_)) return std::get<int64_t>(storage_);
-  if (type_ == ValueType::Bool) return std::get<bool>(storage_) ? 1 : 0;
+  if (is_signed_int(type_)) return int64_t(scalar_);
+  if (type_ == ValueType::Bool) return (scalar_ != 0) ? 1 : 0;
   if (is_unsigned_int(type_)) {
-    uint64_t v = std::get<uint64_t>(storage_);
+    uint64_t v = scalar_;
     if (v > uint64_t(std::numeric_limits<int64_t>::max())) {
       throw Error(str("value ", v, " of type ", value_type_name(type_), " does not fit in int64"));
     }
@@ -96,52 +107,49 @@ int64_t Value::as_int() const {
 }
 
 double Value::as_float() const {
-  if (type_ == ValueType::F32 || type_ == ValueType::F64) return std::get<double>(storage_);
-  if (is_unsigned_int(type_)) return double(std::get<uint64_t>(storage_));
-  if (is_signed_int(type_)) return double(std::get<int64_t>(storage_));
+  if (type_ == ValueType::F32 || type_ == ValueType::F64) return std::bit_cast<double>(scalar_);
+  if (is_unsigned_int(type_)) return double(scalar_);
+  if (is_signed_int(type_)) return double(int64_t(scalar_));
   throw_type_mismatch("number");
 }
 
 bool Value::as_bool() const {
   if (type_ != ValueType::Bool) throw_type_mismatch("bool");
-  return std::get<bool>(storage_);
+  return (scalar_ != 0);
 }
 
 const std::string& Value::as_string() const {
   if (type_ != ValueType::String) throw_type_mismatch("string");
-  return std::get<std::string>(storage_);
+  return string_;
 }
 
 const std::vector<Value>& Value::as_array() const {
   if (type_ != ValueType::Array) throw_type_mismatch("array");
-  return std::get<Array>(storage_).elements;
+  return array_;
 }
 
 std::string Value::to_display_string(std::size_t max_array_items) const {
   switch (type_) {
-    case ValueType::Bool: return std::get<bool>(storage_) ? "true" : "false";
-    case ValueType::String: return quoted(std::get<std::string>(storage_));
+    case ValueType::Bool: return (scalar_ != 0) ? "true" : "false";
+    case ValueType::String: return quoted(string_);
     case ValueType::F32:
-    case ValueType::F64: return format_float(std::get<double>(storage_));
+    case ValueType::F64: return format_float(std::bit_cast<double>(scalar_));
     case ValueType::Array: {
-      const Array& a = std::get<Array>(storage_);
       std::string out = "[";
-      std::size_t shown = std::min(max_array_items, a.elements.size());
+      std::size_t shown = std::min(max_array_items, array_.size());
       for (std::size_t i = 0; i < shown; ++i) {
         if (i > 0) out += ", ";
-        out += a.elements[i].to_display_string(max_array_items);
+        out += array_[i].to_display_string(max_array_items);
       }
-      if (shown < a.elements.size()) {
-        out += str(shown > 0 ? ", " : "", "... (", a.elements.size(), " ", value_type_name(a.element_type), " items)");
+      if (shown < array_.size()) {
+        out += str(shown > 0 ? ", " : "", "... (", array_.size(), " ", value_type_name(element_type_), " items)");
       }
       return out + "]";
     }
     default:
-      if (is_unsigned_int(type_)) return std::to_string(std::get<uint64_t>(storage_));
-      return std::to_string(std::get<int64_t>(storage_));
+      if (is_unsigned_int(type_)) return std::to_string(scalar_);
+      return std::to_string(int64_t(scalar_));
   }
 }
-
-bool operator==(const Value& a, const Value& b) { return a.type_ == b.type_ && a.storage_ == b.storage_; }
 
 }  // namespace bifurcate::gguf

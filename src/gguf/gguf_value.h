@@ -3,11 +3,11 @@
 // to GgufWriter are the same type, so a file round-trips exactly.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
 namespace bifurcate::gguf {
@@ -25,17 +25,17 @@ bool is_valid_value_type(uint32_t raw);
 class Value {
  public:
   static Value u8(uint8_t v) { return Value(ValueType::U8, uint64_t(v)); }
-  static Value i8(int8_t v) { return Value(ValueType::I8, int64_t(v)); }
+  static Value i8(int8_t v) { return Value(ValueType::I8, uint64_t(int64_t(v))); }
   static Value u16(uint16_t v) { return Value(ValueType::U16, uint64_t(v)); }
-  static Value i16(int16_t v) { return Value(ValueType::I16, int64_t(v)); }
+  static Value i16(int16_t v) { return Value(ValueType::I16, uint64_t(int64_t(v))); }
   static Value u32(uint32_t v) { return Value(ValueType::U32, uint64_t(v)); }
-  static Value i32(int32_t v) { return Value(ValueType::I32, int64_t(v)); }
+  static Value i32(int32_t v) { return Value(ValueType::I32, uint64_t(int64_t(v))); }
   static Value u64(uint64_t v) { return Value(ValueType::U64, v); }
-  static Value i64(int64_t v) { return Value(ValueType::I64, v); }
-  static Value f32(float v) { return Value(ValueType::F32, double(v)); }
-  static Value f64(double v) { return Value(ValueType::F64, v); }
-  static Value boolean(bool v) { return Value(ValueType::Bool, v); }
-  static Value string(std::string v) { return Value(ValueType::String, std::move(v)); }
+  static Value i64(int64_t v) { return Value(ValueType::I64, uint64_t(v)); }
+  static Value f32(float v) { return Value(ValueType::F32, std::bit_cast<uint64_t>(double(v))); }
+  static Value f64(double v) { return Value(ValueType::F64, std::bit_cast<uint64_t>(v)); }
+  static Value boolean(bool v) { return Value(ValueType::Bool, v ? 1 : 0); }
+  static Value string(std::string v);
   // Throws Error if an element's type is not `element_type`.
   static Value array(ValueType element_type, std::vector<Value> elements);
 
@@ -53,23 +53,22 @@ class Value {
   // Short human-readable form: 7, -1.5, true, "text", [1, 2, ... (1000 items)].
   std::string to_display_string(std::size_t max_array_items = 8) const;
 
-  friend bool operator==(const Value& a, const Value& b);
+  // Same type and same bits (so NaN == NaN, -0.0 != 0.0): "round-trips exactly".
+  friend bool operator==(const Value& a, const Value& b) = default;
 
  private:
-  struct Array {
-    ValueType element_type;
-    std::vector<Value> elements;
-    friend bool operator==(const Array&, const Array&) = default;
-  };
-  // Integers are widened to uint64 (unsigned types) or int64 (signed types);
-  // f32 is held as the exact double of the float, so writing narrows losslessly.
-  using Storage = std::variant<uint64_t, int64_t, double, bool, std::string, Array>;
-
-  Value(ValueType type, Storage storage) : type_(type), storage_(std::move(storage)) {}
+  Value(ValueType type, uint64_t scalar) : type_(type), scalar_(scalar) {}
   [[noreturn]] void throw_type_mismatch(std::string_view expected) const;
 
+  // A plain struct rather than std::variant: g++ 12 reports false
+  // maybe-uninitialized warnings for variant<string, ...> temporaries at -O2.
   ValueType type_;
-  Storage storage_;
+  ValueType element_type_ = ValueType::U8;  // arrays only
+  // Scalars by bit pattern: unsigned as is, signed as two's complement
+  // (sign-extended to 64 bits), f32/f64 as the bits of the exact double, bool 0/1.
+  uint64_t scalar_ = 0;
+  std::string string_;
+  std::vector<Value> array_;
 };
 
 }  // namespace bifurcate::gguf
