@@ -124,8 +124,7 @@ void write_position(JsonWriter& j, const Engine& engine, std::span<const int32_t
     j.begin_object();
     j.key("id");
     j.value(id);
-    j.key("piece");
-    j.value(engine.token_to_piece(id));
+    write_token_piece(j, engine.token_to_piece(id));
     j.key("logit");
     j.value(double(row[size_t(id)]));
     j.key("logprob");

@@ -9,7 +9,6 @@
 #include "cli/model_session.h"
 #include "gguf/gguf_file.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/unicode.h"
 #include "util/error.h"
 #include "util/json_writer.h"
 
@@ -54,20 +53,6 @@ tokenizer::Tokenizer load_tokenizer(const std::string& model_flag) {
   return tokenizer::Tokenizer::from_gguf(file);
 }
 
-// The bytes a token stands for ("" for control tokens): a string when they are
-// valid UTF-8, else (a byte-fallback token, part of a character) an array of
-// byte values, as llama.cpp's server reports pieces.
-void write_piece(JsonWriter& j, const std::string& piece) {
-  j.key("piece");
-  if (tokenizer::find_invalid_utf8(piece) == std::string::npos) {
-    j.value(piece);
-    return;
-  }
-  j.begin_array();
-  for (char c : piece) j.value(int64_t(static_cast<unsigned char>(c)));
-  j.end_array();
-}
-
 void print_tokens_json(const tokenizer::Tokenizer& tok, const std::vector<int32_t>& tokens) {
   JsonWriter j(std::cout);
   j.begin_object();
@@ -79,7 +64,7 @@ void print_tokens_json(const tokenizer::Tokenizer& tok, const std::vector<int32_
     j.begin_object();
     j.key("id");
     j.value(id);
-    write_piece(j, tok.token_to_piece(id));
+    write_token_piece(j, tok.token_to_piece(id));
     j.key("text");   // its entry in the vocabulary
     j.value(tok.token_text(id));
     j.end_object();

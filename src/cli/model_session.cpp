@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli/args.h"
+#include "tokenizer/unicode.h"
 #include "util/error.h"
 
 namespace bifurcate::cli {
@@ -59,6 +60,17 @@ void require_in_vocabulary(const std::vector<int32_t>& tokens, int n_vocab) {
     require(tokens[i] >= 0 && tokens[i] < n_vocab, "token id ", tokens[i], " (at position ", i,
             ") is outside the vocabulary [0, ", n_vocab, ")");
   }
+}
+
+void write_token_piece(JsonWriter& j, const std::string& piece) {
+  j.key("piece");
+  if (tokenizer::find_invalid_utf8(piece) == std::string::npos) {
+    j.value(piece);
+    return;
+  }
+  j.begin_array();
+  for (char c : piece) j.value(int64_t(static_cast<unsigned char>(c)));
+  j.end_array();
 }
 
 void print_model_banner(const ModelInfo& info) {

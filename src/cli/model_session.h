@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bifurcate/engine.h"
+#include "util/json_writer.h"
 
 namespace bifurcate::cli {
 
@@ -25,6 +26,11 @@ std::vector<int32_t> parse_token_ids(std::string_view text, std::string_view fla
 
 // Error naming the first id outside [0, n_vocab) and its position.
 void require_in_vocabulary(const std::vector<int32_t>& tokens, int n_vocab);
+
+// Writes key "piece": the bytes a token stands for ("" for control tokens),
+// as a string when they are valid UTF-8, else (a byte-fallback token, part of
+// a character) as an array of byte values, as llama.cpp's server does.
+void write_token_piece(JsonWriter& j, const std::string& piece);
 
 // "model: PATH (llama, 5 layers, dim 64, ...)" on stderr.
 void print_model_banner(const ModelInfo& info);
