@@ -389,6 +389,15 @@ TEST(KvCache, MisuseIsAnErrorNamingTheSegment) {
   cache.release(leaf);
   EXPECT_THROW(cache.release(leaf), Error);       // already released
   EXPECT_THROW(cache.append_token(root), Error);  // freed with its last child
+  // A released id stays invalid after its table entry is reused by a new segment.
+  SegmentId reused = cache.create_root();
+  EXPECT_NE(reused, leaf);
+  EXPECT_NE(reused, root);
+  EXPECT_FALSE(cache.is_live(leaf));
+  EXPECT_FALSE(cache.is_live(root));
+  EXPECT_THROW(cache.append_token(leaf), Error);
+  EXPECT_THROW(cache.append_token(root), Error);
+  EXPECT_NO_THROW(cache.append_token(reused));
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ void StepAttentionPlan::build(const KvCache& cache, std::span<const SegmentId> l
   layer_ = 0;
   n_layers_ = layout.n_layers;
   layer_stride_ = std::ptrdiff_t(layout.layer_stride());
-  planned_index_.assign(std::size_t(cache.id_limit()), -1);
+  planned_index_.assign(cache.table_size(), -1);
   segment_ids_.clear();
 
   std::size_t n_planned = 0;
@@ -50,7 +50,7 @@ void StepAttentionPlan::build(const KvCache& cache, std::span<const SegmentId> l
     for (auto it = path_.rbegin(); it != path_.rend(); ++it) {  // root first: parents precede children
       SegmentId s = *it;
       if (cache.tokens(s) == 0) continue;
-      int& index = planned_index_[std::size_t(s)];
+      int& index = planned_index_[cache.table_index(s)];
       if (index < 0) {
         index = int(n_planned++);
         if (plan_.segments.size() < n_planned) plan_.segments.emplace_back();

@@ -40,7 +40,7 @@ class StepAttentionPlan {
  private:
   kernels::AttentionPlan plan_{};
   std::vector<SegmentId> segment_ids_;
-  std::vector<int> planned_index_;  // by SegmentId: index into plan_.segments, or -1
+  std::vector<int> planned_index_;  // by KvCache::table_index: index into plan_.segments, or -1
   std::vector<SegmentId> path_;     // scratch: one leaf's path, root first
   int layer_ = 0;
   int n_layers_ = 0;

@@ -67,9 +67,8 @@ void KvCache::check_budget_per_segment(int64_t tokens_each, int n_segments) cons
 }
 
 const KvCache::Segment& KvCache::live_segment(SegmentId s, const char* caller) const {
-  require(s >= 0 && std::size_t(s) < segments_.size() && segments_[std::size_t(s)].live, "KvCache::", caller,
-          ": segment ", s, " does not exist (released or never created)");
-  return segments_[std::size_t(s)];
+  require(is_live(s), "KvCache::", caller, ": segment ", s, " does not exist (released or never created)");
+  return at(s);
 }
 
 KvCache::Segment& KvCache::live_segment(SegmentId s, const char* caller) {
@@ -77,15 +76,16 @@ KvCache::Segment& KvCache::live_segment(SegmentId s, const char* caller) {
 }
 
 SegmentId KvCache::new_segment(SegmentId parent, int path_offset) {
-  SegmentId id;
-  if (!free_ids_.empty()) {
-    id = free_ids_.back();
-    free_ids_.pop_back();
+  std::size_t index;
+  if (!free_entries_.empty()) {
+    index = free_entries_.back();
+    free_entries_.pop_back();
   } else {
-    id = SegmentId(segments_.size());
+    require(segments_.size() <= kIndexMask, "KvCache: more than ", kIndexMask + 1, " live segments");
+    index = segments_.size();
     segments_.emplace_back();
   }
-  Segment& seg = segments_[std::size_t(id)];
+  Segment& seg = segments_[index];
   seg.parent = parent;
   seg.n_children = 0;
   seg.tokens = 0;
@@ -94,15 +94,16 @@ SegmentId KvCache::new_segment(SegmentId parent, int path_offset) {
   seg.frozen = false;
   seg.blocks.clear();
   ++n_live_;
-  return id;
+  return SegmentId((uint32_t(seg.generation) << kIndexBits) | uint32_t(index));
 }
 
 void KvCache::free_segment(SegmentId s) {
-  Segment& seg = segments_[std::size_t(s)];
+  Segment& seg = at(s);
   for (uint8_t* block : seg.blocks) pool_.free(block);
   seg.blocks.clear();
   seg.live = false;
-  free_ids_.push_back(s);
+  seg.generation = uint8_t((seg.generation + 1) & kGenerationMask);
+  free_entries_.push_back(uint32_t(s) & kIndexMask);
   --n_live_;
 }
 
@@ -111,7 +112,7 @@ SegmentId KvCache::create_root() { return new_segment(kNoSegment, 0); }
 SegmentId KvCache::fork(SegmentId parent) {
   int offset = path_tokens(parent);               // validates `parent`
   SegmentId child = new_segment(parent, offset);  // may move segments_: index again below
-  Segment& p = segments_[std::size_t(parent)];
+  Segment& p = at(parent);
   ++p.n_children;
   p.frozen = true;
   return child;
@@ -123,15 +124,22 @@ void KvCache::release(SegmentId leaf) {
           " live children; release its leaves instead (it is freed with its last child)");
   SegmentId s = leaf;
   while (true) {
-    SegmentId p = segments_[std::size_t(s)].parent;
+    SegmentId p = at(s).parent;
     free_segment(s);
-    if (p == kNoSegment || --segments_[std::size_t(p)].n_children > 0) break;
+    if (p == kNoSegment || --at(p).n_children > 0) break;
     s = p;
   }
 }
 
 bool KvCache::is_live(SegmentId s) const {
-  return s >= 0 && std::size_t(s) < segments_.size() && segments_[std::size_t(s)].live;
+  if (s < 0 || (uint32_t(s) & kIndexMask) >= segments_.size()) return false;
+  const Segment& seg = at(s);
+  return seg.live && seg.generation == (uint32_t(s) >> kIndexBits);
+}
+
+std::size_t KvCache::table_index(SegmentId s) const {
+  live_segment(s, "table_index");
+  return uint32_t(s) & kIndexMask;
 }
 SegmentId KvCache::parent(SegmentId s) const { return live_segment(s, "parent").parent; }
 int KvCache::n_children(SegmentId s) const { return live_segment(s, "n_children").n_children; }
@@ -146,7 +154,7 @@ int KvCache::path_tokens(SegmentId s) const {
 
 std::vector<SegmentId> KvCache::path_of(SegmentId s) const {
   std::vector<SegmentId> path;
-  for (SegmentId p = s; p != kNoSegment; p = segments_[std::size_t(p)].parent) path.push_back(p);
+  for (SegmentId p = s; p != kNoSegment; p = at(p).parent) path.push_back(p);
   std::reverse(path.begin(), path.end());
   return path;
 }
@@ -258,13 +266,13 @@ SegmentId KvCache::copy_path(SegmentId s) {
   }
   std::vector<SegmentId> path = path_of(s);
   SegmentId copy = new_segment(kNoSegment, 0);  // may move segments_: take references after
-  Segment& dst = segments_[std::size_t(copy)];
+  Segment& dst = at(copy);
   dst.blocks.reserve(n_blocks);
   for (std::size_t i = 0; i < n_blocks; ++i) dst.blocks.push_back(pool_.allocate());
   dst.tokens = total;
   int position = 0;
   for (SegmentId p : path) {
-    const Segment& src = segments_[std::size_t(p)];
+    const Segment& src = at(p);
     copy_tokens(src, 0, dst, position, src.tokens);
     position += src.tokens;
   }

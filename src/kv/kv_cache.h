@@ -22,6 +22,9 @@
 
 namespace bifurcate::kv {
 
+// Names one segment for its lifetime: the low 24 bits index the cache's
+// segment table (reused after release), the next 7 bits count reuses of that
+// entry, so a stale id of a released segment is an Error, not a silent alias.
 using SegmentId = int32_t;
 inline constexpr SegmentId kNoSegment = -1;
 
@@ -68,8 +71,9 @@ class KvCache {
   int n_children(SegmentId s) const;
   bool is_frozen(SegmentId s) const;  // forked at least once: never grows again
   int n_live_segments() const { return n_live_; }
-  // Every SegmentId in use is < id_limit() (for tables indexed by SegmentId).
-  SegmentId id_limit() const { return SegmentId(segments_.size()); }
+  // A dense index < table_size() of live segment `s`, for side tables keyed by segment.
+  std::size_t table_index(SegmentId s) const;
+  std::size_t table_size() const { return segments_.size(); }
   int tokens(SegmentId s) const;       // tokens of this segment only
   int path_tokens(SegmentId s) const;  // tokens root..s = position of s's next token
   int n_blocks(SegmentId s) const;
@@ -101,9 +105,16 @@ class KvCache {
     int path_offset = 0;  // tokens of all ancestors; fixed because ancestors are frozen
     bool live = false;
     bool frozen = false;
+    uint8_t generation = 0;        // bits 24..30 of the SegmentId currently naming this entry
     std::vector<uint8_t*> blocks;  // ceil(tokens / block_tokens) blocks, in token order
   };
 
+  static constexpr int kIndexBits = 24;
+  static constexpr uint32_t kIndexMask = (uint32_t(1) << kIndexBits) - 1;
+  static constexpr uint32_t kGenerationMask = 0x7f;
+  // The table entry of an id already known to be live (no checks).
+  Segment& at(SegmentId s) { return segments_[uint32_t(s) & kIndexMask]; }
+  const Segment& at(SegmentId s) const { return segments_[uint32_t(s) & kIndexMask]; }
   const Segment& live_segment(SegmentId s, const char* caller) const;
   Segment& live_segment(SegmentId s, const char* caller);
   SegmentId new_segment(SegmentId parent, int path_offset);
@@ -116,7 +127,7 @@ class KvCache {
   KvLayout layout_;
   BlockPool pool_;
   std::vector<Segment> segments_;
-  std::vector<SegmentId> free_ids_;  // ids of released segments, reused by new ones
+  std::vector<std::size_t> free_entries_;  // table entries of released segments, reused by new ones
   int n_live_ = 0;
 };
 
