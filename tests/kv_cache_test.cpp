@@ -62,6 +62,7 @@ TokenRows write_random_token(const KvCache& cache, const KvCache::Slot& slot, st
 
 std::vector<TokenRows> append_random(KvCache& cache, SegmentId s, int n, std::mt19937& rng) {
   std::vector<TokenRows> out;
+  out.reserve(std::size_t(n));
   for (int i = 0; i < n; ++i) out.push_back(write_random_token(cache, cache.append_token(s), rng));
   return out;
 }
@@ -130,6 +131,7 @@ TEST(KvCache, ForkAllocatesNothing) {
   std::size_t in_use = cache.bytes_in_use();
   std::size_t reserved = cache.bytes_reserved();
   std::vector<SegmentId> leaves;
+  leaves.reserve(50);
   for (int i = 0; i < 50; ++i) leaves.push_back(cache.fork(root));
   EXPECT_EQ(cache.bytes_in_use(), in_use);
   EXPECT_EQ(cache.bytes_reserved(), reserved);
