@@ -1,6 +1,7 @@
 #include "cli/bench_sweep.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <random>
 
@@ -13,6 +14,12 @@ namespace bifurcate::cli {
 namespace {
 
 double gib(std::size_t bytes) { return double(bytes) / double(std::size_t(1) << 30); }
+
+std::string seconds_text(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3f s", seconds);
+  return text;
+}
 
 std::vector<int32_t> random_tokens(std::mt19937_64& rng, int n, int n_vocab) {
   std::uniform_int_distribution<int32_t> pick(0, n_vocab - 1);
@@ -88,7 +95,7 @@ class SweepRunner {
     transformer_.prefill(*s.cache, s.root, prompt, logits_, false, pool_, config_.prefill_chunk);
     s.prefill_seconds = now_seconds() - t0;
     s.keeper = s.cache->fork(s.root);
-    progress(str("prefill: ", context, " tokens in ", s.prefill_seconds, " s"));
+    progress(str("prefill: ", context, " tokens in ", seconds_text(s.prefill_seconds)));
   }
 
   BenchRow run_row(ContextState& s, AttentionMode mode, int b) {
@@ -116,8 +123,8 @@ class SweepRunner {
       for (int i = 0; i < b; ++i) {
         leaves.push_back(mode == AttentionMode::bifurcated ? s.cache->fork(s.root) : s.cache->copy_path(s.root));
       }
-      progress(str("row PP=", s.context, " B=", b, " ", mode_name(mode), ": ", b, " sequences made in ",
-                   now_seconds() - t0, " s"));
+      progress(str("row PP=", s.context, " B=", b, " ", mode_name(mode), ": ", b, mode == AttentionMode::bifurcated ? " leaves forked in " : " private copies made in ",
+                   seconds_text(now_seconds() - t0)));
       decode_row(s, leaves, row);
     } catch (...) {
       for (kv::SegmentId leaf : leaves) s.cache->release(leaf);

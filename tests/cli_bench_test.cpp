@@ -1,0 +1,400 @@
+// `bifurcate bench`: roofline formulas against hand-computed numbers, the
+// model counts against the file's own tensor table, the SVG writer's
+// structure, CSV/JSON columns, skipped rows under a tiny KV budget, and a
+// tiny-model sweep and command run end to end.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/bench_memory.h"
+#include "cli/bench_plot.h"
+#include "cli/bench_report.h"
+#include "cli/bench_roofline.h"
+#include "cli/bench_sweep.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "gguf/gguf_file.h"
+#include "model/model.h"
+#include "model/model_shapes.h"
+#include "model/random_model.h"
+#include "util/error.h"
+
+namespace bifurcate::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A random "tiny" model (2 layers, dim 64, 4 heads / 2 KV heads, head size 16)
+// written once for the whole test program.
+class BenchTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(fs::temp_directory_path() / str("bifurcate_cli_bench_", getpid()));
+    fs::create_directories(*dir_);
+    model::write_random_model(model::find_model_shape("tiny"), gguf::GgmlType::F16, "", 3, model_path());
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+  }
+  static std::string model_path() { return (*dir_ / "tiny.gguf").string(); }
+  static std::string path(const std::string& name) { return (*dir_ / name).string(); }
+
+  static fs::path* dir_;
+};
+fs::path* BenchTest::dir_ = nullptr;
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::size_t count(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, separator)) parts.push_back(part);
+  if (!text.empty() && text.back() == separator) parts.emplace_back();
+  return parts;
+}
+
+// Minimal XML well-formedness: every element opened is closed in order, every
+// attribute quote is balanced, and exactly one root element (<svg>) exists.
+void expect_well_formed_xml(const std::string& xml) {
+  std::vector<std::string> open;
+  int roots = 0;
+  for (std::size_t i = xml.find('<'); i != std::string::npos; i = xml.find('<', i + 1)) {
+    const std::size_t end = xml.find('>', i);
+    ASSERT_NE(end, std::string::npos) << "unterminated tag at " << i;
+    const std::string tag = xml.substr(i + 1, end - i - 1);
+    ASSERT_EQ(count(tag, "'") % 2, 0u) << "unbalanced quotes in <" << tag << ">";
+    if (tag.front() == '?') continue;
+    const std::string name = tag.substr(tag.front() == '/' ? 1 : 0, tag.find_first_of(" />", 1) - (tag.front() == '/' ? 1 : 0));
+    if (tag.front() == '/') {
+      ASSERT_FALSE(open.empty()) << "closing </" << name << "> with nothing open";
+      ASSERT_EQ(open.back(), name);
+      open.pop_back();
+    } else if (tag.back() != '/') {
+      if (open.empty()) ++roots;
+      open.push_back(name);
+    } else if (open.empty()) {
+      ++roots;
+    }
+  }
+  EXPECT_TRUE(open.empty()) << open.size() << " elements left open";
+  EXPECT_EQ(roots, 1);
+}
+
+TEST(BenchRoofline, FloorFormulasMatchHandComputedNumbers) {
+  ModelCounts m;
+  m.n_layers = 2, m.n_heads = 4, m.n_kv_heads = 2, m.head_size = 16;
+  m.matrix_bytes = 1e6, m.matrix_elements = 5e5;
+  // B = 4, m_c = 100, m_d = 5, f16 KV: one token's K+V over all layers is 2*2*2*16*2 = 256 bytes.
+  const StepCost bif = decode_step_cost(m, 4, 100, 5.0, true, 2);
+  const StepCost rep = decode_step_cost(m, 4, 100, 5.0, false, 2);
+  EXPECT_DOUBLE_EQ(bif.weights.bytes, 1e6);
+  EXPECT_DOUBLE_EQ(bif.weights.flops, 2.0 * 4 * 5e5);
+  EXPECT_DOUBLE_EQ(bif.attention.bytes, 256.0 * (100 + 4 * 5));   // context once + 4 own parts
+  EXPECT_DOUBLE_EQ(rep.attention.bytes, 256.0 * 4 * (100 + 5));   // 4 full copies
+  EXPECT_DOUBLE_EQ(bif.attention.flops, 4.0 * 2 * 4 * 4 * 16 * 105);
+  EXPECT_DOUBLE_EQ(rep.attention.flops, bif.attention.flops);
+  // 1 MB/s and 100 MFLOP/s: weights are bytes-bound (1 s vs 0.04 s); attention
+  // too (30720 B -> 30.72 ms vs 215040 FLOP -> 2.15 ms).
+  const MachineCeilings machine{1e6, 1e8};
+  EXPECT_NEAR(floor_seconds(bif, machine), 1.0 + 0.03072, 1e-12);
+  EXPECT_NEAR(floor_seconds(rep, machine), 1.0 + 0.10752, 1e-12);
+  // A FLOP-bound machine: 1 TB/s, 1 MFLOP/s -> the FLOP terms decide.
+  const MachineCeilings slow_alu{1e12, 1e6};
+  EXPECT_NEAR(floor_seconds(bif, slow_alu), (4e6 + 215040.0) / 1e6, 1e-9);
+  // Own tokens seen by the 16 timed steps after one warm-up step: 2..17, mean 9.5.
+  EXPECT_DOUBLE_EQ(mean_decoded_tokens(16), 9.5);
+  EXPECT_DOUBLE_EQ(mean_decoded_tokens(1), 2.0);
+  EXPECT_THROW(floor_seconds(bif, MachineCeilings{}), Error);
+}
+
+TEST_F(BenchTest, ModelCountsMatchTheFilesTensorTable) {
+  const auto loaded = model::Model::load(model_path());
+  const ModelCounts c = count_model(loaded->config(), loaded->weights());
+  // Independent count: every 2-D tensor except the token embedding (tiny has its own output.weight).
+  double elements = 0, bytes = 0;
+  const gguf::GgufFile file = gguf::GgufFile::open(model_path());
+  for (const gguf::TensorInfo& t : file.tensors()) {
+    if (t.dims.size() != 2 || t.name == "token_embd.weight") continue;
+    elements += double(t.n_elements());
+    bytes += double(t.n_bytes);
+  }
+  EXPECT_DOUBLE_EQ(c.matrix_elements, elements);
+  EXPECT_DOUBLE_EQ(c.matrix_bytes, bytes);
+  EXPECT_EQ(c.n_layers, 2);
+  EXPECT_EQ(c.n_heads, 4);
+  EXPECT_EQ(c.n_kv_heads, 2);
+  EXPECT_EQ(c.head_size, 16);
+}
+
+TEST(BenchRoofline, ProbesMeasurePositiveFiniteCeilings) {
+  ThreadPool pool(2);
+  const double bw = measure_read_bandwidth(pool, std::size_t(16) << 20, 2);
+  const double peak = measure_matmul_peak(pool, 64, 128, 8, 2);
+  EXPECT_GT(bw, 1e7);       // > 10 MB/s on any machine
+  EXPECT_LT(bw, 1e13);      // < 10 TB/s: a broken timer or skipped reads would exceed it
+  EXPECT_GT(peak, 1e6);
+  EXPECT_LT(peak, 1e14);
+  EXPECT_THROW(measure_matmul_peak(pool, 64, 100, 8, 1), Error);  // cols not a multiple of 32
+}
+
+TEST(BenchMemory, ParsesVmHwm) {
+  EXPECT_EQ(parse_vm_hwm_bytes("Name:\tx\nVmPeak:\t  99 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 5 kB\n"), 1234u * 1024);
+  EXPECT_EQ(parse_vm_hwm_bytes("VmRSS:\t 5 kB\n"), 0u);
+  EXPECT_EQ(parse_vm_hwm_bytes("VmHWM:\t garbage\n"), 0u);
+  EXPECT_GT(read_peak_rss_bytes(), 0u);
+}
+
+BenchRow measured_row(int context, int samples, AttentionMode mode, double step_ms) {
+  BenchRow r;
+  r.context = context, r.ntg = 8, r.samples = samples, r.mode = mode;
+  r.prefill_seconds = 0.5;
+  r.step_mean_seconds = step_ms / 1e3;
+  r.step_median_seconds = step_ms / 1e3;
+  r.decode_seconds = 8 * step_ms / 1e3;
+  r.attention_share = 0.25;
+  r.kv_bytes = 1 << 20;
+  r.peak_rss_bytes = 1 << 30;
+  r.rss_reset = true;
+  return r;
+}
+
+TEST(BenchPlot, SvgHasOneLinePerSeriesAndOneMarkerPerPoint) {
+  PlotSpec spec;
+  spec.title = "latency & samples <test>";
+  spec.x_label = "B";
+  spec.y_label = "ms";
+  spec.series = {{"a", false, 0, {{1, 10}, {2, 12}}},
+                 {"b", true, 0, {{1, 11}, {2, 20}, {4, 45}}},
+                 {"c", false, 1, {{32, 300}}}};
+  const std::string svg = render_svg(spec);
+  expect_well_formed_xml(svg);
+  EXPECT_EQ(count(svg, "<polyline class='series'"), 3u);
+  EXPECT_EQ(count(svg, "class='marker'"), 6u);
+  EXPECT_EQ(count(svg, "<rect class='marker'"), 3u);  // the dashed series' square markers
+  EXPECT_EQ(count(svg, "stroke-dasharray"), 2u);      // its line and its legend entry
+  EXPECT_EQ(count(svg, "class='legend'"), 3u);
+  EXPECT_NE(svg.find("latency &amp; samples &lt;test&gt;"), std::string::npos);
+  // log-2 x axis: one vertical gridline per octave 1..32.
+  for (int b : {1, 2, 4, 8, 16, 32}) EXPECT_NE(svg.find(str(">", b, "</text>")), std::string::npos) << b;
+  EXPECT_THROW(render_svg(PlotSpec{}), Error);
+}
+
+TEST(BenchPlot, SeriesFromRowsSkipTheSkippedAndGroupByContextAndMode) {
+  std::vector<BenchRow> rows = {measured_row(64, 1, AttentionMode::bifurcated, 5),
+                                measured_row(64, 2, AttentionMode::bifurcated, 6),
+                                measured_row(64, 1, AttentionMode::replicated, 5),
+                                measured_row(128, 1, AttentionMode::bifurcated, 7)};
+  BenchRow skipped = measured_row(64, 2, AttentionMode::replicated, 0);
+  skipped.skipped = true;
+  rows.push_back(skipped);
+  const std::vector<PlotSeries> series = latency_series(rows);
+  ASSERT_EQ(series.size(), 3u);
+  EXPECT_EQ(series[0].label, "context 64, bifurcated");
+  EXPECT_EQ(series[0].points.size(), 2u);
+  EXPECT_DOUBLE_EQ(series[0].points[1].second, 6.0);
+  EXPECT_TRUE(series[1].dashed);
+  EXPECT_EQ(series[1].points.size(), 1u);
+  EXPECT_EQ(series[2].colour, 1);
+}
+
+TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
+  BenchReport report;
+  report.counts = ModelCounts{2, 4, 2, 16, 1e6, 5e5};
+  report.ceilings = MachineCeilings{1e9, 1e10};
+  report.rows = {measured_row(100, 4, AttentionMode::bifurcated, 10), measured_row(100, 4, AttentionMode::replicated, 30)};
+  report.rows[1].skipped = true;
+  compute_roofline(report, 2);
+  std::ostringstream out;
+  write_csv(out, report);
+  const std::vector<std::string> lines = split(out.str(), '\n');
+  ASSERT_EQ(lines.size(), 4u);  // header, 2 rows, trailing empty
+  const std::vector<std::string> header = split(lines[0], ',');
+  for (const char* column : {"mode", "pp", "tg", "b", "n_kv", "t_pp", "s_pp", "t_tg", "s_tg", "t", "s",
+                             "step_ms_mean", "step_ms_median", "attention_share", "kv_bytes", "peak_rss_bytes",
+                             "weights_bytes", "attention_bytes", "floor_ms", "measured_over_floor"}) {
+    EXPECT_NE(std::find(header.begin(), header.end(), column), header.end()) << column;
+  }
+  EXPECT_EQ(header, csv_columns());
+  auto field = [&](int line, const std::string& column) {
+    const std::vector<std::string> f = split(lines[std::size_t(line)], ',');
+    EXPECT_EQ(f.size(), header.size());
+    return f[std::size_t(std::find(header.begin(), header.end(), column) - header.begin())];
+  };
+  EXPECT_EQ(field(1, "n_kv"), "132");   // PP + B*TG = 100 + 4*8
+  EXPECT_EQ(field(2, "n_kv"), "432");   // B*(PP+TG) = 4*108
+  EXPECT_EQ(std::stod(field(1, "s_tg")), 4.0 * 8 / 0.08);
+  EXPECT_EQ(field(2, "status"), "skipped");
+  EXPECT_EQ(field(2, "step_ms_mean"), "");
+  // Floor of row 1: weights 1e6 B / 1e9 B/s = 1 ms (vs 4e6 FLOP / 1e10 = 0.4 ms);
+  // attention 256 B * (100 + 4*5.5) / 1e9 = 0.031232 ms (vs 4*2*4*4*16*105.5 / 1e10).
+  EXPECT_NEAR(std::stod(field(1, "floor_ms")), 1.0 + 256.0 * 122 / 1e6, 1e-9);
+  EXPECT_NEAR(std::stod(field(1, "measured_over_floor")), 10.0 / (1.0 + 256.0 * 122 / 1e6), 1e-6);
+
+  std::ostringstream json;
+  write_json(json, report);
+  EXPECT_EQ(count(json.str(), "\"step_ms_mean\""), 2u);
+  EXPECT_NE(json.str().find("\"read_bytes_per_second\""), std::string::npos);
+}
+
+TEST(BenchReport, SpeedupIsReplicatedOverBifurcatedStepLatency) {
+  BenchReport report;
+  report.rows = {measured_row(100, 1, AttentionMode::bifurcated, 10), measured_row(100, 2, AttentionMode::bifurcated, 10),
+                 measured_row(100, 1, AttentionMode::replicated, 15), measured_row(100, 2, AttentionMode::replicated, 40)};
+  report.rows[3].skipped = true;
+  EXPECT_DOUBLE_EQ(*find_speedup(report.rows, 100, 1), 1.5);
+  EXPECT_FALSE(find_speedup(report.rows, 100, 2).has_value());
+  std::ostringstream out;
+  print_speedup_table(out, report);
+  EXPECT_NE(out.str().find("1.50x"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("skipped"), std::string::npos) << out.str();
+}
+
+SweepConfig tiny_sweep() {
+  SweepConfig c;
+  c.contexts = {70, 40};
+  c.ntg = 3;
+  c.samples = {3, 1};
+  c.modes = {AttentionMode::replicated, AttentionMode::bifurcated};
+  c.kv_type = kernels::KvType::f16;
+  c.kv_budget_bytes = std::size_t(64) << 20;
+  return c;
+}
+
+// One block of the tiny model's cache: 32 tokens x 2 layers x 2 KV heads x (K,V) x 16 x f16.
+constexpr std::size_t kTinyBlockBytes = 32 * 2 * 2 * 2 * 16 * 2;
+std::size_t blocks(int64_t tokens) { return std::size_t((tokens + 31) / 32); }
+
+TEST_F(BenchTest, TinySweepRunsEveryRowInOrderWithMeasuredFigures) {
+  const auto loaded = model::Model::load(model_path());
+  ThreadPool pool(2);
+  std::vector<BenchRow> seen;
+  SweepHooks hooks;
+  hooks.on_row = [&](const BenchRow& r) { seen.push_back(r); };
+  const SweepConfig config = tiny_sweep();
+  const std::vector<BenchRow> rows = run_sweep(*loaded, config, pool, hooks);
+  ASSERT_EQ(rows.size(), 8u);
+  ASSERT_EQ(seen.size(), 8u);
+  // Contexts in the given order; bifurcated before replicated; B ascending.
+  const int expected[8][3] = {{70, 0, 1}, {70, 0, 3}, {70, 1, 1}, {70, 1, 3},
+                              {40, 0, 1}, {40, 0, 3}, {40, 1, 1}, {40, 1, 3}};
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const BenchRow& r = rows[i];
+    SCOPED_TRACE(i);
+    EXPECT_EQ(r.context, expected[i][0]);
+    EXPECT_EQ(r.mode, expected[i][1] == 0 ? AttentionMode::bifurcated : AttentionMode::replicated);
+    EXPECT_EQ(r.samples, expected[i][2]);
+    EXPECT_FALSE(r.skipped);
+    EXPECT_EQ(r.ntg, 3);
+    EXPECT_GT(r.prefill_seconds, 0);
+    EXPECT_GT(r.step_mean_seconds, 0);
+    EXPECT_NEAR(r.decode_seconds, 3 * r.step_mean_seconds, 1e-12);
+    EXPECT_GT(r.step_median_seconds, 0);
+    EXPECT_GT(r.attention_share, 0);
+    EXPECT_LT(r.attention_share, 1);
+    EXPECT_GT(r.peak_rss_bytes, 0u);
+    EXPECT_EQ(r.prefill_seconds, rows[i % 4 == 0 ? i : i - i % 4].prefill_seconds);  // one prefill per context
+    // KV held at the row's end: 1 warm-up + 3 timed tokens per sequence.
+    const std::size_t kv = r.mode == AttentionMode::bifurcated
+                               ? (blocks(r.context) + std::size_t(r.samples) * blocks(4)) * kTinyBlockBytes
+                               : std::size_t(r.samples) * blocks(r.context + 4) * kTinyBlockBytes;
+    EXPECT_EQ(r.kv_bytes, kv);
+  }
+}
+
+TEST_F(BenchTest, RowsThatExceedTheBudgetAreSkippedWithWhatTheyNeed) {
+  const auto loaded = model::Model::load(model_path());
+  ThreadPool pool(1);
+  SweepConfig config = tiny_sweep();
+  config.contexts = {70};  // 3 blocks of prompt
+  // Bifurcated B=3: 3 + 3*1 blocks; replicated B=1: 3 + 1*3; replicated B=3: 3 + 3*3 = 12 blocks > 10.
+  config.kv_budget_bytes = 10 * kTinyBlockBytes;
+  const std::vector<BenchRow> rows = run_sweep(*loaded, config, pool, {});
+  ASSERT_EQ(rows.size(), 4u);
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(rows[std::size_t(i)].skipped) << i;
+  const BenchRow& skipped = rows[3];
+  EXPECT_EQ(skipped.mode, AttentionMode::replicated);
+  EXPECT_EQ(skipped.samples, 3);
+  EXPECT_TRUE(skipped.skipped);
+  EXPECT_EQ(skipped.kv_needed_bytes, 12 * kTinyBlockBytes);
+  EXPECT_EQ(skipped.kv_budget_bytes, 10 * kTinyBlockBytes);
+  EXPECT_EQ(skipped.step_mean_seconds, 0);
+  BenchReport report;
+  report.rows = rows;
+  std::ostringstream out;
+  print_rows_table(out, report);
+  EXPECT_NE(out.str().find("skipped: needs 0.00 GiB > budget 0.00 GiB"), std::string::npos) << out.str();
+
+  // The budget check itself, on a cache holding a 70-token prompt.
+  kv::KvLayout layout{2, 2, 16, kernels::KvType::f16, 32};
+  kv::KvCache cache(layout, 10 * kTinyBlockBytes);
+  const kv::SegmentId root = cache.create_root();
+  std::vector<kv::KvCache::Slot> slots;
+  cache.append_tokens(root, 70, slots);
+  const RowBudget fits = check_row_budget(cache, AttentionMode::replicated, 70, 2, 4);
+  EXPECT_TRUE(fits.fits);
+  EXPECT_EQ(fits.needed_bytes, (3 + 2 * 3) * kTinyBlockBytes);
+  const RowBudget bif = check_row_budget(cache, AttentionMode::bifurcated, 70, 7, 33);  // 2 blocks per leaf
+  EXPECT_FALSE(bif.fits);
+  EXPECT_EQ(bif.needed_bytes, (3 + 7 * 2) * kTinyBlockBytes);
+}
+
+TEST_F(BenchTest, SweepRejectsContextsBeyondTheModel) {
+  const auto loaded = model::Model::load(model_path());
+  ThreadPool pool(1);
+  SweepConfig config = tiny_sweep();
+  config.contexts = {509};  // tiny's context is 512: 509 + 1 warm-up + 3 > 512
+  try {
+    run_sweep(*loaded, config, pool, {});
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("509"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(BenchTest, CommandWritesTableCsvJsonAndPlot) {
+  const std::string csv = path("rows.csv"), json = path("rows.json"), svg = path("plot.svg");
+  std::vector<std::string> args = {"bench", "-m", model_path(), "--npp", "40,80", "--ntg", "2", "--npl", "1,2",
+                                   "-j", "2", "--no-roofline", "--csv", csv, "--json", json, "--plot", svg};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  testing::internal::CaptureStdout();
+  const int rc = run_bench(int(argv.size()), argv.data());
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(count(out, "| bifurcated |"), 4u) << out;
+  EXPECT_EQ(count(out, "| replicated |"), 4u) << out;
+  EXPECT_NE(out.find("speedup (replicated / bifurcated"), std::string::npos);
+  EXPECT_NE(out.find("plot written to " + svg), std::string::npos);
+  EXPECT_EQ(split(read_text(csv), '\n').size(), 10u);  // header + 8 rows + trailing empty
+  EXPECT_EQ(count(read_text(json), "\"mode\""), 8u);
+  const std::string plot = read_text(svg);
+  expect_well_formed_xml(plot);
+  EXPECT_EQ(count(plot, "<polyline class='series'"), 4u);  // 2 contexts x 2 modes
+  EXPECT_EQ(count(plot, "class='marker'"), 8u);
+
+  std::vector<std::string> bad = {"bench", "-m", model_path(), "--npl", "1,x"};
+  std::vector<char*> bad_argv;
+  for (std::string& a : bad) bad_argv.push_back(a.data());
+  EXPECT_THROW(run_bench(int(bad_argv.size()), bad_argv.data()), UsageError);
+}
+
+}  // namespace
+}  // namespace bifurcate::cli
