@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -14,6 +17,18 @@
 
 #include "util/error.h"
 #include "util/f16.h"
+
+// Counts heap allocations so a test can check that attend allocates nothing in steady state.
+// (The replacement pair is malloc/free on both sides; GCC cannot see that through inlining.)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+static std::atomic<long> g_allocations{0};
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace bifurcate::kernels {
 namespace {
@@ -586,6 +601,20 @@ TEST_F(BadPlanFixture, CausalSegmentTooShort) {
   EXPECT_THROW(attend_causal(p.plan.shape, p.plan.segments[0], 39, 2, d.q.data(), out.data(), ws, pool), Error);
   EXPECT_THROW(attend_causal(p.plan.shape, p.plan.segments[0], -1, 1, d.q.data(), out.data(), ws, pool), Error);
   for (float x : out) ASSERT_EQ(x, 7.0f);
+}
+
+TEST(Attend, SteadyStateCallsDoNotAllocate) {
+  ThreadPool pool(2);
+  AttentionWorkspace ws;
+  const DecodeCase c{8, 2, 64, 16, 1000, 31, KvType::f16, Layout::blocks32};
+  std::mt19937 rng(fresh_seed());
+  DecodeData d = make_decode_data(c, rng);
+  StoredPlan p = bifurcated_plan(c, d, rng);
+  std::vector<float> out(d.q.size());
+  attend(p.plan, d.q.data(), out.data(), ws, pool);  // grows the workspace
+  const long before = g_allocations.load();
+  for (int i = 0; i < 3; ++i) attend(p.plan, d.q.data(), out.data(), ws, pool);
+  EXPECT_EQ(g_allocations.load() - before, 0);
 }
 
 }  // namespace

@@ -21,6 +21,9 @@ namespace {
 // thread count computes the same partial states and merges them identically.
 constexpr int kTargetTasks = 16;
 constexpr int kMinSplitTokens = 256;
+constexpr int kMergeRowsPerTask = 64;
+
+int merge_batches(int n_out_rows) { return (n_out_rows + kMergeRowsPerTask - 1) / kMergeRowsPerTask; }
 
 void validate_shape(const AttentionShape& s) {
   require(s.n_heads >= 1, "attention: n_heads must be >= 1, got ", s.n_heads);
@@ -49,13 +52,15 @@ void validate_chunks(const AttentionShape& shape, const PlannedSegment& seg, std
   }
 }
 
-void validate_plan(const AttentionPlan& plan, const float* q, const float* out) {
+// keys_seen: scratch, resized to n_sequences.
+void validate_plan(const AttentionPlan& plan, const float* q, const float* out,
+                   std::vector<long long>& keys_seen) {
   validate_shape(plan.shape);
   require(plan.n_sequences >= 0, "attention: n_sequences must be >= 0, got ", plan.n_sequences);
   if (plan.n_sequences == 0) return;
   require(q != nullptr && out != nullptr, "attention: null q or out for ", plan.n_sequences,
           " sequences");
-  std::vector<long long> keys_seen(std::size_t(plan.n_sequences), 0);
+  keys_seen.assign(std::size_t(plan.n_sequences), 0);
   for (std::size_t s = 0; s < plan.segments.size(); ++s) {
     const PlannedSegment& seg = plan.segments[s];
     validate_chunks(plan.shape, seg, s);
@@ -152,15 +157,30 @@ class AttentionRunner {
     ws_.scratch_.resize(std::size_t(pool.size()));
     ws_.merge_o_.resize(std::size_t(pool.size()));
     ws_.merge_lse_.resize(std::size_t(pool.size()));
+    std::size_t most_partials = 0;  // reserved up front: a thread may merge first in any call
+    for (std::size_t row = 0; row + 1 < ws_.merge_begin_.size(); ++row)
+      most_partials = std::max(most_partials, std::size_t(ws_.merge_begin_[row + 1] - ws_.merge_begin_[row]));
+    for (auto& v : ws_.merge_o_) v.reserve(most_partials);
+    for (auto& v : ws_.merge_lse_) v.reserve(most_partials);
     ws_.task_order_.resize(ws_.tasks_.size());
     std::iota(ws_.task_order_.begin(), ws_.task_order_.end(), 0);
-    std::stable_sort(ws_.task_order_.begin(), ws_.task_order_.end(),
-                     [&](int a, int b) { return ws_.tasks_[a].cost > ws_.tasks_[b].cost; });
-    pool.run(ws_.tasks_.size(), [&](std::size_t i, int thread) {
-      run_task(ws_.tasks_[std::size_t(ws_.task_order_[i])], segments, thread);
+    // Most expensive first, ties by index (std::sort: stable_sort would allocate).
+    std::sort(ws_.task_order_.begin(), ws_.task_order_.end(), [this](int a, int b) {
+      const double ca = ws_.tasks_[std::size_t(a)].cost, cb = ws_.tasks_[std::size_t(b)].cost;
+      return ca != cb ? ca > cb : a < b;
     });
-    pool.parallel_for(std::size_t(n_out_rows), 64, [&](std::size_t begin, std::size_t end, int thread) {
-      for (std::size_t row = begin; row < end; ++row) merge_row(int(row), out + row * k, thread);
+    segments_ = segments;
+    out_ = out;
+    // The lambdas capture only `this`, so std::function stores them without allocating.
+    pool.run(ws_.tasks_.size(), [this](std::size_t i, int thread) {
+      run_task(ws_.tasks_[std::size_t(ws_.task_order_[i])], thread);
+    });
+    n_out_rows_ = n_out_rows;
+    pool.run(std::size_t(merge_batches(n_out_rows)), [this](std::size_t batch, int thread) {
+      const int rows_per_batch = kMergeRowsPerTask;
+      const int begin = int(batch) * rows_per_batch, end = std::min(n_out_rows_, begin + rows_per_batch);
+      for (int row = begin; row < end; ++row)
+        merge_row(row, out_ + std::size_t(row) * std::size_t(shape_.head_size), thread);
     });
   }
 
@@ -191,8 +211,8 @@ class AttentionRunner {
       ws_.merge_rows_[std::size_t(fill[std::size_t(ws_.row_target_[row])]++)] = int(row);
   }
 
-  void run_task(const AttentionWorkspace::Task& task, std::span<const PlannedSegment> segments, int thread) {
-    const PlannedSegment& seg = segments[std::size_t(task.segment)];
+  void run_task(const AttentionWorkspace::Task& task, int thread) {
+    const PlannedSegment& seg = segments_[std::size_t(task.segment)];
     SegmentKeys keys{seg.chunks, seg.head_stride, task.kv_head, task.key_begin, task.key_end};
     const std::size_t first = std::size_t(task.first_row);
     StackedQueries queries{ws_.row_q_.data() + first,
@@ -225,11 +245,14 @@ class AttentionRunner {
 
   const AttentionShape& shape_;
   AttentionWorkspace& ws_;
+  std::span<const PlannedSegment> segments_;  // of the call being run
+  float* out_ = nullptr;
+  int n_out_rows_ = 0;
 };
 
 void attend(const AttentionPlan& plan, const float* q, float* out, AttentionWorkspace& ws,
             ThreadPool& pool) {
-  validate_plan(plan, q, out);
+  validate_plan(plan, q, out, ws.keys_seen_);
   if (plan.n_sequences == 0) return;
   AttentionRunner runner(plan.shape, ws);
   runner.add_plan(plan, q);

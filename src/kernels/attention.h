@@ -31,6 +31,7 @@ class AttentionWorkspace {
 
  private:
   friend class AttentionRunner;
+  friend void attend(const AttentionPlan&, const float*, float*, AttentionWorkspace&, ThreadPool&);
 
   // One unit of parallel work: a key range of one KV head of one segment
   // against a run of stacked rows [first_row, first_row + n_rows).
@@ -44,6 +45,7 @@ class AttentionWorkspace {
     double cost;
   };
 
+  std::vector<long long> keys_seen_;      // (sequences) validation: keys each sequence attends
   std::vector<Task> tasks_;
   std::vector<int> task_order_;           // tasks_ indices, most expensive first
   std::vector<const float*> row_q_;       // (stacked rows) query row per partial row
