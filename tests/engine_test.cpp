@@ -60,6 +60,17 @@ TEST_F(EngineTest, GreedySamplesAllEqualTheSingleSample) {
   }
 }
 
+TEST_F(EngineTest, ContinuationKeepsTheSpaceOfItsFirstToken) {
+  Engine engine = make();
+  GenerationRequest r = sampled(1, 0);
+  r.prompt = "Once upon a";
+  r.sampling.temperature = 0;
+  r.max_tokens = 3;
+  const Sample s = engine.generate(r).samples.at(0);
+  EXPECT_EQ(engine.token_piece(s.tokens.at(0)), " time");
+  EXPECT_EQ(s.text.substr(0, 5), " time") << s.text;
+}
+
 TEST_F(EngineTest, SeededSamplingIsReproducibleAcrossModesAndThreads) {
   const GenerationRequest r = sampled(6, 1234);
   Engine bifurcated = make(AttentionMode::bifurcated, 2);

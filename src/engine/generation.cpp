@@ -92,7 +92,7 @@ GenerationResult Engine::generate(const GenerationRequest& request, const Genera
     RunningSample& r = samples[size_t(i)];
     r.leaf = s.options.attention == AttentionMode::bifurcated ? s.cache.fork(root) : s.cache.copy_path(root);
     r.sampler.emplace(params, uint64_t(i));
-    r.detokenizer.emplace(*s.tokenizer);
+    r.detokenizer.emplace(*s.tokenizer, /*continues_text=*/true);
     r.stop.emplace(request.stop);
     r.history = prompt;
     r.result.index = i;

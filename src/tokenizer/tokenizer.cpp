@@ -246,7 +246,8 @@ std::string Tokenizer::decode(std::span<const int32_t> tokens) const {
   return text;
 }
 
-StreamingDetokenizer::StreamingDetokenizer(const Tokenizer& tokenizer) : tokenizer_(&tokenizer) {}
+StreamingDetokenizer::StreamingDetokenizer(const Tokenizer& tokenizer, bool continues_text)
+    : tokenizer_(&tokenizer), at_start_(!continues_text) {}
 
 std::string StreamingDetokenizer::push(int32_t token) {
   std::string piece = tokenizer_->token_to_piece(token);

@@ -89,7 +89,9 @@ class Tokenizer {
 // Output concatenates to tokenizer.decode(all tokens pushed).
 class StreamingDetokenizer {
  public:
-  explicit StreamingDetokenizer(const Tokenizer& tokenizer);
+  // `continues_text`: the tokens follow text already shown (a prompt), so an
+  // SPM piece's leading space is kept instead of dropped as a prefix space.
+  explicit StreamingDetokenizer(const Tokenizer& tokenizer, bool continues_text = false);
   std::string push(int32_t token);
   // Flushes held bytes; an incomplete trailing sequence becomes U+FFFD.
   std::string finish();
