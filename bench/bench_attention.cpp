@@ -8,7 +8,8 @@
 // segment attended by all b samples + one 32-token leaf per sample.
 //
 // Threads: 2 by default; override with --threads=N or BIFURCATE_THREADS=N.
-// Prints Google Benchmark's lines, then a comparison table.
+// Prints Google Benchmark's lines, then a comparison table (GB/s = KV bytes the step
+// must read / time; GFLOP/s counts QK^T and PV, 4 b h (m_c + m_d) k per step).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -162,9 +163,9 @@ class TableReporter : public benchmark::ConsoleReporter {
     std::printf("\nReplicated vs bifurcated attention, one decode step over all 32 heads\n");
     std::printf("(MHA 32x128, f16 KV in 32-token blocks, m_d = %d, %d thread%s)\n\n", kDecoded, g_threads,
                 g_threads == 1 ? "" : "s");
-    std::printf("%6s %4s | %12s %8s | %12s %8s | %8s\n", "m_c", "b", "replicated", "GB/s", "bifurcated", "GB/s",
-                "speedup");
-    std::printf("-------------+-----------------------+-----------------------+---------\n");
+    std::printf("%6s %4s | %12s %6s %7s | %12s %6s %7s | %8s\n", "m_c", "b", "replicated", "GB/s", "GFLOP/s",
+                "bifurcated", "GB/s", "GFLOP/s", "speedup");
+    std::printf("------------+-----------------------------+-----------------------------+---------\n");
     for (int m_c : {2048, 8192})
       for (int b : {1, 8, 16, 32}) {
         char rep_name[64], bif_name[64];
@@ -172,8 +173,9 @@ class TableReporter : public benchmark::ConsoleReporter {
         std::snprintf(bif_name, sizeof bif_name, "bifurcated/%d/%d/", m_c, b);
         double rep = find(seconds_, rep_name), bif = find(seconds_, bif_name);
         if (rep <= 0 || bif <= 0) continue;
-        std::printf("%6d %4d | %9.3f ms %8.1f | %9.3f ms %8.1f | %7.2fx\n", m_c, b, rep * 1e3,
-                    find(gbps_, rep_name), bif * 1e3, find(gbps_, bif_name), rep / bif);
+        const double gflop = 4.0 * b * kHeads * double(m_c + kDecoded) * kHeadSize / 1e9;  // same for both
+        std::printf("%6d %4d | %9.3f ms %6.1f %7.1f | %9.3f ms %6.1f %7.1f | %7.2fx\n", m_c, b, rep * 1e3,
+                    find(gbps_, rep_name), gflop / rep, bif * 1e3, find(gbps_, bif_name), gflop / bif, rep / bif);
       }
   }
 
