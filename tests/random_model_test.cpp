@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -292,6 +293,14 @@ TEST_F(RandomModelTest, VocabFileSetsTokenizerAndVocabSize) {
   EXPECT_GE(copied, 3);
   EXPECT_EQ(f.tensor("token_embd.weight").dims, (std::vector<uint64_t>{64, 32000}));
   EXPECT_EQ(f.tensor("output.weight").dims, (std::vector<uint64_t>{64, 32000}));
+  // A large tensor is generated in many parallel pieces; none may repeat another.
+  const auto& embd = f.tensor("token_embd.weight");
+  const std::size_t row_bytes = embd.n_bytes / embd.n_rows();
+  std::set<std::string_view> rows;
+  for (uint64_t r = 0; r < embd.n_rows(); ++r) {
+    rows.emplace(reinterpret_cast<const char*>(embd.data) + r * row_bytes, row_bytes);
+  }
+  EXPECT_EQ(rows.size(), embd.n_rows());
 }
 
 TEST_F(RandomModelTest, ProgressRisesToOne) {
