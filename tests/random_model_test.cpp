@@ -211,6 +211,17 @@ TEST_F(RandomModelTest, SameSeedSameBytesOtherSeedOtherWeights) {
   EXPECT_NE(std::memcmp(q0.data, q1.data, q0.n_bytes), 0);
 }
 
+TEST_F(RandomModelTest, BytesDoNotDependOnThreadCount) {
+  const ModelShape& shape = find_model_shape("7b-gqa-2l");
+  ModelShape narrow = shape;  // 7B's vocab, narrow layers: many chunks, little data
+  narrow.dim = 64, narrow.n_heads = 4, narrow.n_kv_heads = 1, narrow.ffn_dim = 128, narrow.n_layers = 1;
+  write_random_model(narrow, GgmlType::Q8_0, "", 4, path("one.gguf"), {}, 1);
+  write_random_model(narrow, GgmlType::Q8_0, "", 4, path("three.gguf"), {}, 3);
+  std::string one = read_bytes(path("one.gguf"));
+  EXPECT_GT(one.size(), 2u * 32000 * 68);
+  EXPECT_EQ(one, read_bytes(path("three.gguf")));
+}
+
 TEST_F(RandomModelTest, WeightStatisticsFollowTheDocumentedScales) {
   const ModelShape& shape = find_model_shape("tiny");
   write_random_model(shape, GgmlType::F32, "", 3, path("m.gguf"));

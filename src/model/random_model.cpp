@@ -219,7 +219,8 @@ std::vector<RandomTensorPlan> plan_random_model(const ModelShape& shape, GgmlTyp
 }
 
 void write_random_model(const ModelShape& shape, GgmlType weight_type, const std::string& vocab_gguf_path,
-                        uint64_t seed, const std::string& out_path, std::function<void(double fraction)> progress) {
+                        uint64_t seed, const std::string& out_path, std::function<void(double fraction)> progress,
+                        int n_threads) {
   VocabKeys vocab{shape.n_vocab, {{"tokenizer.ggml.model", Value::string("none")}}};
   if (!vocab_gguf_path.empty()) vocab = read_vocab_keys(vocab_gguf_path);
   const uint64_t n_vocab = vocab.n_vocab;
@@ -236,7 +237,8 @@ void write_random_model(const ModelShape& shape, GgmlType weight_type, const std
     for (uint64_t d : plan.dims) n *= d;
     total += n;
   }
-  int n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  require(n_threads >= 0, "write_random_model: n_threads ", n_threads, " is negative");
+  if (n_threads == 0) n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
   Generator generator(seed, n_threads, total, &progress);
   for (const auto& plan : plans) {
     writer.add_tensor(plan.name, plan.dims, plan.type,

@@ -42,9 +42,9 @@ std::vector<RandomTensorPlan> plan_random_model(const ModelShape& shape, gguf::G
 // token count becomes the vocabulary size; otherwise shape.n_vocab is used and
 // tokenizer.ggml.model is "none". `progress` is called from the calling thread
 // with the fraction of elements generated so far, ending with 1.0.
-// Weight types: F32, F16, BF16, Q8_0, Q4_0.
+// Weight types: F32, F16, BF16, Q8_0, Q4_0. `n_threads` 0 means one per core.
 void write_random_model(const ModelShape& shape, gguf::GgmlType weight_type, const std::string& vocab_gguf_path,
                         uint64_t seed, const std::string& out_path,
-                        std::function<void(double fraction)> progress = {});
+                        std::function<void(double fraction)> progress = {}, int n_threads = 0);
 
 }  // namespace bifurcate::model
