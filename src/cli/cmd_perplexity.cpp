@@ -170,9 +170,10 @@ int run_perplexity(int argc, char** argv) {
 
   const std::vector<int32_t> tokens = engine.tokenize(text, true);
   require(tokens.size() >= 2, "the text has ", tokens.size(), " token(s); perplexity needs at least 2");
-  // BOS leads the sequence exactly when the vocabulary adds one (tokenize(text, true) put it there).
-  const bool add_bos = engine.tokenize("", true).size() == 1;
-  const int32_t bos = add_bos ? engine.tokenize("", true).front() : -1;
+  // [BOS] when the vocabulary adds one (then tokens[0] is BOS too), else [].
+  const std::vector<int32_t> bos_only = engine.tokenize("", true);
+  const bool add_bos = !bos_only.empty();
+  const int32_t bos = add_bos ? bos_only.front() : -1;
 
   std::vector<Window> windows = plan_windows(int64_t(tokens.size()), ctx, stride);
   std::fprintf(stderr, "perplexity: %zu tokens, %zu windows of up to %lld tokens, stride %lld\n", tokens.size(),
