@@ -151,12 +151,30 @@ class AttentionRunner {
   void run(std::span<const PlannedSegment> segments, int n_out_rows, float* out,
            ThreadPool& pool) {
     build_merge_order(n_out_rows);
+    prepare_workspace(pool.size());
+    segments_ = segments;
+    out_ = out;
+    n_out_rows_ = n_out_rows;
+    // The lambdas capture only `this`, so std::function stores them without allocating.
+    pool.run(ws_.tasks_.size(), [this](std::size_t i, int thread) {
+      run_task(ws_.tasks_[std::size_t(ws_.task_order_[i])], thread);
+    });
+    pool.run(std::size_t(merge_batches(n_out_rows)), [this](std::size_t batch, int thread) {
+      const int begin = int(batch) * kMergeRowsPerTask, end = std::min(n_out_rows_, begin + kMergeRowsPerTask);
+      for (int row = begin; row < end; ++row)
+        merge_row(row, out_ + std::size_t(row) * std::size_t(shape_.head_size), thread);
+    });
+  }
+
+ private:
+  // Sizes every buffer the tasks and merges will touch, so they never allocate.
+  void prepare_workspace(int n_threads) {
     const std::size_t k = std::size_t(shape_.head_size), n_rows = ws_.row_q_.size();
     ws_.partial_o_.resize(n_rows * k);
     ws_.partial_lse_.resize(n_rows);
-    ws_.scratch_.resize(std::size_t(pool.size()));
-    ws_.merge_o_.resize(std::size_t(pool.size()));
-    ws_.merge_lse_.resize(std::size_t(pool.size()));
+    ws_.scratch_.resize(std::size_t(n_threads));
+    ws_.merge_o_.resize(std::size_t(n_threads));
+    ws_.merge_lse_.resize(std::size_t(n_threads));
     std::size_t most_partials = 0;  // reserved up front: a thread may merge first in any call
     for (std::size_t row = 0; row + 1 < ws_.merge_begin_.size(); ++row)
       most_partials = std::max(most_partials, std::size_t(ws_.merge_begin_[row + 1] - ws_.merge_begin_[row]));
@@ -169,22 +187,8 @@ class AttentionRunner {
       const double ca = ws_.tasks_[std::size_t(a)].cost, cb = ws_.tasks_[std::size_t(b)].cost;
       return ca != cb ? ca > cb : a < b;
     });
-    segments_ = segments;
-    out_ = out;
-    // The lambdas capture only `this`, so std::function stores them without allocating.
-    pool.run(ws_.tasks_.size(), [this](std::size_t i, int thread) {
-      run_task(ws_.tasks_[std::size_t(ws_.task_order_[i])], thread);
-    });
-    n_out_rows_ = n_out_rows;
-    pool.run(std::size_t(merge_batches(n_out_rows)), [this](std::size_t batch, int thread) {
-      const int rows_per_batch = kMergeRowsPerTask;
-      const int begin = int(batch) * rows_per_batch, end = std::min(n_out_rows_, begin + rows_per_batch);
-      for (int row = begin; row < end; ++row)
-        merge_row(row, out_ + std::size_t(row) * std::size_t(shape_.head_size), thread);
-    });
   }
 
- private:
   // Keys are read once per task whatever the row count; arithmetic grows with rows.
   static double cost(int tokens, int rows) { return double(tokens) * (rows + 8); }
 
