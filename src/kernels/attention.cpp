@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <span>
 
@@ -155,11 +156,17 @@ class AttentionRunner {
     segments_ = segments;
     out_ = out;
     n_out_rows_ = n_out_rows;
+    // Below ~20 us of work, waking the other threads costs more than it saves
+    // (on an oversubscribed machine a wake-up can cost a whole time slice).
+    // Results do not depend on this: the tasks are the same either way.
+    double work = 0;
+    for (const auto& task : ws_.tasks_) work += task.cost;
+    const bool parallel = work * shape_.head_size >= kMinParallelWork;
     // The lambdas capture only `this`, so std::function stores them without allocating.
-    pool.run(ws_.tasks_.size(), [this](std::size_t i, int thread) {
+    run_tasks(pool, parallel, ws_.tasks_.size(), [this](std::size_t i, int thread) {
       run_task(ws_.tasks_[std::size_t(ws_.task_order_[i])], thread);
     });
-    pool.run(std::size_t(merge_batches(n_out_rows)), [this](std::size_t batch, int thread) {
+    run_tasks(pool, parallel, std::size_t(merge_batches(n_out_rows)), [this](std::size_t batch, int thread) {
       const int begin = int(batch) * kMergeRowsPerTask, end = std::min(n_out_rows_, begin + kMergeRowsPerTask);
       for (int row = begin; row < end; ++row)
         merge_row(row, out_ + std::size_t(row) * std::size_t(shape_.head_size), thread);
@@ -167,6 +174,17 @@ class AttentionRunner {
   }
 
  private:
+  static constexpr double kMinParallelWork = double(1 << 18);
+
+  static void run_tasks(ThreadPool& pool, bool parallel, std::size_t n,
+                        const std::function<void(std::size_t, int)>& task) {
+    if (parallel) {
+      pool.run(n, task);
+    } else {
+      for (std::size_t i = 0; i < n; ++i) task(i, 0);
+    }
+  }
+
   // Sizes every buffer the tasks and merges will touch, so they never allocate.
   void prepare_workspace(int n_threads) {
     const std::size_t k = std::size_t(shape_.head_size), n_rows = ws_.row_q_.size();
