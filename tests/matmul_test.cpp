@@ -34,16 +34,25 @@ EncodedWeights make_weights(GgmlType type, int64_t rows, int64_t cols, uint32_t 
   return out;
 }
 
-void check_matmul(GgmlType type, int64_t rows, int64_t cols, int64_t batch, ThreadPool& pool) {
+// The instruction sets this build can run: AVX2 always, AVX-512 when built with it.
+std::vector<MatmulIsa> isas() {
+  if (matmul_has_avx512()) return {MatmulIsa::best, MatmulIsa::avx2};
+  return {MatmulIsa::avx2};
+}
+
+const char* isa_name(MatmulIsa isa) { return isa == MatmulIsa::avx2 || !matmul_has_avx512() ? "avx2" : "avx512"; }
+
+void check_matmul(GgmlType type, int64_t rows, int64_t cols, int64_t batch, ThreadPool& pool,
+                  MatmulIsa isa = MatmulIsa::best) {
   SCOPED_TRACE(testing::Message() << gguf::ggml_type_traits(type).name << " rows=" << rows << " cols=" << cols
-                                  << " batch=" << batch << " threads=" << pool.size());
+                                  << " batch=" << batch << " threads=" << pool.size() << " isa=" << isa_name(isa));
   auto w = make_weights(type, rows, cols, uint32_t(rows * 131 + cols * 7 + batch));
   std::mt19937 rng(uint32_t(batch * 17 + cols));
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<float> x(size_t(batch * cols));
   for (auto& v : x) v = dist(rng);
   std::vector<float> y(size_t(batch * rows), -12345.0f);
-  matmul(WeightMatrix{w.bytes.data(), type, rows, cols}, x.data(), batch, y.data(), pool);
+  matmul(WeightMatrix{w.bytes.data(), type, rows, cols}, x.data(), batch, y.data(), pool, isa);
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t r = 0; r < rows; ++r) {
       double want = 0, magnitude = 0;
@@ -72,14 +81,56 @@ TEST(Matmul, AllTypesAwkwardShapes) {
       {GgmlType::Q6_K, {256, 768}},
   };
   ThreadPool one(1), two(2);
-  for (const auto& c : cases) {
-    for (int64_t cols : c.cols) {
-      for (int64_t rows : {1, 7, 33, 100}) {
-        for (int64_t batch : {1, 2, 3, 5, 17, 33}) {
-          check_matmul(c.type, rows, cols, batch, (rows + batch) % 2 ? one : two);
+  for (MatmulIsa isa : isas()) {
+    for (const auto& c : cases) {
+      for (int64_t cols : c.cols) {
+        for (int64_t rows : {1, 7, 33, 100}) {
+          for (int64_t batch : {1, 2, 3, 5, 17, 33}) {
+            check_matmul(c.type, rows, cols, batch, (rows + batch) % 2 ? one : two, isa);
+          }
         }
       }
     }
+  }
+}
+
+TEST(Matmul, EveryBatchUpTo70BothPathsAndIsas) {
+  // Batches 1..32 take the direct path (every tile height and group tail),
+  // 33..70 the packed one (partial batch vectors and groups); 53 and 101
+  // rows are not multiples of any tile height or task size.
+  ThreadPool one(1), two(2);
+  for (MatmulIsa isa : isas()) {
+    for (int64_t batch = 1; batch <= 70; ++batch) {
+      check_matmul(GgmlType::F16, batch % 2 ? 53 : 101, 96 + 8, batch, batch % 3 ? two : one, isa);
+      check_matmul(GgmlType::Q8_0, batch % 2 ? 101 : 53, 160, batch, batch % 3 ? one : two, isa);
+    }
+    check_matmul(GgmlType::F32, 29, 45, 70, two, isa);
+    check_matmul(GgmlType::Q4_K, 29, 512, 70, one, isa);
+  }
+}
+
+TEST(Matmul, PackedPathManyTasksAndKBlocks) {
+  // More rows than one packed task (96) and K past one K-block (1024), with a
+  // ragged last block, at a prefill-sized batch.
+  ThreadPool two(2);
+  for (MatmulIsa isa : isas()) {
+    check_matmul(GgmlType::F16, 200, 1024 + 256 + 8, 100, two, isa);
+    check_matmul(GgmlType::Q8_0, 197, 2048 + 32, 65, two, isa);
+  }
+}
+
+TEST(Matmul, Avx2AndAvx512AgreeClosely) {
+  if (!matmul_has_avx512()) GTEST_SKIP() << "this build has no AVX-512 kernels; the AVX2 ones are tested above";
+  ThreadPool two(2);
+  for (int64_t batch : {1, 4, 32, 40}) {
+    auto w = make_weights(GgmlType::F16, 70, 768, 9);
+    std::vector<float> x(size_t(batch * 768));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::cos(double(i) * 0.37));
+    std::vector<float> wide(size_t(batch * 70)), narrow(wide.size());
+    WeightMatrix wm{w.bytes.data(), GgmlType::F16, 70, 768};
+    matmul(wm, x.data(), batch, wide.data(), two, MatmulIsa::best);
+    matmul(wm, x.data(), batch, narrow.data(), two, MatmulIsa::avx2);
+    for (size_t i = 0; i < wide.size(); ++i) ASSERT_NEAR(wide[i], narrow[i], 1e-4f * (1.0f + std::fabs(narrow[i])));
   }
 }
 

@@ -1,13 +1,15 @@
 // Dense layer product y = x · Wᵀ with W in its file dtype (never expanded at
-// load). Two paths, picked per call:
-//  - direct (F32/F16/Q8_0, batch <= 32): weights are decoded in registers
-//    straight from the mapped rows and FMA'd into up to 4 batch rows at a
-//    time; a 24-row chunk is reused from cache by every batch group, so DRAM
-//    reads each weight once. At batch 1-4 this is the bandwidth-bound GEMV.
+// load). Two paths, picked per call (matmul_paths.h):
+//  - direct (F32/F16/Q8_0, batch <= 32, i.e. decode): weights are decoded in
+//    registers straight from the mapped rows into dot-product tiles of up to
+//    4 batch rows; a 24-row chunk is reused from cache by every batch group,
+//    so DRAM reads each weight once. At batch 1-4 this is the bandwidth-bound
+//    GEMV; Q8_0 block scales are converted once per chunk, not per load.
 //  - packed (other types, or larger batches such as prefill): a panel of
-//    weight rows × a 512-wide K-block is decoded to f32 once into a
-//    per-thread L2-resident buffer and reused by every batch row through the
-//    same register-blocked AVX2 FMA tile.
+//    weight rows × a K-block is dequantized to f32 once and multiplied by x
+//    (transposed once per call) with an outer-product FMA tile.
+// Both run AVX-512 kernels when built with it (-march=native on a machine
+// that has it) and AVX2 kernels otherwise; MatmulIsa::avx2 forces the latter.
 #pragma once
 
 #include <cstdint>
@@ -25,9 +27,19 @@ struct WeightMatrix {
   int64_t cols;  // n_in, the row length; a multiple of the type's block size
 };
 
+enum class MatmulIsa {
+  best,  // AVX-512 if this build has it, else AVX2
+  avx2,  // the AVX2 kernels even where AVX-512 exists (for tests and comparisons)
+};
+
+// True when this build has the AVX-512 kernels (MatmulIsa::best uses them).
+bool matmul_has_avx512();
+
 // y[batch, rows] = x[batch, cols] · Wᵀ; x and y are f32 row-major and must
-// not overlap. Threads split output rows. No heap allocation in steady state
-// (per-thread scratch is reused across calls).
-void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, ThreadPool& pool);
+// not overlap. Threads split output rows, so results do not depend on the
+// thread count. No heap allocation in steady state (per-thread scratch is
+// reused across calls).
+void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, ThreadPool& pool,
+            MatmulIsa isa = MatmulIsa::best);
 
 }  // namespace bifurcate::kernels

@@ -1,0 +1,202 @@
+// Direct (decode) path: weights are decoded in registers straight from the
+// mapped rows and FMA'd into up to 4 batch rows at a time. A 24-row chunk of
+// weights stays in L2 while every batch group passes over it, so DRAM reads
+// each weight once however large the batch; at batch 1-4 this is the
+// bandwidth-bound GEMV, at 16-32 the FMA-bound tile loop.
+#include <algorithm>
+
+#include "kernels/matmul_paths.h"
+#include "kernels/matmul_simd.h"
+#include "tensor/dtype.h"
+#include "tensor/quant_blocks.h"
+#include "util/error.h"
+#include "util/f16.h"
+
+namespace bifurcate::kernels::detail {
+namespace {
+
+using gguf::GgmlType;
+
+// Row decoders: `load<S>(row, k)` gives S::kLanes consecutive weights of one
+// row from element k (k % kLanes == 0) as f32; `at` a single weight, for the
+// ragged tail of f32/f16 rows.
+struct F32Rows {
+  const float* base;
+  int64_t stride;  // elements between rows
+  const float* row(int64_t r) const { return base + r * stride; }
+  F32Rows offset(int64_t r) const { return {row(r), stride}; }
+  template <class S>
+  static typename S::V load(const float* p, int64_t k) { return S::load(p + k); }
+  static float at(const float* p, int64_t k) { return p[k]; }
+};
+
+struct F16Rows {
+  const uint16_t* base;
+  int64_t stride;
+  const uint16_t* row(int64_t r) const { return base + r * stride; }
+  F16Rows offset(int64_t r) const { return {row(r), stride}; }
+  template <class S>
+  static typename S::V load(const uint16_t* p, int64_t k) { return S::load_f16(p + k); }
+  static float at(const uint16_t* p, int64_t k) { return f16_to_f32(p[k]); }
+};
+
+// Q8_0 with every block's scale already converted to f32 (one table per row
+// chunk, shared by all batch groups): the inner loop is int8 -> f32 and one
+// multiply by a broadcast scale, no f16 conversion.
+struct Q8_0Row {
+  const tensor::BlockQ8_0* blocks;
+  const float* scales;  // scales[j] = f32 of blocks[j].d
+};
+
+struct Q8_0Rows {
+  const tensor::BlockQ8_0* base;
+  const float* scales;  // [rows][stride]
+  int64_t stride;       // blocks between rows
+  Q8_0Row row(int64_t r) const { return {base + r * stride, scales + r * stride}; }
+  Q8_0Rows offset(int64_t r) const { return {base + r * stride, scales + r * stride, stride}; }
+  template <class S>
+  static typename S::V load(const Q8_0Row& p, int64_t k) {
+    const int64_t j = k / tensor::kQK8_0;
+    return S::mul(S::load_i8(p.blocks[j].qs + k % tensor::kQK8_0), S::set1(p.scales[j]));
+  }
+  static float at(const Q8_0Row&, int64_t) { return 0.0f; }  // never called: rows are whole blocks
+};
+
+// Rows per register tile for MB batch rows: MB*NR accumulators plus the live
+// weight vectors fit the register file. Every value divides kRowChunk.
+template <class S>
+constexpr int tile_rows(int mb) {
+  if constexpr (S::kRegisters == 32) return mb <= 2 ? 8 : 6;
+  return mb == 1 ? 8 : mb == 4 ? 3 : 4;
+}
+constexpr int64_t kRowChunk = 24;
+
+// out[b][r] = sum_k x[b*ldx + k] * W[row_ids[r]][k] over k in [0, n_k).
+template <class S, int MB, int NR, class Rows>
+void dot_tile(const Rows& w, const int64_t (&row_ids)[NR], const float* x, int64_t ldx, int64_t n_k,
+              float (&out)[MB][NR]) {
+  decltype(w.row(0)) rows[NR];
+  for (int r = 0; r < NR; ++r) rows[r] = w.row(row_ids[r]);
+  typename S::V acc[MB][NR];
+  for (int b = 0; b < MB; ++b)
+    for (int r = 0; r < NR; ++r) acc[b][r] = S::zero();
+  int64_t k = 0;
+  for (; k + S::kLanes <= n_k; k += S::kLanes) {
+    typename S::V wv[NR];
+    for (int r = 0; r < NR; ++r) wv[r] = Rows::template load<S>(rows[r], k);
+    for (int b = 0; b < MB; ++b) {
+      const typename S::V xv = S::load(x + b * ldx + k);
+      for (int r = 0; r < NR; ++r) acc[b][r] = S::fmadd(wv[r], xv, acc[b][r]);
+    }
+  }
+  for (int b = 0; b < MB; ++b)
+    for (int r = 0; r < NR; ++r) out[b][r] = S::hsum(acc[b][r]);
+  for (; k < n_k; ++k) {  // ragged tail: f32/f16 rows whose length is not a multiple of kLanes
+    for (int r = 0; r < NR; ++r) {
+      const float wk = Rows::at(rows[r], k);
+      for (int b = 0; b < MB; ++b) out[b][r] += wk * x[b * ldx + k];
+    }
+  }
+}
+
+// One row range of W against MB batch rows.
+struct TileJob {
+  const float* x;  // first batch row
+  int64_t ldx;     // elements between batch rows of x (= n_k)
+  int64_t n_k;
+  float* y;  // y[b * ldy + row] for local row 0
+  int64_t ldy;
+  int64_t n_rows;  // rows of this job; Rows index them from 0
+};
+
+template <class S, int MB, class Rows>
+void run_tiles_mb(const Rows& w, const TileJob& job) {
+  constexpr int NR = tile_rows<S>(MB);
+  for (int64_t r0 = 0; r0 < job.n_rows; r0 += NR) {
+    // Rows past the end repeat the last row; their sums are discarded.
+    int64_t ids[NR];
+    for (int r = 0; r < NR; ++r) ids[r] = std::min(r0 + r, job.n_rows - 1);
+    float out[MB][NR];
+    dot_tile<S, MB, NR>(w, ids, job.x, job.ldx, job.n_k, out);
+    const int valid = int(std::min<int64_t>(NR, job.n_rows - r0));
+    for (int b = 0; b < MB; ++b) std::copy_n(out[b], valid, job.y + b * job.ldy + r0);
+  }
+}
+
+// All batch rows in groups of up to 4, each against all rows of one chunk.
+template <class S, class Rows>
+void run_chunk(const Rows& chunk, const TileJob& job, int64_t batch) {
+  for (int64_t b0 = 0; b0 < batch; b0 += 4) {
+    TileJob part = job;
+    part.x = job.x + b0 * job.ldx;
+    part.y = job.y + b0 * job.ldy;
+    switch (std::min<int64_t>(4, batch - b0)) {
+      case 1: run_tiles_mb<S, 1>(chunk, part); break;
+      case 2: run_tiles_mb<S, 2>(chunk, part); break;
+      case 3: run_tiles_mb<S, 3>(chunk, part); break;
+      default: run_tiles_mb<S, 4>(chunk, part); break;
+    }
+  }
+}
+
+// Rows [r_begin, r_end) chunk by chunk; `make_rows(r0, n)` gives the decoder
+// for rows r0..r0+n (and may fill per-chunk tables such as Q8_0 scales).
+template <class S, class MakeRows>
+void run_rows(const TileJob& job, int64_t batch, MakeRows make_rows) {
+  for (int64_t r0 = 0; r0 < job.n_rows; r0 += kRowChunk) {
+    TileJob part = job;
+    part.y = job.y + r0;
+    part.n_rows = std::min(kRowChunk, job.n_rows - r0);
+    run_chunk<S>(make_rows(r0, part.n_rows), part, batch);
+  }
+}
+
+template <class S>
+void multiply_rows_direct_isa(const WeightMatrix& w, const float* x, int64_t batch, float* y, int64_t r_begin,
+                              int64_t r_end, AlignedBuffer<float>& scratch) {
+  const TileJob job{x, w.cols, w.cols, y + r_begin, w.rows, r_end - r_begin};
+  const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
+  const uint8_t* first = static_cast<const uint8_t*>(w.data) + r_begin * row_bytes;
+  switch (w.type) {
+    case GgmlType::F32: {
+      const F32Rows rows{reinterpret_cast<const float*>(first), w.cols};
+      run_rows<S>(job, batch, [&](int64_t r0, int64_t) { return rows.offset(r0); });
+      break;
+    }
+    case GgmlType::F16: {
+      const F16Rows rows{reinterpret_cast<const uint16_t*>(first), w.cols};
+      run_rows<S>(job, batch, [&](int64_t r0, int64_t) { return rows.offset(r0); });
+      break;
+    }
+    case GgmlType::Q8_0: {
+      const auto* blocks = reinterpret_cast<const tensor::BlockQ8_0*>(first);
+      const int64_t n_blocks = w.cols / tensor::kQK8_0;
+      scratch.resize(size_t(kRowChunk * n_blocks));
+      run_rows<S>(job, batch, [&](int64_t r0, int64_t n) {
+        const tensor::BlockQ8_0* chunk = blocks + r0 * n_blocks;
+        for (int64_t i = 0; i < n * n_blocks; ++i) scratch[size_t(i)] = f16_to_f32(chunk[i].d);
+        return Q8_0Rows{chunk, scratch.data(), n_blocks};
+      });
+      break;
+    }
+    default:
+      throw Error(str("matmul: no direct path for ", gguf::ggml_type_traits(w.type).name));
+  }
+}
+
+}  // namespace
+
+bool has_direct_path(GgmlType type) {
+  return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::Q8_0;
+}
+
+void multiply_rows_direct(const WeightMatrix& w, const float* x, int64_t batch, float* y, int64_t r_begin,
+                          int64_t r_end, bool avx512, AlignedBuffer<float>& scratch) {
+#ifdef __AVX512F__
+  if (avx512) return multiply_rows_direct_isa<simd::Avx512>(w, x, batch, y, r_begin, r_end, scratch);
+#endif
+  (void)avx512;
+  multiply_rows_direct_isa<simd::Avx2>(w, x, batch, y, r_begin, r_end, scratch);
+}
+
+}  // namespace bifurcate::kernels::detail

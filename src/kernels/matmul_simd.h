@@ -1,0 +1,68 @@
+// The few vector operations the matmul kernels use, for AVX2 (8 lanes, 16
+// registers) and AVX-512 (16 lanes, 32 registers). Kernels are templates
+// over one of these, so both instruction sets share one source and tests can
+// run both on a machine that has AVX-512.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace bifurcate::kernels::simd {
+
+struct Avx2 {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  static constexpr int kRegisters = 16;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float v) { return _mm256_set1_ps(v); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V load_f16(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static V load_i8(const int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static float hsum(V v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+
+#ifdef __AVX512F__
+// The all-ones masked (maskz) intrinsics below are the plain instructions;
+// they avoid g++ 12's false "used uninitialized" errors in the unmasked
+// intrinsics (which start from _mm512_undefined_*).
+constexpr __mmask16 kAll16 = 0xFFFF;
+
+struct Avx512 {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  static constexpr int kRegisters = 32;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float v) { return _mm512_set1_ps(v); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V load_f16(const uint16_t* p) {
+    return _mm512_maskz_cvtph_ps(kAll16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static V load_i8(const int8_t* p) {
+    const __m512i q = _mm512_maskz_cvtepi8_epi32(kAll16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm512_maskz_cvtepi32_ps(kAll16, q);
+  }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static float hsum(V v) {
+    const __m512d d = _mm512_castps_pd(v);
+    const __m256d low = _mm512_maskz_extractf64x4_pd(0xF, d, 0), high = _mm512_maskz_extractf64x4_pd(0xF, d, 1);
+    return Avx2::hsum(_mm256_add_ps(_mm256_castpd_ps(low), _mm256_castpd_ps(high)));
+  }
+};
+#endif
+
+}  // namespace bifurcate::kernels::simd
