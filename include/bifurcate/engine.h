@@ -144,8 +144,9 @@ class Engine {
   const ModelInfo& model_info() const;
   const EngineOptions& options() const;
 
+  struct Impl;  // opaque: defined by the engine library
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,7 +1,6 @@
 // Engine::generate: prefill the prompt once, fork one leaf per sample, then
 // decode all running samples together until each meets a stop rule.
 #include <algorithm>
-#include <cmath>
 #include <optional>
 
 #include "engine/engine_impl.h"
@@ -39,156 +38,191 @@ void validate_request(const GenerationRequest& r, int n_prompt, int context_leng
           context_length, " (the prompt must leave room for at least one generated token)");
 }
 
-// Bytes of KV cache the request needs at most, for the up-front budget check.
-std::size_t kv_bytes_needed(const kv::KvCache& cache, AttentionMode mode, int n_prompt, int n_samples,
-                            int max_new) {
-  if (mode == AttentionMode::bifurcated) {
-    return cache.bytes_for_tokens(n_prompt) + std::size_t(n_samples) * cache.bytes_for_tokens(max_new);
-  }
-  // The prompt is prefilled once, then copied into every sample.
-  return cache.bytes_for_tokens(n_prompt) +
-         std::size_t(n_samples) * cache.bytes_for_tokens(n_prompt + max_new);
-}
-
 double gib(std::size_t bytes) { return double(bytes) / double(std::size_t(1) << 30); }
 
-}  // namespace
-
-GenerationResult Engine::generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) {
-  Impl& s = *impl_;
-  const std::vector<int32_t> prompt = prompt_tokens(*this, request);
-  const int n_prompt = int(prompt.size());
-  const int context = s.info.context_length;
-  validate_request(request, n_prompt, context);
-  const int n_samples = std::max(request.n, request.best_of);
-  const int max_new = std::min(request.max_tokens, context - n_prompt);
-  const sampling::SamplingParams params = to_sampling_params(request.sampling);
-
-  const std::size_t needed = kv_bytes_needed(s.cache, s.options.attention, n_prompt, n_samples, max_new);
-  const std::size_t available = s.cache.budget_bytes() - s.cache.bytes_in_use();
-  require(needed <= available, "n=", n_samples, " samples of up to ", max_new, " tokens after a ", n_prompt,
-          "-token prompt need ", needed, " bytes (", gib(needed), " GiB) of KV cache in ",
-          s.options.attention == AttentionMode::bifurcated ? "bifurcated" : "replicated",
-          " mode; the budget has ", available, " bytes (", gib(available), " GiB) free");
-
-  GenerationResult out;
-  out.stats.prompt_tokens = n_prompt;
-  std::vector<float> logits(size_t(s.info.n_vocab));
-
-  // Prefill once.
-  const double t_prefill = now_seconds();
-  const kv::SegmentId root = s.cache.create_root();
-  try {
-    s.transformer.prefill(s.cache, root, prompt, logits, false, s.pool, s.options.prefill_chunk);
-  } catch (...) {
-    s.cache.release(root);
-    throw;
+// One request from validation to ranked results. The KV blocks of every
+// sample are released when it finishes, or by the destructor on an error.
+class GenerationRun {
+ public:
+  GenerationRun(Engine::Impl& engine, const GenerationRequest& request, std::vector<int32_t> prompt,
+                const GenerationCallbacks& callbacks)
+      : e_(engine), request_(request), callbacks_(callbacks), prompt_(std::move(prompt)) {
+    const int n_prompt = int(prompt_.size());
+    validate_request(request, n_prompt, e_.info.context_length);
+    n_samples_ = std::max(request.n, request.best_of);
+    max_new_ = std::min(request.max_tokens, e_.info.context_length - n_prompt);
+    params_ = to_sampling_params(request.sampling);
+    check_kv_budget();
   }
-  out.stats.prefill_seconds = now_seconds() - t_prefill;
 
-  // Fork one leaf per sample: O(1) when bifurcated, a full copy when replicated.
-  std::vector<RunningSample> samples(static_cast<size_t>(n_samples));
-  for (int i = 0; i < n_samples; ++i) {
-    RunningSample& r = samples[size_t(i)];
-    r.leaf = s.options.attention == AttentionMode::bifurcated ? s.cache.fork(root) : s.cache.copy_path(root);
-    r.sampler.emplace(params, uint64_t(i));
-    r.detokenizer.emplace(*s.tokenizer, /*continues_text=*/true);
-    r.stop.emplace(request.stop);
-    r.history = prompt;
-    r.result.index = i;
+  ~GenerationRun() {
+    for (auto& r : samples_) {
+      if (r.running) e_.cache.release(r.leaf);
+    }
   }
-  // A forked root is freed with its last leaf; copies no longer need theirs.
-  if (s.options.attention == AttentionMode::replicated) s.cache.release(root);
-  out.stats.kv_bytes_peak = s.cache.bytes_in_use();
 
-  auto emit = [&](int index, const std::string& text) {
-    if (text.empty()) return;
-    samples[size_t(index)].result.text += text;
-    if (callbacks.on_text) callbacks.on_text(index, text);
-  };
-  auto finish = [&](int index, FinishReason reason) {
-    RunningSample& r = samples[size_t(index)];
-    if (reason != FinishReason::stop) emit(index, r.stop->push(r.detokenizer->finish()) + r.stop->finish());
-    r.result.finish_reason = reason;
-    r.running = false;
-    s.cache.release(r.leaf);
-  };
-  // Records a sampled token and applies the stop rules; true if the sample goes on.
-  auto accept = [&](int index, const float* token_logits) {
-    RunningSample& r = samples[size_t(index)];
+  GenerationResult run() {
+    out_.stats.prompt_tokens = int(prompt_.size());
+    prefill_and_fork();
+    // The first token of every sample comes from the prompt's logits.
+    for (int i = 0; i < n_samples_; ++i) accept(i, logits_.data());
+    const double t_decode = now_seconds();
+    while (decode_step()) {
+    }
+    out_.stats.decode_seconds = now_seconds() - t_decode;
+    return collect_results();
+  }
+
+ private:
+  // Refuses up front a request whose KV cache could outgrow the budget.
+  void check_kv_budget() const {
+    const kv::KvCache& cache = e_.cache;
+    const int n_prompt = int(prompt_.size());
+    const bool bifurcated = e_.options.attention == AttentionMode::bifurcated;
+    // Bifurcated: the prompt once plus each sample's own tokens. Replicated:
+    // the prompt is prefilled once, then copied whole into every sample.
+    const std::size_t per_sample = cache.bytes_for_tokens(bifurcated ? max_new_ : n_prompt + max_new_);
+    const std::size_t needed = cache.bytes_for_tokens(n_prompt) + std::size_t(n_samples_) * per_sample;
+    const std::size_t available = cache.budget_bytes() - cache.bytes_in_use();
+    require(needed <= available, "n=", n_samples_, " samples of up to ", max_new_, " tokens after a ", n_prompt,
+            "-token prompt need ", needed, " bytes (", gib(needed), " GiB) of KV cache in ",
+            bifurcated ? "bifurcated" : "replicated", " mode; the budget has ", available, " bytes (",
+            gib(available), " GiB) free");
+  }
+
+  // Prefills the prompt once, then gives every sample its own leaf: an O(1)
+  // fork when bifurcated, a full private copy of the prompt when replicated.
+  void prefill_and_fork() {
+    logits_.resize(size_t(e_.info.n_vocab));
+    const double t_prefill = now_seconds();
+    const kv::SegmentId root = e_.cache.create_root();
+    try {
+      e_.transformer.prefill(e_.cache, root, prompt_, logits_, false, e_.pool, e_.options.prefill_chunk);
+    } catch (...) {
+      e_.cache.release(root);
+      throw;
+    }
+    out_.stats.prefill_seconds = now_seconds() - t_prefill;
+
+    const bool bifurcated = e_.options.attention == AttentionMode::bifurcated;
+    samples_.resize(size_t(n_samples_));
+    for (int i = 0; i < n_samples_; ++i) {
+      RunningSample& r = samples_[size_t(i)];
+      r.leaf = bifurcated ? e_.cache.fork(root) : e_.cache.copy_path(root);
+      r.sampler.emplace(params_, uint64_t(i));
+      r.detokenizer.emplace(*e_.tokenizer, /*continues_text=*/true);
+      r.stop.emplace(request_.stop);
+      r.history = prompt_;
+      r.result.index = i;
+    }
+    // A forked root is freed with its last leaf; copies no longer need theirs.
+    if (!bifurcated) e_.cache.release(root);
+    out_.stats.kv_bytes_peak = e_.cache.bytes_in_use();
+  }
+
+  // Feeds every running sample's last token through the model and samples
+  // the next; false once no sample is running.
+  bool decode_step() {
+    leaves_.clear(), tokens_.clear(), batch_.clear();
+    for (int i = 0; i < n_samples_; ++i) {
+      RunningSample& r = samples_[size_t(i)];
+      if (!r.running) continue;
+      if (callbacks_.cancel != nullptr && callbacks_.cancel->load()) {
+        finish(i, FinishReason::cancelled);
+        continue;
+      }
+      leaves_.push_back(r.leaf);
+      tokens_.push_back(r.next_token);
+      batch_.push_back(i);
+    }
+    if (batch_.empty()) return false;
+    const size_t vocab = size_t(e_.info.n_vocab);
+    logits_.resize(batch_.size() * vocab);
+    e_.transformer.decode(e_.cache, leaves_, tokens_, logits_.data(), e_.pool);
+    out_.stats.kv_bytes_peak = std::max(out_.stats.kv_bytes_peak, e_.cache.bytes_in_use());
+    for (size_t row = 0; row < batch_.size(); ++row) accept(batch_[row], logits_.data() + row * vocab);
+    ++out_.stats.decode_steps;
+    if (callbacks_.on_step) {
+      int active = 0;
+      for (const auto& r : samples_) active += r.running ? 1 : 0;
+      callbacks_.on_step(out_.stats.decode_steps, active);
+    }
+    return true;
+  }
+
+  // Samples sample `index`'s next token from its logits and applies the stop rules.
+  void accept(int index, const float* token_logits) {
+    RunningSample& r = samples_[size_t(index)];
     const sampling::TokenChoice choice =
-        r.sampler->sample(std::span<const float>(token_logits, size_t(s.info.n_vocab)), r.history);
-    if (!request.ignore_eos && s.tokenizer->is_end_of_generation(choice.token)) {
+        r.sampler->sample(std::span<const float>(token_logits, size_t(e_.info.n_vocab)), r.history);
+    if (!request_.ignore_eos && e_.tokenizer->is_end_of_generation(choice.token)) {
       finish(index, FinishReason::eos);
       return;
     }
     r.history.push_back(choice.token);
     r.result.tokens.push_back(choice.token);
     r.result.logprobs.push_back(choice.logprob);
-    if (params.top_logprobs > 0) r.result.top_logprobs.push_back(choice.top);
+    if (params_.top_logprobs > 0) r.result.top_logprobs.push_back(choice.top);
     r.next_token = choice.token;
     emit(index, r.stop->push(r.detokenizer->push(choice.token)));
     if (r.stop->stopped()) {
       finish(index, FinishReason::stop);
-    } else if (int(r.result.tokens.size()) >= max_new) {
+    } else if (int(r.result.tokens.size()) >= max_new_) {
       finish(index, FinishReason::length);
     }
-  };
-
-  // On any error, the KV blocks of unfinished samples go back to the pool.
-  try {
-    // The first token of every sample comes from the prompt's logits.
-    for (int i = 0; i < n_samples; ++i) accept(i, logits.data());
-
-    const double t_decode = now_seconds();
-    std::vector<kv::SegmentId> leaves;
-    std::vector<int32_t> tokens;
-    std::vector<int> batch;  // sample index of each batch row
-    logits.resize(size_t(n_samples) * size_t(s.info.n_vocab));
-    for (;;) {
-      leaves.clear(), tokens.clear(), batch.clear();
-      for (int i = 0; i < n_samples; ++i) {
-        if (!samples[size_t(i)].running) continue;
-        if (callbacks.cancel != nullptr && callbacks.cancel->load()) {
-          finish(i, FinishReason::cancelled);
-          continue;
-        }
-        leaves.push_back(samples[size_t(i)].leaf);
-        tokens.push_back(samples[size_t(i)].next_token);
-        batch.push_back(i);
-      }
-      if (batch.empty()) break;
-      s.transformer.decode(s.cache, leaves, tokens, logits.data(), s.pool);
-      out.stats.kv_bytes_peak = std::max(out.stats.kv_bytes_peak, s.cache.bytes_in_use());
-      for (size_t row = 0; row < batch.size(); ++row) {
-        accept(batch[row], logits.data() + row * size_t(s.info.n_vocab));
-      }
-      ++out.stats.decode_steps;
-      if (callbacks.on_step) {
-        int active = 0;
-        for (const auto& r : samples) active += r.running ? 1 : 0;
-        callbacks.on_step(out.stats.decode_steps, active);
-      }
-    }
-    out.stats.decode_seconds = now_seconds() - t_decode;
-  } catch (...) {
-    for (auto& r : samples) {
-      if (r.running) s.cache.release(r.leaf);
-    }
-    throw;
   }
 
-  for (auto& r : samples) {
-    Sample& res = r.result;
-    for (float lp : res.logprobs) res.sum_logprob += lp;
-    res.mean_logprob = res.tokens.empty() ? 0.0 : res.sum_logprob / double(res.tokens.size());
-    out.stats.generated_tokens += int(res.tokens.size());
-    out.samples.push_back(std::move(res));
+  void emit(int index, const std::string& text) {
+    if (text.empty()) return;
+    samples_[size_t(index)].result.text += text;
+    if (callbacks_.on_text) callbacks_.on_text(index, text);
   }
-  const Ranking ranking =
-      (n_samples > request.n && request.ranking == Ranking::none) ? Ranking::mean_logprob : request.ranking;
-  rank_samples(out.samples, ranking, request.n);
-  return out;
+
+  // Ends a sample: flushes held-back text (unless a stop string cut it) and
+  // returns its leaf's KV blocks to the pool; the batch shrinks.
+  void finish(int index, FinishReason reason) {
+    RunningSample& r = samples_[size_t(index)];
+    if (reason != FinishReason::stop) emit(index, r.stop->push(r.detokenizer->finish()) + r.stop->finish());
+    r.result.finish_reason = reason;
+    r.running = false;
+    e_.cache.release(r.leaf);
+  }
+
+  GenerationResult collect_results() {
+    for (auto& r : samples_) {
+      Sample& res = r.result;
+      for (float lp : res.logprobs) res.sum_logprob += lp;
+      res.mean_logprob = res.tokens.empty() ? 0.0 : res.sum_logprob / double(res.tokens.size());
+      out_.stats.generated_tokens += int(res.tokens.size());
+      out_.samples.push_back(std::move(res));
+    }
+    // best_of without a ranking still keeps the best: OpenAI's semantics.
+    const Ranking ranking =
+        (n_samples_ > request_.n && request_.ranking == Ranking::none) ? Ranking::mean_logprob : request_.ranking;
+    rank_samples(out_.samples, ranking, request_.n);
+    return std::move(out_);
+  }
+
+  Engine::Impl& e_;
+  const GenerationRequest& request_;
+  const GenerationCallbacks& callbacks_;
+  const std::vector<int32_t> prompt_;
+  int n_samples_ = 0;
+  int max_new_ = 0;
+  sampling::SamplingParams params_;
+  std::vector<RunningSample> samples_;
+  GenerationResult out_;
+  // Per-step scratch: batch row i is sample batch_[i], fed tokens_[i] at leaves_[i].
+  std::vector<float> logits_;
+  std::vector<kv::SegmentId> leaves_;
+  std::vector<int32_t> tokens_;
+  std::vector<int> batch_;
+};
+
+}  // namespace
+
+GenerationResult Engine::generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) {
+  return GenerationRun(*impl_, request, prompt_tokens(*this, request), callbacks).run();
 }
 
 }  // namespace bifurcate
