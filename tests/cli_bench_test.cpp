@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <span>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -24,6 +26,7 @@
 #include "model/model.h"
 #include "model/model_shapes.h"
 #include "model/random_model.h"
+#include "model/transformer.h"
 #include "util/error.h"
 
 namespace bifurcate::cli {
@@ -207,7 +210,8 @@ TEST(BenchPlot, SeriesFromRowsSkipTheSkippedAndGroupByContextAndMode) {
   rows.push_back(skipped);
   const std::vector<PlotSeries> series = latency_series(rows);
   ASSERT_EQ(series.size(), 3u);
-  EXPECT_EQ(series[0].label, "context 64, bifurcated");
+  EXPECT_EQ(series[0].label, "PP 64, bifurcated");
+  EXPECT_EQ(series[1].label, "PP 64, replicated (B=2 over KV budget)");
   EXPECT_EQ(series[0].points.size(), 2u);
   EXPECT_DOUBLE_EQ(series[0].points[1].second, 6.0);
   EXPECT_TRUE(series[1].dashed);
@@ -292,9 +296,9 @@ TEST_F(BenchTest, TinySweepRunsEveryRowInOrderWithMeasuredFigures) {
   const std::vector<BenchRow> rows = run_sweep(*loaded, config, pool, hooks);
   ASSERT_EQ(rows.size(), 8u);
   ASSERT_EQ(seen.size(), 8u);
-  // Contexts in the given order; bifurcated before replicated; B ascending.
-  const int expected[8][3] = {{70, 0, 1}, {70, 0, 3}, {70, 1, 1}, {70, 1, 3},
-                              {40, 0, 1}, {40, 0, 3}, {40, 1, 1}, {40, 1, 3}};
+  // Contexts ascending; bifurcated before replicated; B ascending.
+  const int expected[8][3] = {{40, 0, 1}, {40, 0, 3}, {40, 1, 1}, {40, 1, 3},
+                              {70, 0, 1}, {70, 0, 3}, {70, 1, 1}, {70, 1, 3}};
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const BenchRow& r = rows[i];
     SCOPED_TRACE(i);
@@ -310,13 +314,43 @@ TEST_F(BenchTest, TinySweepRunsEveryRowInOrderWithMeasuredFigures) {
     EXPECT_GT(r.attention_share, 0);
     EXPECT_LT(r.attention_share, 1);
     EXPECT_GT(r.peak_rss_bytes, 0u);
-    EXPECT_EQ(r.prefill_seconds, rows[i % 4 == 0 ? i : i - i % 4].prefill_seconds);  // one prefill per context
+    EXPECT_EQ(r.prefill_seconds, rows[i - i % 4].prefill_seconds);  // one prefill per context
     // KV held at the row's end: 1 warm-up + 3 timed tokens per sequence.
     const std::size_t kv = r.mode == AttentionMode::bifurcated
                                ? (blocks(r.context) + std::size_t(r.samples) * blocks(4)) * kTinyBlockBytes
                                : std::size_t(r.samples) * blocks(r.context + 4) * kTinyBlockBytes;
     EXPECT_EQ(r.kv_bytes, kv);
   }
+  // The 70-token prompt continues the 40-token one: T_PP(70) includes T_PP(40).
+  EXPECT_GT(rows[4].prefill_seconds, rows[0].prefill_seconds);
+}
+
+// The incremental prefill (40 then 30 more tokens) leaves exactly the K/V a
+// fresh 70-token prefill does: the bench's copy of the prompt is that prompt.
+TEST_F(BenchTest, IncrementalPrefillEqualsOnePrefill) {
+  const auto loaded = model::Model::load(model_path());
+  ThreadPool pool(2);
+  model::Transformer t(loaded->config(), loaded->weights());
+  const kv::KvLayout layout = t.kv_layout(kernels::KvType::f32);
+  kv::KvCache whole(layout, std::size_t(1) << 20), parts(layout, std::size_t(1) << 20);
+  std::vector<int32_t> tokens(70);
+  for (int i = 0; i < 70; ++i) tokens[std::size_t(i)] = (i * 37 + 11) % loaded->config().n_vocab;
+  std::vector<float> logits(std::size_t(loaded->config().n_vocab));
+  const kv::SegmentId a = whole.create_root(), b = parts.create_root();
+  t.prefill(whole, a, tokens, logits, false, pool, 16);
+  t.prefill(parts, b, std::span(tokens).first(40), logits, false, pool, 16);
+  t.prefill(parts, b, std::span(tokens).subspan(40), logits, false, pool, 16);
+  double worst = 0;
+  for (int i = 0; i < 70; ++i) {
+    for (int layer = 0; layer < layout.n_layers; ++layer) {
+      for (int head = 0; head < layout.n_kv_heads; ++head) {
+        const auto* x = static_cast<const float*>(whole.k_row(whole.slot(a, i), layer, head));
+        const auto* y = static_cast<const float*>(parts.k_row(parts.slot(b, i), layer, head));
+        for (int e = 0; e < layout.head_size; ++e) worst = std::max(worst, double(std::abs(x[e] - y[e])));
+      }
+    }
+  }
+  EXPECT_LT(worst, 1e-5);
 }
 
 TEST_F(BenchTest, RowsThatExceedTheBudgetAreSkippedWithWhatTheyNeed) {

@@ -17,7 +17,7 @@ constexpr const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", 
 constexpr int kPaletteSize = int(sizeof kPalette / sizeof kPalette[0]);
 
 // Plot geometry in SVG user units: the data area and the legend to its right.
-constexpr double kWidth = 900, kHeight = 560;
+constexpr double kWidth = 980, kHeight = 560;
 constexpr double kLeft = 80, kRight = 690, kTop = 70, kBottom = 490;
 
 std::string escape_xml(const std::string& text) {
@@ -146,14 +146,18 @@ std::vector<PlotSeries> latency_series(const std::vector<BenchRow>& rows) {
   for (std::size_t c = 0; c < contexts.size(); ++c) {
     for (AttentionMode mode : {AttentionMode::bifurcated, AttentionMode::replicated}) {
       PlotSeries series;
-      series.label = str("context ", contexts[c], ", ", mode_name(mode));
+      series.label = str("PP ", contexts[c], ", ", mode_name(mode));
       series.dashed = mode == AttentionMode::replicated;
       series.colour = int(c);
+      std::string skipped;
       for (const BenchRow& r : rows) {
-        if (r.context == contexts[c] && r.mode == mode && !r.skipped && r.step_mean_seconds > 0) {
+        if (r.context != contexts[c] || r.mode != mode) continue;
+        if (r.skipped) skipped += str(skipped.empty() ? "" : ",", r.samples);
+        if (!r.skipped && r.step_mean_seconds > 0) {
           series.points.emplace_back(double(r.samples), 1e3 * r.step_mean_seconds);
         }
       }
+      if (!skipped.empty()) series.label += str(" (B=", skipped, " over KV budget)");
       std::sort(series.points.begin(), series.points.end());
       if (!series.points.empty()) out.push_back(std::move(series));
     }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <span>
 #include <memory>
 #include <random>
 
@@ -13,7 +15,11 @@
 namespace bifurcate::cli {
 namespace {
 
-double gib(std::size_t bytes) { return double(bytes) / double(std::size_t(1) << 30); }
+std::string gib(std::size_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", double(bytes) / double(std::size_t(1) << 30));
+  return text;
+}
 
 std::string seconds_text(double seconds) {
   char text[32];
@@ -42,6 +48,25 @@ void validate(const SweepConfig& c, const model::ModelConfig& m) {
   for (int b : c.samples) require(b >= 1 && b <= 4096, "bench --npl values must be in [1, 4096], got ", b);
 }
 
+// A new root of `dst` holding the first `n` tokens of `src`'s segment `from`
+// (same layout, different caches: each context's rows get a pool of their own).
+kv::SegmentId copy_prefix(const kv::KvCache& src, kv::SegmentId from, int n, kv::KvCache& dst) {
+  const kv::KvLayout& layout = src.layout();
+  const kv::SegmentId root = dst.create_root();
+  std::vector<kv::KvCache::Slot> slots;
+  dst.append_tokens(root, n, slots);
+  for (int i = 0; i < n; ++i) {
+    const kv::KvCache::Slot from_slot = src.slot(from, i);
+    for (int layer = 0; layer < layout.n_layers; ++layer) {
+      for (int head = 0; head < layout.n_kv_heads; ++head) {
+        std::memcpy(dst.k_row(slots[std::size_t(i)], layer, head), src.k_row(from_slot, layer, head), layout.row_bytes());
+        std::memcpy(dst.v_row(slots[std::size_t(i)], layer, head), src.v_row(from_slot, layer, head), layout.row_bytes());
+      }
+    }
+  }
+  return root;
+}
+
 // Everything one context's rows share: its cache, prefilled prompt and figures.
 struct ContextState {
   std::unique_ptr<kv::KvCache> cache;  // one per context: its pool's memory goes back when the context is done
@@ -62,12 +87,32 @@ class SweepRunner {
         rng_(config.seed) {}
 
   std::vector<BenchRow> run() {
-    std::vector<int> samples = config_.samples;
+    std::vector<int> contexts = config_.contexts, samples = config_.samples;
+    std::sort(contexts.begin(), contexts.end());
     std::sort(samples.begin(), samples.end());
+    const kv::KvLayout layout = transformer_.kv_layout(config_.kv_type);
+    // The prompt of the longest context, prefilled incrementally: the first
+    // `context` tokens of a causal prefill are that context's prefill.
+    // Room for the whole prompt plus the block each incremental append may
+    // conservatively reserve (check_budget assumes a fresh block per append).
+    const std::size_t blocks = std::size_t(contexts.back()) / std::size_t(layout.block_tokens) + contexts.size() + 2;
+    kv::KvCache prompt_cache(layout, blocks * (layout.block_bytes() + 64));
+    const kv::SegmentId prompt_root = prompt_cache.create_root();
+    const std::vector<int32_t> prompt = random_tokens(rng_, contexts.back(), n_vocab_);
+    double prefill_seconds = 0;
+    int prefilled = 0;
     std::vector<BenchRow> rows;
-    for (int context : config_.contexts) {
+    for (int context : contexts) {
+      prefill_seconds += prefill(prompt_cache, prompt_root, std::span(prompt).subspan(std::size_t(prefilled),
+                                                                                      std::size_t(context - prefilled)));
+      prefilled = context;
+      progress(str("prefill: ", context, " tokens in ", seconds_text(prefill_seconds)));
       ContextState state;
-      prefill_context(context, state);
+      state.cache = std::make_unique<kv::KvCache>(layout, config_.kv_budget_bytes);
+      state.context = context;
+      state.prefill_seconds = prefill_seconds;
+      state.root = copy_prefix(prompt_cache, prompt_root, context, *state.cache);
+      state.keeper = state.cache->fork(state.root);
       for (AttentionMode mode : {AttentionMode::bifurcated, AttentionMode::replicated}) {
         if (std::find(config_.modes.begin(), config_.modes.end(), mode) == config_.modes.end()) continue;
         for (int b : samples) {
@@ -84,18 +129,14 @@ class SweepRunner {
     if (hooks_.progress) hooks_.progress(line);
   }
 
-  void prefill_context(int context, ContextState& s) {
-    s.cache = std::make_unique<kv::KvCache>(transformer_.kv_layout(config_.kv_type), config_.kv_budget_bytes);
-    s.context = context;
-    s.root = s.cache->create_root();
-    const std::vector<int32_t> prompt = random_tokens(rng_, context, n_vocab_);
+  // Appends `tokens` to root `segment`; returns the seconds it took.
+  double prefill(kv::KvCache& cache, kv::SegmentId segment, std::span<const int32_t> tokens) {
+    if (tokens.empty()) return 0;
     logits_.resize(std::size_t(n_vocab_));
-    progress(str("prefill: ", context, " tokens ..."));
+    progress(str("prefill: ", cache.tokens(segment), " + ", tokens.size(), " tokens ..."));
     const double t0 = now_seconds();
-    transformer_.prefill(*s.cache, s.root, prompt, logits_, false, pool_, config_.prefill_chunk);
-    s.prefill_seconds = now_seconds() - t0;
-    s.keeper = s.cache->fork(s.root);
-    progress(str("prefill: ", context, " tokens in ", seconds_text(s.prefill_seconds)));
+    transformer_.prefill(cache, segment, tokens, logits_, false, pool_, config_.prefill_chunk);
+    return now_seconds() - t0;
   }
 
   BenchRow run_row(ContextState& s, AttentionMode mode, int b) {

@@ -1,10 +1,14 @@
-// The measurement behind `bifurcate bench`: for every context length the
-// prompt is prefilled once; then for every (attention mode, number of
-// samples B) the B sequences are made from it (fork: bifurcated; private copy:
+// The measurement behind `bifurcate bench`. One random prompt of the longest
+// context is prefilled once, incrementally: contexts run ascending, and the
+// first PP tokens of a causal prefill are PP's prefill, so T_PP(PP) is the
+// cumulative prefill time up to PP. Each context's rows get a KV cache of
+// their own (budget = --kv-budget-gib) holding a copy of those PP tokens; per
+// (mode, B) the B sequences are made from it (fork: bifurcated; private copy:
 // replicated), decoded one warm-up step plus `ntg` timed steps of random
 // tokens, and released. Rows run bifurcated first, then replicated, B
-// ascending, so the KV pool (which keeps freed blocks) only grows with the
-// row that needs it and each row's peak RSS is its own.
+// ascending, so the KV pool (which keeps freed blocks until the context's
+// cache is destroyed) only grows with the row that needs it and each row's
+// peak RSS is its own.
 #pragma once
 
 #include <cstddef>
@@ -25,7 +29,7 @@ enum class AttentionMode { bifurcated, replicated };
 std::string_view mode_name(AttentionMode mode);
 
 struct SweepConfig {
-  std::vector<int> contexts;               // PP values, in run order
+  std::vector<int> contexts;               // PP values; run ascending
   int ntg = 32;                            // timed decode steps per row (TG)
   std::vector<int> samples;                // B values; run ascending
   std::vector<AttentionMode> modes;        // run bifurcated first whatever the order here

@@ -158,6 +158,13 @@ std::string machine_description(int threads) {
   return str(cpu, ", ", threads, " thread", threads == 1 ? "" : "s");
 }
 
+// The 1-minute load average: other work on the machine inflates every figure.
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string first;
+  return in >> first ? first : std::string("unknown");
+}
+
 std::string now_text() {
   const std::time_t t = std::time(nullptr);
   char text[32];
@@ -256,7 +263,7 @@ int run_bench(int argc, char** argv) {
   std::cout << "model: " << model_path << " (" << report.model_name << ", " << model->config().n_layers
             << " layers, dim " << model->config().dim << ", " << model->config().n_heads << " heads / "
             << model->config().n_kv_heads << " KV heads, weights " << report.counts.matrix_bytes / 1e9 << " GB)\n"
-            << "machine: " << report.machine << ", " << report.date << '\n';
+            << "machine: " << report.machine << ", " << report.date << ", load average " << load_average() << '\n';
 
   if (!args.no_roofline) {
     progress.transient("roofline: measuring DRAM read bandwidth and F16 GEMM peak ...");
@@ -299,7 +306,7 @@ int run_bench(int argc, char** argv) {
   print_rows_footer(std::cout, report.rows);
   compute_roofline(report, kv_elem);
 
-  std::cout << '\n';
+  std::cout << "load average at the end: " << load_average() << "\n\n";
   print_speedup_table(std::cout, report);
   write_outputs(args, report);
   return 0;
