@@ -95,25 +95,29 @@ TEST(Matmul, AllTypesAwkwardShapes) {
 }
 
 TEST(Matmul, EveryBatchUpTo70BothPathsAndIsas) {
-  // Batches 1..32 take the direct path (every tile height and group tail),
-  // 33..70 the packed one (partial batch vectors and groups); 53 and 101
-  // rows are not multiples of any tile height or task size.
+  // F16/Q8_0 take the direct path (every tile height and batch-group tail),
+  // BF16 the packed one (partial batch vectors and groups); 53 and 101 rows
+  // are not multiples of any tile height or task size.
   ThreadPool one(1), two(2);
   for (MatmulIsa isa : isas()) {
     for (int64_t batch = 1; batch <= 70; ++batch) {
       check_matmul(GgmlType::F16, batch % 2 ? 53 : 101, 96 + 8, batch, batch % 3 ? two : one, isa);
       check_matmul(GgmlType::Q8_0, batch % 2 ? 101 : 53, 160, batch, batch % 3 ? one : two, isa);
+      check_matmul(GgmlType::BF16, batch % 2 ? 53 : 101, 40, batch, batch % 3 ? one : two, isa);
     }
     check_matmul(GgmlType::F32, 29, 45, 70, two, isa);
     check_matmul(GgmlType::Q4_K, 29, 512, 70, one, isa);
   }
 }
 
-TEST(Matmul, PackedPathManyTasksAndKBlocks) {
+TEST(Matmul, PrefillBatchManyTasksAndKBlocks) {
   // More rows than one packed task (96) and K past one K-block (1024), with a
-  // ragged last block, at a prefill-sized batch.
+  // ragged last block, at a prefill-sized batch; and the direct path at the
+  // same sizes.
   ThreadPool two(2);
   for (MatmulIsa isa : isas()) {
+    check_matmul(GgmlType::BF16, 200, 1024 + 256 + 8, 100, two, isa);
+    check_matmul(GgmlType::Q4_0, 197, 2048 + 32, 65, two, isa);
     check_matmul(GgmlType::F16, 200, 1024 + 256 + 8, 100, two, isa);
     check_matmul(GgmlType::Q8_0, 197, 2048 + 32, 65, two, isa);
   }
@@ -154,7 +158,7 @@ TEST(Matmul, OneAndTwoThreadsAgreeExactly) {
 TEST(Matmul, LargeKCrossesSeveralKBlocks) {
   ThreadPool two(2);
   check_matmul(GgmlType::F16, 50, 2048 + 8, 6, two);
-  check_matmul(GgmlType::F16, 30, 1024 + 40, 40, two);  // packed path, ragged last K-block
+  check_matmul(GgmlType::F16, 30, 1024 + 40, 40, two);  // ragged tail past a multiple of every vector width
   check_matmul(GgmlType::Q8_0, 50, 1600, 4, two);
   check_matmul(GgmlType::Q6_K, 20, 1536, 8, two);
 }

@@ -13,10 +13,11 @@
 namespace bifurcate::kernels {
 namespace {
 
-// Up to this batch, F32/F16/Q8_0 decode in registers straight from the mapped
-// rows (decode steps); larger batches (prefill) are FMA-bound and use the
-// packed path, whose tile reuses each broadcast weight for 24-48 batch rows.
-constexpr int64_t kMaxDirectBatch = 32;
+// F32/F16/Q8_0 always take the direct path, whatever the batch: measured
+// (1 thread, CPU time, docs/perf-notes.md) its dot-product tiles reached
+// ~210 GFLOP/s at batch 256 against ~94 for the packed outer-product tile,
+// because they read F16/Q8_0 weights at 2 / 1.06 bytes instead of as f32
+// and need no panel. The packed path serves the other types.
 // Rows per packed task: a multiple of both outer-tile heights (6, 8).
 constexpr int64_t kPackedTaskRows = 96;
 
@@ -46,7 +47,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, Thre
   if (batch == 0 || w.rows == 0) return;
 
   const bool avx512 = isa == MatmulIsa::best && matmul_has_avx512();
-  const bool direct = batch <= kMaxDirectBatch && detail::has_direct_path(w.type);
+  const bool direct = detail::has_direct_path(w.type);
   const int64_t rows_per_task = direct ? direct_task_rows(w.rows, pool.size()) : kPackedTaskRows;
   const int64_t n_tasks = (w.rows + rows_per_task - 1) / rows_per_task;
 

@@ -1,13 +1,13 @@
 // Dense layer product y = x · Wᵀ with W in its file dtype (never expanded at
 // load). Two paths, picked per call (matmul_paths.h):
-//  - direct (F32/F16/Q8_0, batch <= 32, i.e. decode): weights are decoded in
-//    registers straight from the mapped rows into dot-product tiles of up to
-//    4 batch rows; a 24-row chunk is reused from cache by every batch group,
-//    so DRAM reads each weight once. At batch 1-4 this is the bandwidth-bound
-//    GEMV; Q8_0 block scales are converted once per chunk, not per load.
-//  - packed (other types, or larger batches such as prefill): a panel of
-//    weight rows × a K-block is dequantized to f32 once and multiplied by x
-//    (transposed once per call) with an outer-product FMA tile.
+//  - direct (F32/F16/Q8_0, any batch): weights are decoded in registers
+//    straight from the mapped rows into dot-product tiles of up to 4 batch
+//    rows; a 24-row chunk is reused from cache by every batch group, so DRAM
+//    reads each weight once. At batch 1-4 this is the bandwidth-bound GEMV,
+//    from ~8 on FMA-bound; Q8_0 block scales are converted once per chunk.
+//  - packed (BF16, Q4_0, Q4_K, Q6_K): a panel of weight rows × a K-block is
+//    dequantized to f32 once and multiplied by x (transposed once per call)
+//    with an outer-product FMA tile.
 // Both run AVX-512 kernels when built with it (-march=native on a machine
 // that has it) and AVX2 kernels otherwise; MatmulIsa::avx2 forces the latter.
 #pragma once

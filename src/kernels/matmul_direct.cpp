@@ -1,8 +1,10 @@
-// Direct (decode) path: weights are decoded in registers straight from the
-// mapped rows and FMA'd into up to 4 batch rows at a time. A 24-row chunk of
-// weights stays in L2 while every batch group passes over it, so DRAM reads
-// each weight once however large the batch; at batch 1-4 this is the
-// bandwidth-bound GEMV, at 16-32 the FMA-bound tile loop.
+// Direct path (F32/F16/Q8_0, every batch): weights are decoded in registers
+// straight from the mapped rows and FMA'd into up to 4 batch rows at a time.
+// A 24-row chunk of weights stays in L2 while every batch group passes over
+// it, so DRAM reads each weight once however large the batch; at batch 1-4
+// this is the bandwidth-bound GEMV, from ~8 on the FMA-bound tile loop (at
+// prefill batches x streams from L3 once per chunk, which measured cheaper
+// than packing the weights to f32).
 #include <algorithm>
 
 #include "kernels/matmul_paths.h"

@@ -1,6 +1,6 @@
-// Packed (prefill) path: for batches past the decode range the product is
-// FMA-bound, so the weights are dequantized (any type) into an f32 panel once
-// per K-block and every weight is then reused by the whole batch from cache.
+// Packed path, for the weight types without a direct decoder (BF16, Q4_0,
+// Q4_K, Q6_K): the weights are dequantized into an f32 panel once per
+// K-block and every weight is then reused by the whole batch from cache.
 // The register tile is an outer product: NRW weight rows (scalars broadcast
 // from the panel) times NBV vectors of consecutive batch rows (loaded from
 // x transposed once per call), so the inner loop needs no horizontal sums
@@ -29,8 +29,8 @@ struct OuterTile<simd::Avx2> {
 #ifdef __AVX512F__
 template <>
 struct OuterTile<simd::Avx512> {
-  static constexpr int kRows = 8;
-  static constexpr int kBatchVectors = 3;
+  static constexpr int kRows = 6;
+  static constexpr int kBatchVectors = 4;
 };
 #endif
 
@@ -94,12 +94,12 @@ void run_block(TileView base, int64_t n_rows, int64_t batch) {
       t.y = base.y + b0 * base.ldy + r0;
       t.valid_rows = int(std::min<int64_t>(NRW, n_rows - r0));
       t.valid_batch = int(n_b);
-      if (n_vectors >= NBV) {
-        outer_tile<S, NRW, NBV>(t);
-      } else if (n_vectors == 2) {
-        outer_tile<S, NRW, 2>(t);
-      } else {
-        outer_tile<S, NRW, 1>(t);
+      static_assert(NBV <= 4);
+      switch (std::min<int64_t>(n_vectors, NBV)) {
+        case 1: outer_tile<S, NRW, 1>(t); break;
+        case 2: outer_tile<S, NRW, 2>(t); break;
+        case 3: outer_tile<S, NRW, std::min(3, NBV)>(t); break;
+        default: outer_tile<S, NRW, NBV>(t); break;
       }
     }
   }

@@ -1,9 +1,9 @@
 // The two row-range workers behind kernels::matmul (matmul.h), each computing
 // y[b, r] for all batch rows b and output rows r in [r_begin, r_end):
-//  - direct (F32/F16/Q8_0, decode batches): weights decoded in registers from
-//    the mapped rows, dot-product tiles, no packing.
-//  - packed (prefill batches, every type): weight rows dequantized to an f32
-//    panel per K-block, x transposed once per call, outer-product tiles.
+//  - direct (F32/F16/Q8_0): weights decoded in registers from the mapped
+//    rows, dot-product tiles, no packing.
+//  - packed (every type; used for the others): weight rows dequantized to an
+//    f32 panel per K-block, x transposed once per call, outer-product tiles.
 // Private to kernels/; `Avx512` selects the AVX-512 kernels (only when built
 // with __AVX512F__), otherwise AVX2.
 #pragma once
