@@ -67,7 +67,7 @@ TEST_F(EngineTest, ContinuationKeepsTheSpaceOfItsFirstToken) {
   r.sampling.temperature = 0;
   r.max_tokens = 3;
   const Sample s = engine.generate(r).samples.at(0);
-  EXPECT_EQ(engine.token_piece(s.tokens.at(0)), " time");
+  EXPECT_EQ(engine.token_to_piece(s.tokens.at(0)), " time");
   EXPECT_EQ(s.text.substr(0, 5), " time") << s.text;
 }
 

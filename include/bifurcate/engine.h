@@ -137,7 +137,6 @@ class Engine {
 
   std::vector<int32_t> tokenize(std::string_view text, bool add_bos) const;
   std::string detokenize(std::span<const int32_t> tokens) const;
-  std::string token_piece(int32_t token) const;  // the token's text as it appears inside a continuation
   // One token's bytes as they appear inside a text (SPM keeps the leading
   // space that detokenize drops at the start); "" for control tokens.
   std::string token_to_piece(int32_t token) const;

@@ -167,7 +167,7 @@ void print_json(const Engine& engine, const GenerateArgs& a, const GenerationReq
       j.key("id");
       j.value(s.tokens[t]);
       j.key("piece");
-      j.value(engine.token_piece(s.tokens[t]));
+      j.value(engine.token_to_piece(s.tokens[t]));
       j.key("logprob");
       j.value(double(s.logprobs[t]));
       if (t < s.top_logprobs.size()) {

@@ -59,12 +59,6 @@ std::string Engine::detokenize(std::span<const int32_t> tokens) const {
   return impl_->tokenizer->decode(tokens);
 }
 
-std::string Engine::token_piece(int32_t token) const {
-  require(token >= 0 && token < impl_->info.n_vocab, "token id ", token, " is outside the vocabulary [0, ",
-          impl_->info.n_vocab, ")");
-  return impl_->tokenizer->token_to_piece(token);
-}
-
 const ModelInfo& Engine::model_info() const { return impl_->info; }
 const EngineOptions& Engine::options() const { return impl_->options; }
 
