@@ -149,8 +149,8 @@ void print_rows_table(std::ostream& out, const BenchReport& report) {
 }
 
 void print_floor_table(std::ostream& out, const BenchReport& report) {
-  out << "|       mode |    PP |   B | weights GB | weights GFLOP | attn GB | attn GFLOP | floor ms | bound |\n"
-         "|------------|-------|-----|------------|---------------|---------|------------|----------|-------|\n";
+  out << "|       mode |    PP |   B | weights MB | weights MFLOP |  attn MB | attn MFLOP | floor ms | bound |\n"
+         "|------------|-------|-----|------------|---------------|----------|------------|----------|-------|\n";
   for (std::size_t i = 0; i < report.rows.size() && i < report.roofline.size(); ++i) {
     const BenchRow& r = report.rows[i];
     const RowRoofline& f = report.roofline[i];
@@ -160,9 +160,9 @@ void print_floor_table(std::ostream& out, const BenchReport& report) {
     const PhaseCost& p = f.floor_seconds - w > w ? f.cost.attention : f.cost.weights;
     const bool memory = p.bytes / m.read_bytes_per_second >= p.flops / m.flops_per_second;
     char line[200];
-    std::snprintf(line, sizeof line, "| %10s | %5d | %3d | %10.3f | %13.1f | %7.3f | %10.1f | %8.1f | %5s |\n",
-                  std::string(mode_name(r.mode)).c_str(), r.context, r.samples, f.cost.weights.bytes / 1e9,
-                  f.cost.weights.flops / 1e9, f.cost.attention.bytes / 1e9, f.cost.attention.flops / 1e9,
+    std::snprintf(line, sizeof line, "| %10s | %5d | %3d | %10.2f | %13.1f | %8.2f | %10.1f | %8.3f | %5s |\n",
+                  std::string(mode_name(r.mode)).c_str(), r.context, r.samples, f.cost.weights.bytes / 1e6,
+                  f.cost.weights.flops / 1e6, f.cost.attention.bytes / 1e6, f.cost.attention.flops / 1e6,
                   1e3 * f.floor_seconds, memory ? "bytes" : "flops");
     out << line;
   }

@@ -22,7 +22,7 @@ namespace bifurcate::cli {
 
 struct MachineCeilings {
   double read_bytes_per_second = 0;  // DRAM streaming read, all threads
-  double flops_per_second = 0;       // kernels::matmul F16 4096x4096, batch 64
+  double flops_per_second = 0;       // kernels::matmul F16 4096x4096, best of batch 64 and 32
 };
 
 // Best of `reps` multithreaded streaming reads over a buffer of `bytes` bytes
@@ -31,7 +31,8 @@ double measure_read_bandwidth(ThreadPool& pool, std::size_t bytes, int reps);
 // Best of `reps` calls of kernels::matmul on an F16 `rows`x`cols` matrix at
 // batch `batch`; FLOPs counted as 2·batch·rows·cols.
 double measure_matmul_peak(ThreadPool& pool, int rows, int cols, int batch, int reps);
-// Both at their full sizes: 1 GiB read x3, F16 4096x4096 at batch 64 x5.
+// Both at their full sizes: 1 GiB read x3; F16 4096x4096 at batch 64 and at
+// batch 32 (the two matmul paths), x5 each, the faster counts.
 MachineCeilings measure_machine_ceilings(ThreadPool& pool);
 
 // The shape facts the formulas need, taken from a loaded model.
