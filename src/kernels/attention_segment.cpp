@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/attention_microkernels.h"
 #include "kernels/attention_simd.h"
 #include "kernels/attention_state.h"
 #include "util/f16.h"
@@ -14,8 +15,79 @@ namespace {
 
 constexpr int kTile = kSegmentTileTokens;
 constexpr int kRowBlock = 4;  // query rows per register block
+static_assert(micro::kScoreStride == kTile, "score rows are one tile long");
 
 int padded_size(int head_size) { return (head_size + 7) / 8 * 8; }
+
+// Rows [first, first + n) of one KV head of a segment, as stored: K and V rows
+// of head_size elements of the segment's KvType, contiguous inside one chunk.
+struct TileSource {
+  const char* k = nullptr;
+  const char* v = nullptr;
+  int n = 0;
+  int first = 0;
+};
+
+// Walks a segment's key range [begin, end) in tiles of at most kTile keys that
+// never cross a chunk boundary.
+class TileWalk {
+ public:
+  TileWalk(const AttentionShape& shape, const SegmentKeys& keys, int end)
+      : chunks_(keys.chunks),
+        head_offset_(std::size_t(keys.kv_head) * keys.head_stride),
+        row_bytes_(std::size_t(shape.head_size) * kv_type_bytes(shape.kv_type)),
+        position_(keys.begin),
+        end_(end) {}
+
+  // The next tile; n == 0 once the range is done.
+  TileSource next() {
+    while (chunk_ < chunks_.size() && chunk_first_ < end_) {
+      const KvChunk& chunk = chunks_[chunk_];
+      const int lo = std::max(position_, chunk_first_), hi = std::min(chunk_first_ + chunk.tokens, end_);
+      if (lo < hi) {
+        const int n = std::min(kTile, hi - lo);
+        const std::size_t offset = head_offset_ + std::size_t(lo - chunk_first_) * row_bytes_;
+        position_ = lo + n;
+        return {static_cast<const char*>(chunk.k) + offset, static_cast<const char*>(chunk.v) + offset, n, lo};
+      }
+      chunk_first_ += chunk.tokens;
+      ++chunk_;
+    }
+    return {};
+  }
+
+ private:
+  std::span<const KvChunk> chunks_;
+  std::size_t head_offset_;
+  std::size_t row_bytes_;
+  int position_;
+  int end_;
+  std::size_t chunk_ = 0;
+  int chunk_first_ = 0;  // segment position of chunk_'s first token
+};
+
+// Software prefetch of the NEXT tile's K then V bytes, issued a few lines at a
+// time while the current tile computes, so the DRAM reads overlap arithmetic
+// instead of stalling the next tile's first loads.
+class NextTilePrefetch {
+ public:
+  NextTilePrefetch(const TileSource& next, std::size_t row_bytes)
+      : k_(next.k), v_(next.v), lines_each_((std::size_t(next.n) * row_bytes + 63) / 64) {}
+
+  std::size_t total_lines() const { return 2 * lines_each_; }
+
+  void issue(std::size_t lines) {
+    const std::size_t stop = std::min(issued_ + lines, total_lines());
+    for (; issued_ < stop; ++issued_)
+      simd::prefetch(issued_ < lines_each_ ? k_ + 64 * issued_ : v_ + 64 * (issued_ - lines_each_));
+  }
+
+ private:
+  const char* k_;
+  const char* v_;
+  std::size_t lines_each_;
+  std::size_t issued_ = 0;
+};
 
 // One tile of keys as f32 rows of stride ld (a multiple of 8; columns past
 // head_size are zero). `first` is the segment position of row 0.
@@ -27,22 +99,15 @@ struct Tile {
   int first;
 };
 
-// Converts (or, for f32 rows already SIMD-friendly, points at) rows
-// [row0, row0 + n) of one chunk's K and V for one KV head.
-Tile load_tile(const AttentionShape& shape, const KvChunk& chunk, std::size_t head_offset, int row0,
-               int n, int first, SegmentScratch& s) {
-  const int k = shape.head_size, ld = padded_size(k);
-  const char* k_base = static_cast<const char*>(chunk.k) + head_offset;
-  const char* v_base = static_cast<const char*>(chunk.v) + head_offset;
-  if (shape.kv_type == KvType::f32 && k == ld) {
-    const float* kf = reinterpret_cast<const float*>(k_base) + std::size_t(row0) * k;
-    const float* vf = reinterpret_cast<const float*>(v_base) + std::size_t(row0) * k;
-    return Tile{kf, vf, ld, n, first};
-  }
+// Converts (or, for f32 rows already SIMD-friendly, points at) a tile's K and V rows.
+Tile load_tile(const AttentionShape& shape, const TileSource& src, SegmentScratch& s) {
+  const int k = shape.head_size, ld = padded_size(k), n = src.n;
+  if (shape.kv_type == KvType::f32 && k == ld)
+    return Tile{reinterpret_cast<const float*>(src.k), reinterpret_cast<const float*>(src.v), ld, n, src.first};
   auto convert = [&](const char* base, float* dst) {
     for (int t = 0; t < n; ++t) {
       float* row = dst + std::size_t(t) * ld;
-      std::size_t src_row = std::size_t(row0 + t) * k;
+      const std::size_t src_row = std::size_t(t) * k;
       if (shape.kv_type == KvType::f16) {
         f16_to_f32_row(reinterpret_cast<const uint16_t*>(base) + src_row, row, std::size_t(k));
       } else {
@@ -51,67 +116,9 @@ Tile load_tile(const AttentionShape& shape, const KvChunk& chunk, std::size_t he
       std::fill(row + k, row + ld, 0.0f);
     }
   };
-  convert(k_base, s.k_tile.data());
-  convert(v_base, s.v_tile.data());
-  return Tile{s.k_tile.data(), s.v_tile.data(), ld, n, first};
-}
-
-// scores[r][c] = q_r . k_c for R stacked rows and C consecutive keys; rows of q
-// and keys have stride ld, scores rows stride kTile.
-template <int R, int C>
-void score_block(const float* q, const float* keys, int ld, float* scores) {
-  __m256 acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
-  for (int d = 0; d < ld; d += 8) {
-    __m256 kv[C];
-    for (int c = 0; c < C; ++c) kv[c] = _mm256_loadu_ps(keys + c * ld + d);
-    for (int r = 0; r < R; ++r) {
-      __m256 qv = _mm256_load_ps(q + r * ld + d);
-      for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(qv, kv[c], acc[r][c]);
-    }
-  }
-  const __m256 zero = _mm256_setzero_ps();
-  for (int c = 0; c < C; ++c) {
-    alignas(16) float sums[4];
-    _mm_store_ps(sums, simd::hsum4(acc[0][c], R > 1 ? acc[R > 1 ? 1 : 0][c] : zero,
-                                   R > 2 ? acc[R > 2 ? 2 : 0][c] : zero,
-                                   R > 3 ? acc[R > 3 ? 3 : 0][c] : zero));
-    for (int r = 0; r < R; ++r) scores[r * kTile + c] = sums[r];
-  }
-}
-
-template <int R>
-void score_rows(const float* q, const Tile& tile, float* scores) {
-  int t = 0;
-  for (; t + 2 <= tile.n; t += 2) score_block<R, 2>(q, tile.k + std::size_t(t) * tile.ld, tile.ld, scores + t);
-  if (t < tile.n) score_block<R, 1>(q, tile.k + std::size_t(t) * tile.ld, tile.ld, scores + t);
-}
-
-// acc[r][:] += sum_t p[r][t] * v[t][:] for R rows, DV vectors of columns starting at `col`.
-template <int R, int DV>
-void accumulate_block(const float* p, const Tile& tile, int col, float* acc, int ld_acc) {
-  __m256 a[R][DV];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < DV; ++j) a[r][j] = _mm256_load_ps(acc + r * ld_acc + col + 8 * j);
-  const float* v = tile.v + col;
-  for (int t = 0; t < tile.n; ++t, v += tile.ld) {
-    __m256 vv[DV];
-    for (int j = 0; j < DV; ++j) vv[j] = _mm256_loadu_ps(v + 8 * j);
-    for (int r = 0; r < R; ++r) {
-      __m256 pb = _mm256_broadcast_ss(p + r * kTile + t);
-      for (int j = 0; j < DV; ++j) a[r][j] = _mm256_fmadd_ps(pb, vv[j], a[r][j]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < DV; ++j) _mm256_store_ps(acc + r * ld_acc + col + 8 * j, a[r][j]);
-}
-
-template <int R>
-void accumulate_rows(const float* p, const Tile& tile, float* acc) {
-  int col = 0;
-  for (; col + 16 <= tile.ld; col += 16) accumulate_block<R, 2>(p, tile, col, acc, tile.ld);
-  if (col < tile.ld) accumulate_block<R, 1>(p, tile, col, acc, tile.ld);
+  convert(src.k, s.k_tile.data());
+  convert(src.v, s.v_tile.data());
+  return Tile{s.k_tile.data(), s.v_tile.data(), ld, n, src.first};
 }
 
 // Calls fn.template operator()<R>() with R = rows (1..kRowBlock) as a constant.
@@ -162,14 +169,20 @@ bool block_active(const StackedQueries& queries, int r0, int rows, int tile_firs
   return false;
 }
 
-// Scores, softmax and P.V of every stacked row against one tile.
-void process_tile(const Tile& tile, const StackedQueries& queries, SegmentScratch& s) {
+// Scores, softmax and P.V of every stacked row against one converted tile; the
+// next tile's prefetch is spread evenly over the row blocks.
+void process_tile(const Tile& tile, const StackedQueries& queries, SegmentScratch& s, NextTilePrefetch& prefetch) {
   const int n_rows = queries.n_rows, ld = tile.ld;
+  const int n_blocks = std::max(1, (n_rows + kRowBlock - 1) / kRowBlock);
+  const std::size_t lines_per_block = (prefetch.total_lines() + std::size_t(n_blocks) - 1) / std::size_t(n_blocks);
   for (int r0 = 0; r0 < n_rows; r0 += kRowBlock) {
+    prefetch.issue(lines_per_block);
     const int rows = std::min(kRowBlock, n_rows - r0);
     float* scores = s.scores.data() + std::size_t(r0) * kTile;
     if (!block_active(queries, r0, rows, tile.first)) continue;
-    with_row_count(rows, [&]<int R>() { score_rows<R>(s.q.data() + std::size_t(r0) * ld, tile, scores); });
+    with_row_count(rows, [&]<int R>() {
+      micro::score_rows<R>(s.q.data() + std::size_t(r0) * ld, tile.k, ld, tile.n, scores);
+    });
     for (int r = r0; r < r0 + rows; ++r) {
       float* row_scores = s.scores.data() + std::size_t(r) * kTile;
       if (queries.key_end != nullptr) {  // causal limit: keys at or past key_end are invisible
@@ -178,8 +191,33 @@ void process_tile(const Tile& tile, const StackedQueries& queries, SegmentScratc
       }
       softmax_row(row_scores, tile.n, &s.row_max[r], &s.row_sum[r], s.acc.data() + std::size_t(r) * ld, ld);
     }
-    with_row_count(rows, [&]<int R>() { accumulate_rows<R>(scores, tile, s.acc.data() + std::size_t(r0) * ld); });
+    with_row_count(rows, [&]<int R>() {
+      micro::accumulate_rows<R>(scores, tile.v, ld, tile.n, s.acc.data() + std::size_t(r0) * ld);
+    });
   }
+}
+
+// One row, f16 K/V, head_size a multiple of 8: the GEMV regime. K and V are
+// read once straight from the KV memory (no f32 tile), which makes this
+// memory-bound: the next tile is prefetched along with the score pass.
+bool single_row_path(const AttentionShape& shape, const StackedQueries& queries) {
+  return queries.n_rows == 1 && queries.key_end == nullptr && shape.kv_type == KvType::f16 &&
+         shape.head_size % 8 == 0;
+}
+
+void process_tile_single(const TileSource& src, int k, SegmentScratch& s, NextTilePrefetch& prefetch) {
+  const auto* keys = reinterpret_cast<const uint16_t*>(src.k);
+  float* scores = s.scores.data();
+  const std::size_t lines_per_key = (prefetch.total_lines() + std::size_t(src.n) - 1) / std::size_t(src.n);
+  int t = 0;
+  for (; t + 8 <= src.n; t += 8) {
+    prefetch.issue(8 * lines_per_key);
+    micro::score_single_8(s.q.data(), keys + std::size_t(t) * k, k, scores + t);
+  }
+  for (; t < src.n; ++t) scores[t] = micro::score_single_1(s.q.data(), keys + std::size_t(t) * k, k);
+  prefetch.issue(prefetch.total_lines());
+  softmax_row(scores, src.n, &s.row_max[0], &s.row_sum[0], s.acc.data(), k);
+  micro::accumulate_single(scores, reinterpret_cast<const uint16_t*>(src.v), k, src.n, s.acc.data());
 }
 
 void prepare_scratch(const AttentionShape& shape, const StackedQueries& queries, SegmentScratch& s) {
@@ -213,18 +251,17 @@ void attend_segment(const AttentionShape& shape, const SegmentKeys& keys,
     for (int r = 0; r < queries.n_rows; ++r) last_visible = std::max(last_visible, queries.key_end[r]);
     last_visible = std::min(last_visible, keys.end);
   }
-  const std::size_t head_offset = std::size_t(keys.kv_head) * keys.head_stride;
-  int chunk_first = 0;  // segment position of the current chunk's first token
-  for (const KvChunk& chunk : keys.chunks) {
-    const int lo = std::max(chunk_first, keys.begin);
-    const int hi = std::min(chunk_first + chunk.tokens, last_visible);
-    for (int t0 = lo; t0 < hi; t0 += kTile) {
-      const int n = std::min(kTile, hi - t0);
-      Tile tile = load_tile(shape, chunk, head_offset, t0 - chunk_first, n, t0, s);
-      process_tile(tile, queries, s);
+  const std::size_t row_bytes = std::size_t(shape.head_size) * kv_type_bytes(shape.kv_type);
+  const bool single = single_row_path(shape, queries);
+  TileWalk walk(shape, keys, last_visible);
+  for (TileSource tile = walk.next(), next; tile.n > 0; tile = next) {
+    next = walk.next();
+    NextTilePrefetch prefetch(next, row_bytes);
+    if (single) {
+      process_tile_single(tile, shape.head_size, s, prefetch);
+    } else {
+      process_tile(load_tile(shape, tile, s), queries, s, prefetch);
     }
-    chunk_first += chunk.tokens;
-    if (chunk_first >= last_visible) break;
   }
   const int k = shape.head_size, ld = padded_size(k);
   for (int r = 0; r < queries.n_rows; ++r) {

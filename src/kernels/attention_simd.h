@@ -3,6 +3,8 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
+
 namespace bifurcate::kernels::simd {
 
 // exp(x) for 8 floats, Cephes expf polynomial after Cody-Waite range reduction
@@ -35,6 +37,21 @@ inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
   __m256 s = _mm256_hadd_ps(ab, cd);  // low and high lanes each hold partial sums of a, b, c, d
   return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
+
+// {sum(a[0]), ..., sum(a[7])}: eight horizontal sums in one vector.
+inline __m256 hsum8(const __m256 a[8]) {
+  __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+  // Each 128-bit lane now holds partial sums of a0..a3 (s0123) or a4..a7 (s4567).
+  return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+
+// 8 f16 values at p (any alignment) as f32.
+inline __m256 load_f16(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
 inline float hmax(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
