@@ -19,6 +19,10 @@ namespace {
 
 using gguf::GgmlType;
 
+// Rows per chunk: every tile height divides it. A chunk of weight rows stays
+// in L1/L2 while all batch groups pass over it.
+constexpr int64_t kRowChunk = 24;
+
 // Row decoders: `load<S>(row, k)` gives S::kLanes consecutive weights of one
 // row from element k (k % kLanes == 0) as f32; `at` a single weight, for the
 // ragged tail of f32/f16 rows.
@@ -42,26 +46,15 @@ struct F16Rows {
   static float at(const uint16_t* p, int64_t k) { return f16_to_f32(p[k]); }
 };
 
-// Q8_0 with every block's scale already converted to f32 (one table per row
-// chunk, shared by all batch groups): the inner loop is int8 -> f32 and one
-// multiply by a broadcast scale, no f16 conversion.
-struct Q8_0Row {
-  const tensor::BlockQ8_0* blocks;
-  const float* scales;  // scales[j] = f32 of blocks[j].d
-};
-
+// Q8_0 rows of one chunk, with every block's scale already converted to f32
+// in a table shared by all batch groups: the inner loop is int8 -> f32 and a
+// multiply by a broadcast scale, no f16 conversion. The table is block-major
+// ([block][kRowChunk]) so one pointer reaches the scales of all rows of a
+// tile; its own loop (dot_tile below) walks whole blocks.
 struct Q8_0Rows {
   const tensor::BlockQ8_0* base;
-  const float* scales;  // [rows][stride]
   int64_t stride;       // blocks between rows
-  Q8_0Row row(int64_t r) const { return {base + r * stride, scales + r * stride}; }
-  Q8_0Rows offset(int64_t r) const { return {base + r * stride, scales + r * stride, stride}; }
-  template <class S>
-  static typename S::V load(const Q8_0Row& p, int64_t k) {
-    const int64_t j = k / tensor::kQK8_0;
-    return S::mul(S::load_i8(p.blocks[j].qs + k % tensor::kQK8_0), S::set1(p.scales[j]));
-  }
-  static float at(const Q8_0Row&, int64_t) { return 0.0f; }  // never called: rows are whole blocks
+  const float* scales;  // scales[j * kRowChunk + r] = f32 of row r's block j
 };
 
 // Rows per register tile for MB batch rows: MB*NR accumulators plus the live
@@ -71,7 +64,6 @@ constexpr int tile_rows(int mb) {
   if constexpr (S::kRegisters == 32) return mb <= 2 ? 8 : 6;
   return mb == 1 ? 8 : mb == 4 ? 3 : 4;
 }
-constexpr int64_t kRowChunk = 24;
 
 // out[b][r] = sum_k x[b*ldx + k] * W[row_ids[r]][k] over k in [0, n_k).
 template <class S, int MB, int NR, class Rows>
@@ -99,6 +91,37 @@ void dot_tile(const Rows& w, const int64_t (&row_ids)[NR], const float* x, int64
       for (int b = 0; b < MB; ++b) out[b][r] += wk * x[b * ldx + k];
     }
   }
+}
+
+// The same product for Q8_0, block by block: per block the 8-bit values of
+// each row become f32 and are scaled by that row's block scale.
+template <class S, int MB, int NR>
+void dot_tile(const Q8_0Rows& w, const int64_t (&row_ids)[NR], const float* x, int64_t ldx, int64_t n_k,
+              float (&out)[MB][NR]) {
+  constexpr int kVectors = tensor::kQK8_0 / S::kLanes;
+  const tensor::BlockQ8_0* rows[NR];
+  for (int r = 0; r < NR; ++r) rows[r] = w.base + row_ids[r] * w.stride;
+  // Tile rows are consecutive from row_ids[0] (a tile never crosses its
+  // chunk); rows clamped past a short chunk's end read stale or zero scales,
+  // and their sums are discarded.
+  const float* scales = w.scales + row_ids[0];
+  typename S::V acc[MB][NR];
+  for (int b = 0; b < MB; ++b)
+    for (int r = 0; r < NR; ++r) acc[b][r] = S::zero();
+  const int64_t n_blocks = n_k / tensor::kQK8_0;
+  for (int64_t j = 0; j < n_blocks; ++j, scales += kRowChunk) {
+    for (int v = 0; v < kVectors; ++v) {
+      typename S::V wv[NR];
+      for (int r = 0; r < NR; ++r) wv[r] = S::mul(S::load_i8(rows[r][j].qs + v * S::kLanes), S::set1(scales[r]));
+      const float* xk = x + j * tensor::kQK8_0 + v * S::kLanes;
+      for (int b = 0; b < MB; ++b) {
+        const typename S::V xv = S::load(xk + b * ldx);
+        for (int r = 0; r < NR; ++r) acc[b][r] = S::fmadd(wv[r], xv, acc[b][r]);
+      }
+    }
+  }
+  for (int b = 0; b < MB; ++b)
+    for (int r = 0; r < NR; ++r) out[b][r] = S::hsum(acc[b][r]);
 }
 
 // One row range of W against MB batch rows.
@@ -173,11 +196,17 @@ void multiply_rows_direct_isa(const WeightMatrix& w, const float* x, int64_t bat
     case GgmlType::Q8_0: {
       const auto* blocks = reinterpret_cast<const tensor::BlockQ8_0*>(first);
       const int64_t n_blocks = w.cols / tensor::kQK8_0;
+      // Zeroed once: tiles of the last, short chunk also read rows past its end.
       scratch.resize(size_t(kRowChunk * n_blocks));
+      std::fill(scratch.begin(), scratch.end(), 0.0f);
       run_rows<S>(job, batch, [&](int64_t r0, int64_t n) {
         const tensor::BlockQ8_0* chunk = blocks + r0 * n_blocks;
-        for (int64_t i = 0; i < n * n_blocks; ++i) scratch[size_t(i)] = f16_to_f32(chunk[i].d);
-        return Q8_0Rows{chunk, scratch.data(), n_blocks};
+        for (int64_t r = 0; r < n; ++r) {
+          for (int64_t j = 0; j < n_blocks; ++j) {
+            scratch[size_t(j * kRowChunk + r)] = f16_to_f32(chunk[r * n_blocks + j].d);
+          }
+        }
+        return Q8_0Rows{chunk, n_blocks, scratch.data()};
       });
       break;
     }
