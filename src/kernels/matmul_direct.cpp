@@ -102,8 +102,8 @@ void dot_tile(const Q8_0Rows& w, const int64_t (&row_ids)[NR], const float* x, i
   const tensor::BlockQ8_0* rows[NR];
   for (int r = 0; r < NR; ++r) rows[r] = w.base + row_ids[r] * w.stride;
   // Tile rows are consecutive from row_ids[0] (a tile never crosses its
-  // chunk); rows clamped past a short chunk's end read stale or zero scales,
-  // and their sums are discarded.
+  // chunk); rows clamped past a short chunk's end read zero scales, and their
+  // sums are discarded.
   const float* scales = w.scales + row_ids[0];
   typename S::V acc[MB][NR];
   for (int b = 0; b < MB; ++b)
@@ -196,15 +196,13 @@ void multiply_rows_direct_isa(const WeightMatrix& w, const float* x, int64_t bat
     case GgmlType::Q8_0: {
       const auto* blocks = reinterpret_cast<const tensor::BlockQ8_0*>(first);
       const int64_t n_blocks = w.cols / tensor::kQK8_0;
-      // Zeroed once: tiles of the last, short chunk also read rows past its end.
       scratch.resize(size_t(kRowChunk * n_blocks));
-      std::fill(scratch.begin(), scratch.end(), 0.0f);
       run_rows<S>(job, batch, [&](int64_t r0, int64_t n) {
         const tensor::BlockQ8_0* chunk = blocks + r0 * n_blocks;
-        for (int64_t r = 0; r < n; ++r) {
-          for (int64_t j = 0; j < n_blocks; ++j) {
-            scratch[size_t(j * kRowChunk + r)] = f16_to_f32(chunk[r * n_blocks + j].d);
-          }
+        for (int64_t j = 0; j < n_blocks; ++j) {
+          float* column = scratch.data() + j * kRowChunk;
+          for (int64_t r = 0; r < n; ++r) column[r] = f16_to_f32(chunk[r * n_blocks + j].d);
+          std::fill(column + n, column + kRowChunk, 0.0f);  // tiles of a short chunk read past its end
         }
         return Q8_0Rows{chunk, n_blocks, scratch.data()};
       });
