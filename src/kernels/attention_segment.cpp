@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/attention_lanes.h"
 #include "kernels/attention_microkernels.h"
 #include "kernels/attention_simd.h"
 #include "kernels/attention_state.h"
@@ -15,7 +16,6 @@ namespace {
 
 constexpr int kTile = kSegmentTileTokens;
 constexpr int kRowBlock = 4;  // query rows per register block
-static_assert(micro::kScoreStride == kTile, "score rows are one tile long");
 
 int padded_size(int head_size) { return (head_size + 7) / 8 * 8; }
 
@@ -121,17 +121,6 @@ Tile load_tile(const AttentionShape& shape, const TileSource& src, SegmentScratc
   return Tile{s.k_tile.data(), s.v_tile.data(), ld, n, src.first};
 }
 
-// Calls fn.template operator()<R>() with R = rows (1..kRowBlock) as a constant.
-template <class Fn>
-void with_row_count(int rows, Fn&& fn) {
-  switch (rows) {
-    case 1: fn.template operator()<1>(); break;
-    case 2: fn.template operator()<2>(); break;
-    case 3: fn.template operator()<3>(); break;
-    default: fn.template operator()<4>(); break;
-  }
-}
-
 // Online softmax for one row over one tile: turns the row's scores into
 // probabilities relative to the new running max and rescales the row's state.
 void softmax_row(float* scores, int n, float* row_max, float* row_sum, float* acc, int ld) {
@@ -162,39 +151,73 @@ void softmax_row(float* scores, int n, float* row_max, float* row_sum, float* ac
   *row_max = m_new;
 }
 
-bool block_active(const StackedQueries& queries, int r0, int rows, int tile_first) {
-  if (queries.key_end == nullptr) return true;
-  for (int r = r0; r < r0 + rows; ++r)
-    if (queries.key_end[r] > tile_first) return true;
+// Lane-group view of the stacked rows (attention_lanes.h): `groups` groups of L::kWidth rows.
+template <class L>
+struct LaneGroups {
+  int groups;
+  int k;
+  std::size_t stride() const { return std::size_t(k) * L::kWidth; }  // floats of qt / ot per group
+};
+
+// Does any row of group g see a key at or past tile_first? (always, without causal limits)
+template <class L>
+bool group_active(const SegmentScratch& s, bool causal, int g, int tile_first) {
+  if (!causal) return true;
+  for (int lane = 0; lane < L::kWidth; ++lane)
+    if (s.key_end[std::size_t(g) * L::kWidth + std::size_t(lane)] > float(tile_first)) return true;
   return false;
 }
 
-// Scores, softmax and P.V of every stacked row against one converted tile; the
-// next tile's prefetch is spread evenly over the row blocks.
-void process_tile(const Tile& tile, const StackedQueries& queries, SegmentScratch& s, NextTilePrefetch& prefetch) {
-  const int n_rows = queries.n_rows, ld = tile.ld;
-  const int n_blocks = std::max(1, (n_rows + kRowBlock - 1) / kRowBlock);
-  const std::size_t lines_per_block = (prefetch.total_lines() + std::size_t(n_blocks) - 1) / std::size_t(n_blocks);
-  for (int r0 = 0; r0 < n_rows; r0 += kRowBlock) {
-    prefetch.issue(lines_per_block);
-    const int rows = std::min(kRowBlock, n_rows - r0);
-    float* scores = s.scores.data() + std::size_t(r0) * kTile;
-    if (!block_active(queries, r0, rows, tile.first)) continue;
-    with_row_count(rows, [&]<int R>() {
-      micro::score_rows<R>(s.q.data() + std::size_t(r0) * ld, tile.k, ld, tile.n, scores);
-    });
-    for (int r = r0; r < r0 + rows; ++r) {
-      float* row_scores = s.scores.data() + std::size_t(r) * kTile;
-      if (queries.key_end != nullptr) {  // causal limit: keys at or past key_end are invisible
-        int visible = std::clamp(queries.key_end[r] - tile.first, 0, tile.n);
-        std::fill(row_scores + visible, row_scores + tile.n, kEmptyLse);
-      }
-      softmax_row(row_scores, tile.n, &s.row_max[r], &s.row_sum[r], s.acc.data() + std::size_t(r) * ld, ld);
-    }
-    with_row_count(rows, [&]<int R>() {
-      micro::accumulate_rows<R>(scores, tile.v, ld, tile.n, s.acc.data() + std::size_t(r0) * ld);
-    });
+// Scores, softmax and P.V of every lane group against one converted tile; the
+// next tile's prefetch is spread evenly over the register blocks.
+template <class L>
+void process_tile_lanes(const Tile& tile, LaneGroups<L> lg, bool causal, SegmentScratch& s,
+                        NextTilePrefetch& prefetch) {
+  // A few lines after every register block: a burst of hundreds of prefetches
+  // would fill the miss queue and stall the loads of the tile being computed.
+  const std::size_t blocks = std::size_t(lg.groups) * std::size_t(lanes::blocks_per_tile(tile.n, lg.k));
+  const std::size_t lines_per_block = (prefetch.total_lines() + blocks - 1) / blocks;
+  auto between_blocks = [&] { prefetch.issue(lines_per_block); };
+  for (int g = 0; g < lg.groups; ++g) {
+    if (!group_active<L>(s, causal, g, tile.first)) continue;
+    const float* qt = s.q.data() + std::size_t(g) * lg.stride();
+    float* ot = s.acc.data() + std::size_t(g) * lg.stride();
+    float* m = s.row_max.data() + std::size_t(g) * L::kWidth;
+    float* l = s.row_sum.data() + std::size_t(g) * L::kWidth;
+    lanes::score_tile<L>(qt, tile.k, tile.ld, tile.n, lg.k, s.scores.data(), between_blocks);
+    if (causal) lanes::mask_tile<L>(s.key_end.data() + std::size_t(g) * L::kWidth, tile.first, tile.n, s.scores.data());
+    lanes::softmax_tile<L>(s.scores.data(), tile.n, lg.k, m, l, ot);
+    lanes::accumulate_tile<L>(s.scores.data(), tile.v, tile.ld, tile.n, lg.k, ot, between_blocks);
   }
+  prefetch.issue(prefetch.total_lines());  // whatever inactive groups or short blocks left
+}
+
+// Transposes the scaled queries into lane groups and clears the running state.
+// Pad lanes get q = 0 and (causal) key_end = 0, so they see no key at all.
+template <class L>
+LaneGroups<L> prepare_lanes(const AttentionShape& shape, const StackedQueries& queries, SegmentScratch& s) {
+  const int k = shape.head_size, W = L::kWidth;
+  const LaneGroups<L> lg{(queries.n_rows + W - 1) / W, k};
+  const std::size_t lanes_total = std::size_t(lg.groups) * std::size_t(W);
+  s.q.resize(std::size_t(lg.groups) * lg.stride());
+  s.acc.resize(s.q.size());
+  s.scores.resize(std::size_t(kTile) * std::size_t(W));
+  s.row_max.resize(lanes_total);
+  s.row_sum.resize(lanes_total);
+  s.key_end.resize(lanes_total);
+  s.k_tile.resize(std::size_t(kTile) * std::size_t(padded_size(k)));
+  s.v_tile.resize(s.k_tile.size());
+  std::fill(s.q.begin(), s.q.end(), 0.0f);
+  std::fill(s.key_end.begin(), s.key_end.end(), 0.0f);
+  for (int r = 0; r < queries.n_rows; ++r) {
+    float* qt = s.q.data() + std::size_t(r / W) * lg.stride() + std::size_t(r % W);
+    for (int d = 0; d < k; ++d) qt[std::size_t(d) * W] = shape.scale * queries.rows[r][d];
+    if (queries.key_end != nullptr) s.key_end[std::size_t(r)] = float(queries.key_end[r]);
+  }
+  std::fill(s.acc.begin(), s.acc.end(), 0.0f);
+  std::fill(s.row_max.begin(), s.row_max.end(), kEmptyLse);
+  std::fill(s.row_sum.begin(), s.row_sum.end(), 0.0f);
+  return lg;
 }
 
 // One row, f16 K/V, head_size a multiple of 8: the GEMV regime. K and V are
@@ -211,7 +234,7 @@ void process_tile_single(const TileSource& src, int k, SegmentScratch& s, NextTi
   const std::size_t lines_per_key = (prefetch.total_lines() + std::size_t(src.n) - 1) / std::size_t(src.n);
   int t = 0;
   for (; t + 8 <= src.n; t += 8) {
-    prefetch.issue(8 * lines_per_key);
+    prefetch.issue(8 * lines_per_key);  // the next tile's K and V by the end of the score pass
     micro::score_single_8(s.q.data(), keys + std::size_t(t) * k, k, scores + t);
   }
   for (; t < src.n; ++t) scores[t] = micro::score_single_1(s.q.data(), keys + std::size_t(t) * k, k);
@@ -220,23 +243,58 @@ void process_tile_single(const TileSource& src, int k, SegmentScratch& s, NextTi
   micro::accumulate_single(scores, reinterpret_cast<const uint16_t*>(src.v), k, src.n, s.acc.data());
 }
 
-void prepare_scratch(const AttentionShape& shape, const StackedQueries& queries, SegmentScratch& s) {
-  const int k = shape.head_size, ld = padded_size(k), n_rows = queries.n_rows;
-  s.q.resize(std::size_t(n_rows) * ld);
-  s.acc.resize(std::size_t(n_rows) * ld);
-  s.scores.resize(std::size_t(n_rows) * kTile);
-  s.row_max.resize(std::size_t(n_rows));
-  s.row_sum.resize(std::size_t(n_rows));
-  s.k_tile.resize(std::size_t(kTile) * ld);
-  s.v_tile.resize(std::size_t(kTile) * ld);
-  for (int r = 0; r < n_rows; ++r) {
-    float* q = s.q.data() + std::size_t(r) * ld;
-    for (int d = 0; d < k; ++d) q[d] = shape.scale * queries.rows[r][d];
-    std::fill(q + k, q + ld, 0.0f);
-  }
+void prepare_single(const AttentionShape& shape, const StackedQueries& queries, SegmentScratch& s) {
+  const int k = shape.head_size;
+  s.q.resize(std::size_t(k));
+  s.acc.resize(std::size_t(k));
+  s.scores.resize(std::size_t(kTile));
+  s.row_max.resize(1);
+  s.row_sum.resize(1);
+  for (int d = 0; d < k; ++d) s.q[std::size_t(d)] = shape.scale * queries.rows[0][d];
   std::fill(s.acc.begin(), s.acc.end(), 0.0f);
-  std::fill(s.row_max.begin(), s.row_max.end(), kEmptyLse);
-  std::fill(s.row_sum.begin(), s.row_sum.end(), 0.0f);
+  s.row_max[0] = kEmptyLse;
+  s.row_sum[0] = 0.0f;
+}
+
+// Walks the tiles of [keys.begin, end), prefetching one ahead, calling process(tile, prefetch).
+template <class Process>
+void for_each_tile(const AttentionShape& shape, const SegmentKeys& keys, int end, Process&& process) {
+  const std::size_t row_bytes = std::size_t(shape.head_size) * kv_type_bytes(shape.kv_type);
+  TileWalk walk(shape, keys, end);
+  for (TileSource tile = walk.next(), next; tile.n > 0; tile = next) {
+    next = walk.next();
+    NextTilePrefetch prefetch(next, row_bytes);
+    process(tile, prefetch);
+  }
+}
+
+// Normalised output and LSE of row r from its running state; o(d) reads the accumulator.
+template <class Acc>
+void finish_row(float row_max, float row_sum, int k, Acc&& o, float* out, float* lse) {
+  if (row_sum == 0.0f) {  // saw no key: the empty state
+    std::fill(out, out + k, 0.0f);
+    *lse = kEmptyLse;
+    return;
+  }
+  const float inv = 1.0f / row_sum;
+  for (int d = 0; d < k; ++d) out[d] = o(d) * inv;
+  *lse = row_max + std::log(row_sum);
+}
+
+template <class L>
+void attend_lanes(const AttentionShape& shape, const SegmentKeys& keys, const StackedQueries& queries, int end,
+                  float* out, float* lse, SegmentScratch& s) {
+  const LaneGroups<L> lg = prepare_lanes<L>(shape, queries, s);
+  const bool causal = queries.key_end != nullptr;
+  for_each_tile(shape, keys, end, [&](const TileSource& tile, NextTilePrefetch& prefetch) {
+    process_tile_lanes<L>(load_tile(shape, tile, s), lg, causal, s, prefetch);
+  });
+  const int k = shape.head_size, W = L::kWidth;
+  for (int r = 0; r < queries.n_rows; ++r) {
+    const float* ot = s.acc.data() + std::size_t(r / W) * lg.stride() + std::size_t(r % W);
+    finish_row(s.row_max[std::size_t(r)], s.row_sum[std::size_t(r)], k,
+               [&](int d) { return ot[std::size_t(d) * W]; }, out + std::size_t(r) * k, lse + r);
+  }
 }
 
 }  // namespace
@@ -244,38 +302,27 @@ void prepare_scratch(const AttentionShape& shape, const StackedQueries& queries,
 void attend_segment(const AttentionShape& shape, const SegmentKeys& keys,
                     const StackedQueries& queries, float* out, float* lse, SegmentScratch& s) {
   assert(shape.head_size >= 1 && queries.n_rows >= 0 && keys.begin <= keys.end);
-  prepare_scratch(shape, queries, s);
-  int last_visible = keys.end;  // no row sees keys at or past this position
+  int end = keys.end;  // no row sees keys at or past this position
   if (queries.key_end != nullptr) {
-    last_visible = 0;
-    for (int r = 0; r < queries.n_rows; ++r) last_visible = std::max(last_visible, queries.key_end[r]);
-    last_visible = std::min(last_visible, keys.end);
+    end = 0;
+    for (int r = 0; r < queries.n_rows; ++r) end = std::max(end, queries.key_end[r]);
+    end = std::min(end, keys.end);
   }
-  const std::size_t row_bytes = std::size_t(shape.head_size) * kv_type_bytes(shape.kv_type);
-  const bool single = single_row_path(shape, queries);
-  TileWalk walk(shape, keys, last_visible);
-  for (TileSource tile = walk.next(), next; tile.n > 0; tile = next) {
-    next = walk.next();
-    NextTilePrefetch prefetch(next, row_bytes);
-    if (single) {
+  if (single_row_path(shape, queries)) {
+    prepare_single(shape, queries, s);
+    for_each_tile(shape, keys, end, [&](const TileSource& tile, NextTilePrefetch& prefetch) {
       process_tile_single(tile, shape.head_size, s, prefetch);
-    } else {
-      process_tile(load_tile(shape, tile, s), queries, s, prefetch);
-    }
+    });
+    finish_row(s.row_max[0], s.row_sum[0], shape.head_size, [&](int d) { return s.acc[std::size_t(d)]; }, out, lse);
+    return;
   }
-  const int k = shape.head_size, ld = padded_size(k);
-  for (int r = 0; r < queries.n_rows; ++r) {
-    float* o = out + std::size_t(r) * k;
-    const float* acc = s.acc.data() + std::size_t(r) * ld;
-    if (s.row_sum[r] == 0.0f) {  // saw no key: the empty state
-      std::fill(o, o + k, 0.0f);
-      lse[r] = kEmptyLse;
-      continue;
-    }
-    const float inv = 1.0f / s.row_sum[r];
-    for (int d = 0; d < k; ++d) o[d] = acc[d] * inv;
-    lse[r] = s.row_max[r] + std::log(s.row_sum[r]);
+#ifdef __AVX512F__
+  if (queries.n_rows > lanes::Lanes8::kWidth) {
+    attend_lanes<lanes::Lanes16>(shape, keys, queries, end, out, lse, s);
+    return;
   }
+#endif
+  attend_lanes<lanes::Lanes8>(shape, keys, queries, end, out, lse, s);
 }
 
 }  // namespace bifurcate::kernels

@@ -5,10 +5,15 @@
 // Per tile of up to kSegmentTileTokens keys:
 //   1. K and V rows become f32 once (f16 converted; f32 used in place when the
 //      head size is a multiple of 8), so the tile sits in L1/L2 for every row;
-//   2. scores S[rows, tile] = (scale q) . K^T as a small register-blocked GEMM;
+//   2. scores S[rows, tile] = (scale q) . K^T as a register-blocked GEMM with
+//      the rows in vector lanes (attention_lanes.h);
 //   3. online softmax per row (running max m, running sum l, rescale on a new
 //      max), exponentials always of (s - m) <= 0, so huge scores cannot overflow;
 //   4. acc[rows, k] += P[rows, tile] . V.
+// One row with f16 K/V and head size a multiple of 8 (replicated decode, the
+// per-sample leaves) skips the f32 tile: a GEMV reading f16 straight into the
+// FMAs (attention_microkernels.h). Either way the next tile is prefetched
+// while the current one computes.
 // The result is the normalised partial output and LSE per row (attention_state.h),
 // ready to be merged with the row's other segments or key ranges.
 #pragma once
@@ -41,14 +46,17 @@ struct StackedQueries {
 
 // Per-thread scratch; grows to the largest call and is then reused.
 // Contents carry no meaning between calls.
+// Stacked rows live in lane groups of W rows (W = 8, or 16 with AVX-512):
+// row r is lane r % W of group r / W. One row alone uses W = 1 (plain rows).
 struct SegmentScratch {
-  AlignedBuffer<float> q;       // (n_rows, padded k) scaled queries
-  AlignedBuffer<float> k_tile;  // (tile, padded k)
-  AlignedBuffer<float> v_tile;  // (tile, padded k)
-  AlignedBuffer<float> scores;  // (n_rows, tile) scores, then probabilities
-  AlignedBuffer<float> acc;     // (n_rows, padded k) unnormalised output
-  AlignedBuffer<float> row_max; // (n_rows) running max m
-  AlignedBuffer<float> row_sum; // (n_rows) running sum l, relative to m
+  AlignedBuffer<float> q;       // (groups, k, W) scaled queries, transposed
+  AlignedBuffer<float> k_tile;  // (tile, padded k) f32 keys
+  AlignedBuffer<float> v_tile;  // (tile, padded k) f32 values
+  AlignedBuffer<float> scores;  // (tile, W) one group's scores, then probabilities
+  AlignedBuffer<float> acc;     // (groups, k, W) unnormalised output, transposed
+  AlignedBuffer<float> row_max; // (groups * W) running max m
+  AlignedBuffer<float> row_sum; // (groups * W) running sum l, relative to m
+  AlignedBuffer<float> key_end; // (groups * W) causal limits as floats; pad lanes 0
 };
 
 // out: (n_rows, head_size) normalised partial outputs; lse: (n_rows).

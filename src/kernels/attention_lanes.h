@@ -1,0 +1,168 @@
+// The stacked-rows (GEMM) regime of the segment attention kernel, with query
+// rows in vector LANES (attention_segment.cpp is the only user).
+//
+// W stacked rows form one lane group; per group the scratch holds
+//   qt[k][W]   scaled queries, transposed once per call (pad lanes 0)
+//   st[n][W]   one tile's scores, then probabilities
+//   ot[k][W]   unnormalised output, transposed
+//   m[W], l[W] running max and sum
+// so every step is lane-wise: scores st[t] += K[t][d] (broadcast) * qt[d],
+// softmax over t needs no horizontal reduction, and ot[d] += V[t][d]
+// (broadcast) * st[t]. K and V are f32 tile rows of stride ld (any head size:
+// only d < k is read). 12 keys (scores) or 12 columns (P.V) per register
+// block: 12 independent FMA chains, 13 loads per 12 FMAs.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+
+#include "kernels/attention_simd.h"
+
+namespace bifurcate::kernels::lanes {
+
+// 8 rows per group in 256-bit vectors.
+struct Lanes8 {
+  using V = __m256;
+  static constexpr int kWidth = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V load(const float* p) { return _mm256_load_ps(p); }
+  static void store(float* p, V v) { _mm256_store_ps(p, v); }
+  static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V exp(V x) { return simd::exp(x); }
+  // x, with lanes where a >= limit replaced by b.
+  static V replace_where_ge(V a, V limit, V b, V x) { return _mm256_blendv_ps(x, b, _mm256_cmp_ps(a, limit, _CMP_GE_OQ)); }
+  static V zero_where_equal(V a, V value) { return _mm256_andnot_ps(_mm256_cmp_ps(a, value, _CMP_EQ_OQ), a); }
+  static bool all_equal(V a, V b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_EQ_OQ)) == 0xff; }
+};
+
+#ifdef __AVX512F__
+// 16 rows per group in 512-bit vectors (full-rate FMAs on this machine's cores).
+struct Lanes16 {
+  using V = __m512;
+  static constexpr int kWidth = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V load(const float* p) { return _mm512_load_ps(p); }
+  static void store(float* p, V v) { _mm512_store_ps(p, v); }
+  static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V max(V a, V b) { return _mm512_maskz_max_ps(simd::kAll16, a, b); }
+  static V exp(V x) { return simd::exp(x); }
+  static V replace_where_ge(V a, V limit, V b, V x) {
+    return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(a, limit, _CMP_GE_OQ), b);
+  }
+  static V zero_where_equal(V a, V value) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, value, _CMP_NEQ_UQ), a); }
+  static bool all_equal(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ) == 0xffff; }
+};
+#endif
+
+// st[t0 + c] = sum_d K[t0 + c][d] qt[d] for T keys.
+template <class L, int T>
+void score_keys(const float* qt, const float* keys, int ld, int k, float* st) {
+  using V = typename L::V;
+  V acc[T];
+  _Pragma("GCC unroll 16")
+  for (int c = 0; c < T; ++c) acc[c] = L::zero();
+  for (int d = 0; d < k; ++d) {
+    const V q = L::load(qt + std::size_t(d) * L::kWidth);
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < T; ++c) acc[c] = L::fma(L::broadcast(keys + std::size_t(c) * ld + d), q, acc[c]);
+  }
+  _Pragma("GCC unroll 16")
+  for (int c = 0; c < T; ++c) L::store(st + std::size_t(c) * L::kWidth, acc[c]);
+}
+
+// Register blocks of score_tile plus accumulate_tile: the caller spreads its
+// prefetches over them (between_blocks() runs after each).
+inline int blocks_per_tile(int n, int k) { return (n + 11) / 12 + (k + 11) / 12; }
+
+template <class L, class Between>
+void score_tile(const float* qt, const float* keys, int ld, int n, int k, float* st, Between&& between_blocks) {
+  int t = 0;
+  for (; t + 12 <= n; t += 12, between_blocks())
+    score_keys<L, 12>(qt, keys + std::size_t(t) * ld, ld, k, st + std::size_t(t) * L::kWidth);
+  for (; t + 4 <= n; t += 4) score_keys<L, 4>(qt, keys + std::size_t(t) * ld, ld, k, st + std::size_t(t) * L::kWidth);
+  for (; t < n; ++t) score_keys<L, 1>(qt, keys + std::size_t(t) * ld, ld, k, st + std::size_t(t) * L::kWidth);
+}
+
+// Causal limits: lanes whose key_end <= position see -inf. key_end holds the group's limits as floats.
+template <class L>
+void mask_tile(const float* key_end, int first, int n, float* st) {
+  using V = typename L::V;
+  const V limit = L::load(key_end), neg_inf = L::set1(-__builtin_inff());
+  for (int t = 0; t < n; ++t) {
+    float* s = st + std::size_t(t) * L::kWidth;
+    L::store(s, L::replace_where_ge(L::set1(float(first + t)), limit, neg_inf, L::load(s)));
+  }
+}
+
+// Online softmax of one tile for W rows at once: scores become probabilities
+// relative to the new running max; ot (k vectors) and l are rescaled when it grows.
+// Lanes that have seen only -inf keep m = -inf, l = 0 (exp of -inf is 0, never NaN).
+template <class L>
+void softmax_tile(float* st, int n, int k, float* m, float* l, float* ot) {
+  using V = typename L::V;
+  const V neg_inf = L::set1(-__builtin_inff());
+  const V m_old = L::load(m);
+  V m_new = m_old;
+  for (int t = 0; t < n; ++t) m_new = L::max(m_new, L::load(st + std::size_t(t) * L::kWidth));
+  const V m_safe = L::zero_where_equal(m_new, neg_inf);  // exp(x - m_safe) stays finite
+  V sum = L::zero();
+  for (int t = 0; t < n; ++t) {
+    float* s = st + std::size_t(t) * L::kWidth;
+    const V p = L::exp(L::sub(L::load(s), m_safe));
+    L::store(s, p);
+    sum = L::add(sum, p);
+  }
+  V l_new = sum;
+  if (!L::all_equal(m_new, m_old)) {
+    const V alpha = L::exp(L::sub(m_old, m_safe));  // 0 for lanes that had no keys yet
+    for (int d = 0; d < k; ++d) {
+      float* o = ot + std::size_t(d) * L::kWidth;
+      L::store(o, L::mul(alpha, L::load(o)));
+    }
+    l_new = L::fma(alpha, L::load(l), sum);
+  } else {
+    l_new = L::add(L::load(l), sum);
+  }
+  L::store(l, l_new);
+  L::store(m, m_new);
+}
+
+// ot[d0 + j] += sum_t V[t][d0 + j] st[t] for D columns.
+template <class L, int D>
+void accumulate_columns(const float* st, const float* values, int ld, int n, float* ot) {
+  using V = typename L::V;
+  V acc[D];
+  _Pragma("GCC unroll 16")
+  for (int j = 0; j < D; ++j) acc[j] = L::load(ot + std::size_t(j) * L::kWidth);
+  for (int t = 0; t < n; ++t) {
+    const V p = L::load(st + std::size_t(t) * L::kWidth);
+    const float* v = values + std::size_t(t) * ld;
+    _Pragma("GCC unroll 16")
+    for (int j = 0; j < D; ++j) acc[j] = L::fma(L::broadcast(v + j), p, acc[j]);
+  }
+  _Pragma("GCC unroll 16")
+  for (int j = 0; j < D; ++j) L::store(ot + std::size_t(j) * L::kWidth, acc[j]);
+}
+
+template <class L, class Between>
+void accumulate_tile(const float* st, const float* values, int ld, int n, int k, float* ot, Between&& between_blocks) {
+  int d = 0;
+  for (; d + 12 <= k; d += 12, between_blocks())
+    accumulate_columns<L, 12>(st, values + d, ld, n, ot + std::size_t(d) * L::kWidth);
+  for (; d + 4 <= k; d += 4) accumulate_columns<L, 4>(st, values + d, ld, n, ot + std::size_t(d) * L::kWidth);
+  for (; d < k; ++d) accumulate_columns<L, 1>(st, values + d, ld, n, ot + std::size_t(d) * L::kWidth);
+}
+
+}  // namespace bifurcate::kernels::lanes
