@@ -1,6 +1,7 @@
 // matmul throughput for the weight shapes of a 7B Llama (4096x4096 attention,
 // 11008x4096 and 4096x11008 MLP, 32000x4096 logits) in F16 and Q8_0, batch
-// 1..32 (decode) and 256 (a prefill chunk), 2 threads (the target machine) and 1.
+// 1..32 (decode) and 256 (a prefill chunk), 2 threads (the target machine) and 1;
+// plus Q4_K 4096x4096 for the packed path.
 //
 // Counters: GFLOP/s and weight_GB/s use wall time. cpu_GFLOP/s and cpu_GB/s
 // use the whole process's CPU time scaled by the thread count, i.e. the rate
@@ -91,6 +92,8 @@ BENCHMARK_CAPTURE(bench_matmul, q8_0_4096x4096, GgmlType::Q8_0, 4096, 4096)->App
 BENCHMARK_CAPTURE(bench_matmul, q8_0_11008x4096, GgmlType::Q8_0, 11008, 4096)->Apply(batches);
 BENCHMARK_CAPTURE(bench_matmul, q8_0_4096x11008, GgmlType::Q8_0, 4096, 11008)->Apply(batches);
 BENCHMARK_CAPTURE(bench_matmul, q8_0_32000x4096, GgmlType::Q8_0, 32000, 4096)->Apply(batches);
+// The packed path (types without a direct decoder), one shape.
+BENCHMARK_CAPTURE(bench_matmul, q4_k_4096x4096, GgmlType::Q4_K, 4096, 4096)->Apply(batches);
 
 }  // namespace
 

@@ -96,7 +96,7 @@ TEST(Matmul, AllTypesAwkwardShapes) {
 
 TEST(Matmul, EveryBatchUpTo70BothPathsAndIsas) {
   // F16/Q8_0 take the direct path (every tile height and batch-group tail),
-  // BF16 the packed one (partial batch vectors and groups); 53 and 101 rows
+  // BF16 the packed one (panel K-blocks, batch-group tails); 53 and 101 rows
   // are not multiples of any tile height or task size.
   ThreadPool one(1), two(2);
   for (MatmulIsa isa : isas()) {

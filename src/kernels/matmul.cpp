@@ -15,10 +15,11 @@ namespace {
 
 // F32/F16/Q8_0 always take the direct path, whatever the batch: measured
 // (1 thread, CPU time, docs/perf-notes.md) its dot-product tiles reached
-// ~210 GFLOP/s at batch 256 against ~94 for the packed outer-product tile,
-// because they read F16/Q8_0 weights at 2 / 1.06 bytes instead of as f32
-// and need no panel. The packed path serves the other types.
-// Rows per packed task: a multiple of both outer-tile heights (6, 8).
+// ~210 GFLOP/s at batch 256 against ~94 for the then outer-product packed
+// tile; they read F16/Q8_0 weights at 2 / 1.06 bytes and need no panel. The
+// packed path serves the other types.
+// Rows per packed task: a multiple of the 24-row chunk; the f32 panel of 96
+// rows x a 1024-wide K-block (384 KiB) stays in L2.
 constexpr int64_t kPackedTaskRows = 96;
 
 // Direct: ~8 tasks per thread so dynamic claiming evens out, in multiples of
@@ -51,26 +52,15 @@ void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, Thre
   const int64_t rows_per_task = direct ? direct_task_rows(w.rows, pool.size()) : kPackedTaskRows;
   const int64_t n_tasks = (w.rows + rows_per_task - 1) / rows_per_task;
 
-  // The packed path reads x transposed ([cols][batch_padded]); made once here
-  // in the caller's reusable buffer, shared read-only by all tasks.
-  thread_local AlignedBuffer<float> x_transposed;
-  const int64_t lanes = detail::packed_batch_lanes(avx512);
-  const int64_t batch_padded = direct ? 0 : (batch + lanes - 1) / lanes * lanes;
-  if (!direct) {
-    x_transposed.resize(size_t(w.cols * batch_padded));
-    detail::transpose_activations(x, batch, w.cols, batch_padded, x_transposed.data());
-  }
-
   // One captured reference keeps std::function's small-buffer storage: no allocation.
   struct Call {
     const WeightMatrix& w;
     const float* x;
-    const float* x_t;
-    int64_t batch, batch_padded;
+    int64_t batch;
     float* y;
     bool direct, avx512;
     int64_t rows_per_task;
-  } call{w, x, x_transposed.data(), batch, batch_padded, y, direct, avx512, rows_per_task};
+  } call{w, x, batch, y, direct, avx512, rows_per_task};
   const auto task = [&call](std::size_t t, int /*thread*/) {
     const int64_t r_begin = int64_t(t) * call.rows_per_task;
     const int64_t r_end = std::min(call.w.rows, r_begin + call.rows_per_task);
@@ -79,8 +69,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, Thre
     if (call.direct) {
       detail::multiply_rows_direct(call.w, call.x, call.batch, call.y, r_begin, r_end, call.avx512, scratch);
     } else {
-      detail::multiply_rows_packed(call.w, call.x_t, call.batch, call.batch_padded, call.y, r_begin, r_end,
-                                   call.avx512, scratch);
+      detail::multiply_rows_packed(call.w, call.x, call.batch, call.y, r_begin, r_end, call.avx512, scratch);
     }
   };
   // Below ~20 us of work, waking the other threads costs more than it saves

@@ -6,8 +6,7 @@
 //    reads each weight once. At batch 1-4 this is the bandwidth-bound GEMV,
 //    from ~8 on FMA-bound; Q8_0 block scales are converted once per chunk.
 //  - packed (BF16, Q4_0, Q4_K, Q6_K): a panel of weight rows × a K-block is
-//    dequantized to f32 once and multiplied by x (transposed once per call)
-//    with an outer-product FMA tile.
+//    dequantized to f32 once and multiplied by x with the same tiles.
 // Both run AVX-512 kernels when built with it (-march=native on a machine
 // that has it) and AVX2 kernels otherwise; MatmulIsa::avx2 forces the latter.
 #pragma once

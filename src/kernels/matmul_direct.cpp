@@ -131,7 +131,8 @@ struct TileJob {
   int64_t n_k;
   float* y;  // y[b * ldy + row] for local row 0
   int64_t ldy;
-  int64_t n_rows;  // rows of this job; Rows index them from 0
+  int64_t n_rows;   // rows of this job; Rows index them from 0
+  bool accumulate;  // add to y (a later K-block of a panel) instead of overwriting
 };
 
 template <class S, int MB, class Rows>
@@ -144,7 +145,10 @@ void run_tiles_mb(const Rows& w, const TileJob& job) {
     float out[MB][NR];
     dot_tile<S, MB, NR>(w, ids, job.x, job.ldx, job.n_k, out);
     const int valid = int(std::min<int64_t>(NR, job.n_rows - r0));
-    for (int b = 0; b < MB; ++b) std::copy_n(out[b], valid, job.y + b * job.ldy + r0);
+    for (int b = 0; b < MB; ++b) {
+      float* yb = job.y + b * job.ldy + r0;
+      for (int r = 0; r < valid; ++r) yb[r] = job.accumulate ? yb[r] + out[b][r] : out[b][r];
+    }
   }
 }
 
@@ -179,7 +183,7 @@ void run_rows(const TileJob& job, int64_t batch, MakeRows make_rows) {
 template <class S>
 void multiply_rows_direct_isa(const WeightMatrix& w, const float* x, int64_t batch, float* y, int64_t r_begin,
                               int64_t r_end, AlignedBuffer<float>& scratch) {
-  const TileJob job{x, w.cols, w.cols, y + r_begin, w.rows, r_end - r_begin};
+  const TileJob job{x, w.cols, w.cols, y + r_begin, w.rows, r_end - r_begin, false};
   const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
   const uint8_t* first = static_cast<const uint8_t*>(w.data) + r_begin * row_bytes;
   switch (w.type) {
@@ -217,6 +221,16 @@ void multiply_rows_direct_isa(const WeightMatrix& w, const float* x, int64_t bat
 
 bool has_direct_path(GgmlType type) {
   return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::Q8_0;
+}
+
+void multiply_panel_direct(const PanelProduct& p, bool avx512) {
+  const TileJob job{p.x, p.ldx, p.n_k, p.y, p.ldy, p.n_rows, p.accumulate};
+  const F32Rows rows{p.panel, p.ld_panel};
+#ifdef __AVX512F__
+  if (avx512) return run_rows<simd::Avx512>(job, p.batch, [&](int64_t r0, int64_t) { return rows.offset(r0); });
+#endif
+  (void)avx512;
+  run_rows<simd::Avx2>(job, p.batch, [&](int64_t r0, int64_t) { return rows.offset(r0); });
 }
 
 void multiply_rows_direct(const WeightMatrix& w, const float* x, int64_t batch, float* y, int64_t r_begin,

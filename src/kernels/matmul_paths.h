@@ -3,7 +3,7 @@
 //  - direct (F32/F16/Q8_0): weights decoded in registers from the mapped
 //    rows, dot-product tiles, no packing.
 //  - packed (every type; used for the others): weight rows dequantized to an
-//    f32 panel per K-block, x transposed once per call, outer-product tiles.
+//    f32 panel per K-block, then the same dot-product tiles over the panel.
 // Private to kernels/; `Avx512` selects the AVX-512 kernels (only when built
 // with __AVX512F__), otherwise AVX2.
 #pragma once
@@ -22,16 +22,22 @@ bool has_direct_path(gguf::GgmlType type);
 void multiply_rows_direct(const WeightMatrix& w, const float* x, int64_t batch, float* y, int64_t r_begin,
                           int64_t r_end, bool avx512, AlignedBuffer<float>& scratch);
 
-// Lanes of the batch vectors in the packed kernels; x_t's row stride must be
-// batch rounded up to a multiple of this.
-int packed_batch_lanes(bool avx512);
+// y[b, r] (+)= x[b, 0..n_k) · panel[r, 0..n_k) with the direct path's
+// dot-product tiles (the packed path's kernel).
+struct PanelProduct {
+  const float* panel;  // [n_rows][ld_panel] f32
+  int64_t ld_panel, n_rows;
+  const float* x;  // [batch][ldx]
+  int64_t ldx, batch, n_k;
+  float* y;  // [batch][ldy]
+  int64_t ldy;
+  bool accumulate;
+};
+void multiply_panel_direct(const PanelProduct& p, bool avx512);
 
-// x_t[k, batch_padded] = x transposed, zero in the padding columns.
-void transpose_activations(const float* x, int64_t batch, int64_t cols, int64_t batch_padded, float* x_t);
-
-// x_t as made by transpose_activations; `panel` is the calling thread's
-// reusable buffer.
-void multiply_rows_packed(const WeightMatrix& w, const float* x_t, int64_t batch, int64_t batch_padded, float* y,
-                          int64_t r_begin, int64_t r_end, bool avx512, AlignedBuffer<float>& panel);
+// x[batch, w.cols] and y[batch, w.rows] row-major, as for the direct path;
+// `panel` is the calling thread's reusable buffer.
+void multiply_rows_packed(const WeightMatrix& w, const float* x, int64_t batch, float* y, int64_t r_begin,
+                          int64_t r_end, bool avx512, AlignedBuffer<float>& panel);
 
 }  // namespace bifurcate::kernels::detail
