@@ -211,7 +211,7 @@ TEST(BenchPlot, SeriesFromRowsSkipTheSkippedAndGroupByContextAndMode) {
   const std::vector<PlotSeries> series = latency_series(rows);
   ASSERT_EQ(series.size(), 3u);
   EXPECT_EQ(series[0].label, "PP 64, bifurcated");
-  EXPECT_EQ(series[1].label, "PP 64, replicated (B=2 over KV budget)");
+  EXPECT_EQ(series[1].label, "PP 64, replicated (B=2: KV > budget)");
   EXPECT_EQ(series[0].points.size(), 2u);
   EXPECT_DOUBLE_EQ(series[0].points[1].second, 6.0);
   EXPECT_TRUE(series[1].dashed);

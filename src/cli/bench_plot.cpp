@@ -17,8 +17,8 @@ constexpr const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", 
 constexpr int kPaletteSize = int(sizeof kPalette / sizeof kPalette[0]);
 
 // Plot geometry in SVG user units: the data area and the legend to its right.
-constexpr double kWidth = 980, kHeight = 560;
-constexpr double kLeft = 80, kRight = 690, kTop = 70, kBottom = 490;
+constexpr double kWidth = 1000, kHeight = 560;
+constexpr double kLeft = 80, kRight = 660, kTop = 70, kBottom = 490;
 
 std::string escape_xml(const std::string& text) {
   std::string out;
@@ -111,7 +111,7 @@ void draw_legend(std::ostringstream& s, const PlotSpec& spec) {
     const char* colour = kPalette[series.colour % kPaletteSize];
     s << "<line x1='" << kRight + 15 << "' y1='" << y << "' x2='" << kRight + 50 << "' y2='" << y << "' stroke='"
       << colour << "' stroke-width='2'" << (series.dashed ? " stroke-dasharray='7,5'" : "") << "/>\n";
-    s << "<text class='legend' x='" << kRight + 58 << "' y='" << y + 4 << "'>" << escape_xml(series.label)
+    s << "<text class='legend' font-size='12' x='" << kRight + 58 << "' y='" << y + 4 << "'>" << escape_xml(series.label)
       << "</text>\n";
     y += 22;
   }
@@ -157,7 +157,7 @@ std::vector<PlotSeries> latency_series(const std::vector<BenchRow>& rows) {
           series.points.emplace_back(double(r.samples), 1e3 * r.step_mean_seconds);
         }
       }
-      if (!skipped.empty()) series.label += str(" (B=", skipped, " over KV budget)");
+      if (!skipped.empty()) series.label += str(" (B=", skipped, ": KV > budget)");
       std::sort(series.points.begin(), series.points.end());
       if (!series.points.empty()) out.push_back(std::move(series));
     }
