@@ -25,6 +25,7 @@ namespace bifurcate::kernels::lanes {
 struct Lanes8 {
   using V = __m256;
   static constexpr int kWidth = 8;
+  static constexpr int kKeyStep = 1;  // floats per head dimension in a tile row
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V load(const float* p) { return _mm256_load_ps(p); }
@@ -47,6 +48,7 @@ struct Lanes8 {
 struct Lanes16 {
   using V = __m512;
   static constexpr int kWidth = 16;
+  static constexpr int kKeyStep = 1;
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V load(const float* p) { return _mm512_load_ps(p); }
@@ -64,6 +66,20 @@ struct Lanes16 {
   static V zero_where_equal(V a, V value) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, value, _CMP_NEQ_UQ), a); }
   static bool all_equal(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ) == 0xffff; }
 };
+
+// Up to 8 rows as 16 lanes: lane 2i is row i over the first half of a tile's
+// keys, lane 2i + 1 the same row over the second half, so 8-row blocks (MHA
+// at b = 8) still run 512-bit FMAs. Tile rows hold key PAIRS interleaved,
+// {K[p][d], K[p + half][d]} for every d, and broadcast() loads one pair into
+// every lane pair. The two half-states of a row merge at the end.
+struct Pairs16 : Lanes16 {
+  static constexpr int kKeyStep = 2;
+  static V broadcast(const float* p) {
+    double pair;
+    __builtin_memcpy(&pair, p, sizeof pair);
+    return _mm512_castpd_ps(_mm512_set1_pd(pair));
+  }
+};
 #endif
 
 // st[t0 + c] = sum_d K[t0 + c][d] qt[d] for T keys.
@@ -76,7 +92,7 @@ void score_keys(const float* qt, const float* keys, int ld, int k, float* st) {
   for (int d = 0; d < k; ++d) {
     const V q = L::load(qt + std::size_t(d) * L::kWidth);
     _Pragma("GCC unroll 16")
-    for (int c = 0; c < T; ++c) acc[c] = L::fma(L::broadcast(keys + std::size_t(c) * ld + d), q, acc[c]);
+    for (int c = 0; c < T; ++c) acc[c] = L::fma(L::broadcast(keys + std::size_t(c) * ld + std::size_t(d) * L::kKeyStep), q, acc[c]);
   }
   _Pragma("GCC unroll 16")
   for (int c = 0; c < T; ++c) L::store(st + std::size_t(c) * L::kWidth, acc[c]);
@@ -150,7 +166,7 @@ void accumulate_columns(const float* st, const float* values, int ld, int n, flo
     const V p = L::load(st + std::size_t(t) * L::kWidth);
     const float* v = values + std::size_t(t) * ld;
     _Pragma("GCC unroll 16")
-    for (int j = 0; j < D; ++j) acc[j] = L::fma(L::broadcast(v + j), p, acc[j]);
+    for (int j = 0; j < D; ++j) acc[j] = L::fma(L::broadcast(v + j * L::kKeyStep), p, acc[j]);
   }
   _Pragma("GCC unroll 16")
   for (int j = 0; j < D; ++j) L::store(ot + std::size_t(j) * L::kWidth, acc[j]);
@@ -160,9 +176,10 @@ template <class L, class Between>
 void accumulate_tile(const float* st, const float* values, int ld, int n, int k, float* ot, Between&& between_blocks) {
   int d = 0;
   for (; d + 12 <= k; d += 12, between_blocks())
-    accumulate_columns<L, 12>(st, values + d, ld, n, ot + std::size_t(d) * L::kWidth);
-  for (; d + 4 <= k; d += 4) accumulate_columns<L, 4>(st, values + d, ld, n, ot + std::size_t(d) * L::kWidth);
-  for (; d < k; ++d) accumulate_columns<L, 1>(st, values + d, ld, n, ot + std::size_t(d) * L::kWidth);
+    accumulate_columns<L, 12>(st, values + d * L::kKeyStep, ld, n, ot + std::size_t(d) * L::kWidth);
+  for (; d + 4 <= k; d += 4)
+    accumulate_columns<L, 4>(st, values + d * L::kKeyStep, ld, n, ot + std::size_t(d) * L::kWidth);
+  for (; d < k; ++d) accumulate_columns<L, 1>(st, values + d * L::kKeyStep, ld, n, ot + std::size_t(d) * L::kWidth);
 }
 
 }  // namespace bifurcate::kernels::lanes

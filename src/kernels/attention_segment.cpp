@@ -97,6 +97,7 @@ struct Tile {
   int ld;
   int n;
   int first;
+  bool lone_last = false;  // paired tiles: the last pair has no second key
 };
 
 // Converts (or, for f32 rows already SIMD-friendly, points at) a tile's K and V rows.
@@ -120,6 +121,37 @@ Tile load_tile(const AttentionShape& shape, const TileSource& src, SegmentScratc
   convert(src.v, s.v_tile.data());
   return Tile{s.k_tile.data(), s.v_tile.data(), ld, n, src.first};
 }
+
+#ifdef __AVX512F__
+// A tile as lanes::Pairs16 reads it: pair p holds keys p and p + half
+// interleaved, {x[p][0], x[p + half][0], x[p][1], ...} (rows of 2k floats);
+// an odd tile's last pair gets zeros as its second key. Needs k % 8 == 0.
+Tile load_tile_pairs(const AttentionShape& shape, const TileSource& src, SegmentScratch& s) {
+  const int k = shape.head_size, half = (src.n + 1) / 2;
+  const std::size_t row_bytes = std::size_t(k) * kv_type_bytes(shape.kv_type);
+  auto load8 = [&](const char* row, int d) {
+    if (row == nullptr) return _mm256_setzero_ps();
+    return shape.kv_type == KvType::f16 ? simd::load_f16(reinterpret_cast<const uint16_t*>(row) + d)
+                                        : _mm256_loadu_ps(reinterpret_cast<const float*>(row) + d);
+  };
+  auto convert = [&](const char* base, float* dst) {
+    for (int p = 0; p < half; ++p) {
+      const char* a = base + std::size_t(p) * row_bytes;
+      const char* b = p + half < src.n ? base + std::size_t(p + half) * row_bytes : nullptr;
+      float* out = dst + std::size_t(p) * 2 * std::size_t(k);
+      for (int d = 0; d < k; d += 8) {
+        const __m256 x = load8(a, d), y = load8(b, d);
+        const __m256 lo = _mm256_unpacklo_ps(x, y), hi = _mm256_unpackhi_ps(x, y);  // per 128-bit lane
+        _mm256_store_ps(out + 2 * d, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_store_ps(out + 2 * d + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+      }
+    }
+  };
+  convert(src.k, s.k_tile.data());
+  convert(src.v, s.v_tile.data());
+  return Tile{s.k_tile.data(), s.v_tile.data(), 2 * k, half, src.first, src.n % 2 == 1};
+}
+#endif
 
 // Online softmax for one row over one tile: turns the row's scores into
 // probabilities relative to the new running max and rescales the row's state.
@@ -185,6 +217,10 @@ void process_tile_lanes(const Tile& tile, LaneGroups<L> lg, bool causal, Segment
     float* m = s.row_max.data() + std::size_t(g) * L::kWidth;
     float* l = s.row_sum.data() + std::size_t(g) * L::kWidth;
     lanes::score_tile<L>(qt, tile.k, tile.ld, tile.n, lg.k, s.scores.data(), between_blocks);
+    if (tile.lone_last) {  // the missing second key of the last pair: odd lanes see -inf
+      float* last = s.scores.data() + std::size_t(tile.n - 1) * L::kWidth;
+      for (int lane = 1; lane < L::kWidth; lane += 2) last[lane] = kEmptyLse;
+    }
     if (causal) lanes::mask_tile<L>(s.key_end.data() + std::size_t(g) * L::kWidth, tile.first, tile.n, s.scores.data());
     lanes::softmax_tile<L>(s.scores.data(), tile.n, lg.k, m, l, ot);
     lanes::accumulate_tile<L>(s.scores.data(), tile.v, tile.ld, tile.n, lg.k, ot, between_blocks);
@@ -192,12 +228,16 @@ void process_tile_lanes(const Tile& tile, LaneGroups<L> lg, bool causal, Segment
   prefetch.issue(prefetch.total_lines());  // whatever inactive groups or short blocks left
 }
 
+// Lanes per stacked row: 2 for Pairs16 (one per key half), else 1.
+template <class L>
+constexpr int kLanesPerRow = L::kKeyStep;
+
 // Transposes the scaled queries into lane groups and clears the running state.
 // Pad lanes get q = 0 and (causal) key_end = 0, so they see no key at all.
 template <class L>
 LaneGroups<L> prepare_lanes(const AttentionShape& shape, const StackedQueries& queries, SegmentScratch& s) {
-  const int k = shape.head_size, W = L::kWidth;
-  const LaneGroups<L> lg{(queries.n_rows + W - 1) / W, k};
+  const int k = shape.head_size, W = L::kWidth, rows_per_group = W / kLanesPerRow<L>;
+  const LaneGroups<L> lg{(queries.n_rows + rows_per_group - 1) / rows_per_group, k};
   const std::size_t lanes_total = std::size_t(lg.groups) * std::size_t(W);
   s.q.resize(std::size_t(lg.groups) * lg.stride());
   s.acc.resize(s.q.size());
@@ -210,9 +250,11 @@ LaneGroups<L> prepare_lanes(const AttentionShape& shape, const StackedQueries& q
   std::fill(s.q.begin(), s.q.end(), 0.0f);
   std::fill(s.key_end.begin(), s.key_end.end(), 0.0f);
   for (int r = 0; r < queries.n_rows; ++r) {
-    float* qt = s.q.data() + std::size_t(r / W) * lg.stride() + std::size_t(r % W);
-    for (int d = 0; d < k; ++d) qt[std::size_t(d) * W] = shape.scale * queries.rows[r][d];
-    if (queries.key_end != nullptr) s.key_end[std::size_t(r)] = float(queries.key_end[r]);
+    const std::size_t lane0 = std::size_t(r % rows_per_group) * kLanesPerRow<L>;
+    float* qt = s.q.data() + std::size_t(r / rows_per_group) * lg.stride() + lane0;
+    for (int d = 0; d < k; ++d)
+      for (int h = 0; h < kLanesPerRow<L>; ++h) qt[std::size_t(d) * W + std::size_t(h)] = shape.scale * queries.rows[r][d];
+    if (queries.key_end != nullptr) s.key_end[std::size_t(r)] = float(queries.key_end[r]);  // (Pairs16: never causal)
   }
   std::fill(s.acc.begin(), s.acc.end(), 0.0f);
   std::fill(s.row_max.begin(), s.row_max.end(), kEmptyLse);
@@ -287,13 +329,34 @@ void attend_lanes(const AttentionShape& shape, const SegmentKeys& keys, const St
   const LaneGroups<L> lg = prepare_lanes<L>(shape, queries, s);
   const bool causal = queries.key_end != nullptr;
   for_each_tile(shape, keys, end, [&](const TileSource& tile, NextTilePrefetch& prefetch) {
+#ifdef __AVX512F__
+    if constexpr (kLanesPerRow<L> == 2) {
+      process_tile_lanes<L>(load_tile_pairs(shape, tile, s), lg, causal, s, prefetch);
+      return;
+    }
+#endif
     process_tile_lanes<L>(load_tile(shape, tile, s), lg, causal, s, prefetch);
   });
-  const int k = shape.head_size, W = L::kWidth;
+  const int k = shape.head_size, W = L::kWidth, rows_per_group = W / kLanesPerRow<L>;
   for (int r = 0; r < queries.n_rows; ++r) {
-    const float* ot = s.acc.data() + std::size_t(r / W) * lg.stride() + std::size_t(r % W);
-    finish_row(s.row_max[std::size_t(r)], s.row_sum[std::size_t(r)], k,
-               [&](int d) { return ot[std::size_t(d) * W]; }, out + std::size_t(r) * k, lse + r);
+    const std::size_t lane0 = std::size_t(r % rows_per_group) * kLanesPerRow<L>;
+    const std::size_t group = std::size_t(r / rows_per_group);
+    const float* ot = s.acc.data() + group * lg.stride() + lane0;
+    const float* m = s.row_max.data() + group * W + lane0;
+    const float* l = s.row_sum.data() + group * W + lane0;
+    // A row's lanes hold disjoint key sets: merge their (m, l, o) relative to the larger max.
+    float row_max = kEmptyLse;
+    for (int h = 0; h < kLanesPerRow<L>; ++h) row_max = std::max(row_max, m[h]);
+    float weight[kLanesPerRow<L>], row_sum = 0.0f;
+    for (int h = 0; h < kLanesPerRow<L>; ++h) {
+      weight[h] = m[h] == kEmptyLse ? 0.0f : std::exp(m[h] - row_max);
+      row_sum += weight[h] * l[h];
+    }
+    finish_row(row_max, row_sum, k, [&](int d) {
+      float o = 0.0f;
+      for (int h = 0; h < kLanesPerRow<L>; ++h) o += weight[h] * ot[std::size_t(d) * W + std::size_t(h)];
+      return o;
+    }, out + std::size_t(r) * k, lse + r);
   }
 }
 
@@ -317,8 +380,13 @@ void attend_segment(const AttentionShape& shape, const SegmentKeys& keys,
     return;
   }
 #ifdef __AVX512F__
+  // 512-bit lanes: 16 rows per group, or up to 8 rows twice over (key halves).
   if (queries.n_rows > lanes::Lanes8::kWidth) {
     attend_lanes<lanes::Lanes16>(shape, keys, queries, end, out, lse, s);
+    return;
+  }
+  if (queries.key_end == nullptr && shape.head_size % 8 == 0) {
+    attend_lanes<lanes::Pairs16>(shape, keys, queries, end, out, lse, s);
     return;
   }
 #endif
