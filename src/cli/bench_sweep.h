@@ -67,7 +67,9 @@ struct BenchRow {
 };
 
 // Whether a row fits the KV budget: `needed` = bytes already in use (the
-// prompt) + what B new sequences of `steps` decoded tokens allocate.
+// prompt) + for each of B new sequences of `steps` decoded tokens, the blocks
+// it holds before its last step plus the fresh block that step must be able
+// to start (the decode step's admission rule).
 struct RowBudget {
   bool fits = false;
   std::size_t needed_bytes = 0;
