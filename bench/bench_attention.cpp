@@ -9,7 +9,9 @@
 //
 // Threads: 2 by default; override with --threads=N or BIFURCATE_THREADS=N.
 // Prints Google Benchmark's lines, then a comparison table (GB/s = KV bytes the step
-// must read / time; GFLOP/s counts QK^T and PV, 4 b h (m_c + m_d) k per step).
+// must read / time; GFLOP/s counts QK^T and PV, 4 b h (m_c + m_d) k per step), then each
+// step against its roofline floor, by wall time and by CPU time per thread (the figure to
+// trust on a loaded machine), and the replicated/bifurcated speed-up over the predicted one.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <random>
@@ -39,6 +42,9 @@ constexpr int kDecoded = 32;  // m_d
 constexpr std::size_t kRowBytes = kHeadSize * sizeof(uint16_t);
 constexpr std::size_t kHeadStride = 2 * kBlockTokens * kRowBytes;  // K then V of one head
 constexpr std::size_t kBlockBytes = kHeads * kHeadStride;
+// Machine figures of the roofline (issue 6): DRAM read bandwidth and FMA peak at 2 threads.
+constexpr double kBandwidth = 32e9;
+constexpr double kPeak = 199e9;
 
 // A pool of 32-token KV blocks, filled with f16 values.
 struct BlockPool {
@@ -112,6 +118,12 @@ Setup make_replicated(int b, int m_c) {
   return s;
 }
 
+double process_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
 int g_threads = 2;  // set once from the command line in main(), before any benchmark runs
 
 void BM_attention(benchmark::State& state, bool bifurcated) {
@@ -124,17 +136,22 @@ void BM_attention(benchmark::State& state, bool bifurcated) {
   bifurcate::ThreadPool pool(g_threads);
   bk::AttentionWorkspace ws;
   bk::attend(s.plan, q.data(), out.data(), ws, pool);  // warm-up: workspace grows once
+  const double cpu_start = process_cpu_seconds();
   for (auto _ : state) {
     bk::attend(s.plan, q.data(), out.data(), ws, pool);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
+  const double cpu_per_step = (process_cpu_seconds() - cpu_start) / double(state.iterations());
   const double flops = 4.0 * b * kHeads * double(m_c + kDecoded) * kHeadSize;  // QK^T and PV
   using benchmark::Counter;
   state.counters["KV_bytes/step"] = Counter(s.kv_bytes, Counter::kDefaults, Counter::kIs1000);
   state.counters["KV_bytes/s"] = Counter(s.kv_bytes, Counter::kIsIterationInvariantRate, Counter::kIs1000);
   state.counters["FLOP/s"] = Counter(flops, Counter::kIsIterationInvariantRate, Counter::kIs1000);
   state.counters["threads"] = g_threads;
+  // CPU seconds of ALL threads per step, / threads: the step time if every thread had a core to
+  // itself (does not charge load imbalance or waiting; meaningful on a loaded machine).
+  state.counters["cpu_ms/thread"] = cpu_per_step / g_threads * 1e3;
 }
 
 // Iterations sized so each case takes about 0.5-1 s at ~20 GB/s (b=32, m_c=8192 replicated
@@ -157,6 +174,8 @@ class TableReporter : public benchmark::ConsoleReporter {
       const double seconds = run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit);
       seconds_[run.benchmark_name()] = seconds;
       gbps_[run.benchmark_name()] = double(run.counters.at("KV_bytes/step")) / seconds / 1e9;
+      cpu_seconds_[run.benchmark_name()] = double(run.counters.at("cpu_ms/thread")) / 1e3;
+      bytes_[run.benchmark_name()] = double(run.counters.at("KV_bytes/step"));
     }
   }
   void print_comparison() const {
@@ -177,6 +196,35 @@ class TableReporter : public benchmark::ConsoleReporter {
         std::printf("%6d %4d | %9.3f ms %6.1f %7.1f | %9.3f ms %6.1f %7.1f | %7.2fx\n", m_c, b, rep * 1e3,
                     find(gbps_, rep_name), gflop / rep, bif * 1e3, find(gbps_, bif_name), gflop / bif, rep / bif);
       }
+    print_roofline();
+  }
+
+  // Time per step against the roofline floor max(bytes / bandwidth, flops / peak), using the
+  // CPU time per thread (the loaded-machine estimate) and wall time.
+  void print_roofline() const {
+    std::printf("\nRoofline: floor = max(KV bytes / %.0f GB/s, FLOPs / %.0f GFLOP/s); 'cpu' = CPU time of all\n"
+                "threads / %d (no imbalance or waiting charged), 'wall' = real time\n\n",
+                kBandwidth / 1e9, kPeak / 1e9 * g_threads / 2, g_threads);
+    std::printf("%6s %4s | %9s %8s %8s | %9s %8s %8s | %10s %10s\n", "m_c", "b", "rep floor", "x cpu", "x wall",
+                "bif floor", "x cpu", "x wall", "ratio/pred", "(wall)");
+    std::printf("------------+------------------------------+------------------------------+----------------------\n");
+    for (int m_c : {2048, 8192})
+      for (int b : {1, 8, 16, 32}) {
+        char rep_name[64], bif_name[64];
+        std::snprintf(rep_name, sizeof rep_name, "replicated/%d/%d/", m_c, b);
+        std::snprintf(bif_name, sizeof bif_name, "bifurcated/%d/%d/", m_c, b);
+        const double rep_cpu = find(cpu_seconds_, rep_name), bif_cpu = find(cpu_seconds_, bif_name);
+        if (rep_cpu <= 0 || bif_cpu <= 0) continue;
+        const double flops = 4.0 * b * kHeads * double(m_c + kDecoded) * kHeadSize;
+        const double peak = kPeak * g_threads / 2;  // FMA peak scales with threads, DRAM does not
+        const double rep_floor = std::max(find(bytes_, rep_name) / kBandwidth, flops / peak);
+        const double bif_floor = std::max(find(bytes_, bif_name) / kBandwidth, flops / peak);
+        const double rep = find(seconds_, rep_name), bif = find(seconds_, bif_name);
+        // Measured replicated/bifurcated speed-up as a fraction of the one the floors predict.
+        std::printf("%6d %4d | %6.3f ms %7.2fx %7.2fx | %6.3f ms %7.2fx %7.2fx | %9.2fx %9.2fx\n", m_c, b,
+                    rep_floor * 1e3, rep_cpu / rep_floor, rep / rep_floor, bif_floor * 1e3, bif_cpu / bif_floor,
+                    bif / bif_floor, (rep_cpu / bif_cpu) / (rep_floor / bif_floor), (rep / bif) / (rep_floor / bif_floor));
+      }
   }
 
  private:
@@ -185,7 +233,7 @@ class TableReporter : public benchmark::ConsoleReporter {
       if (name.rfind(prefix, 0) == 0) return value;
     return 0.0;
   }
-  std::map<std::string, double> seconds_, gbps_;
+  std::map<std::string, double> seconds_, gbps_, cpu_seconds_, bytes_;
 };
 
 // Removes --threads=N from argv (Google Benchmark rejects unknown flags).
