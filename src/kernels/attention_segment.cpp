@@ -134,12 +134,27 @@ Tile load_tile_pairs(const AttentionShape& shape, const TileSource& src, Segment
     return shape.kv_type == KvType::f16 ? simd::load_f16(reinterpret_cast<const uint16_t*>(row) + d)
                                         : _mm256_loadu_ps(reinterpret_cast<const float*>(row) + d);
   };
+  auto load16 = [&](const char* row, int d) {
+    if (row == nullptr) return _mm512_setzero_ps();
+    return shape.kv_type == KvType::f16
+               ? _mm512_maskz_cvtph_ps(simd::kAll16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                                         reinterpret_cast<const uint16_t*>(row) + d)))
+               : _mm512_loadu_ps(reinterpret_cast<const float*>(row) + d);
+  };
+  const __m512i interleave_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i interleave_hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
   auto convert = [&](const char* base, float* dst) {
     for (int p = 0; p < half; ++p) {
       const char* a = base + std::size_t(p) * row_bytes;
       const char* b = p + half < src.n ? base + std::size_t(p + half) * row_bytes : nullptr;
       float* out = dst + std::size_t(p) * 2 * std::size_t(k);
-      for (int d = 0; d < k; d += 8) {
+      int d = 0;
+      for (; d + 16 <= k; d += 16) {  // 16 of each row -> 32 interleaved floats
+        const __m512 x = load16(a, d), y = load16(b, d);
+        _mm512_store_ps(out + 2 * d, _mm512_permutex2var_ps(x, interleave_lo, y));
+        _mm512_store_ps(out + 2 * d + 16, _mm512_permutex2var_ps(x, interleave_hi, y));
+      }
+      for (; d < k; d += 8) {
         const __m256 x = load8(a, d), y = load8(b, d);
         const __m256 lo = _mm256_unpacklo_ps(x, y), hi = _mm256_unpackhi_ps(x, y);  // per 128-bit lane
         _mm256_store_ps(out + 2 * d, _mm256_permute2f128_ps(lo, hi, 0x20));
