@@ -162,6 +162,24 @@ TEST_F(EngineTest, FinishedSamplesLeaveTheBatchAndFreeTheirBlocks) {
   for (int i = 0; i < 3; ++i) EXPECT_NO_THROW(engine.generate(r));
 }
 
+// A request admitted by the up-front check never runs out of KV blocks later:
+// with a budget of exactly the blocks it needs, it completes.
+TEST_F(EngineTest, RequestFittingTheBudgetExactlyCompletes) {
+  // stories260K: 5 layers x 4 KV heads x (K + V) x 32 tokens x 8 dims x 4 bytes (f32).
+  const std::size_t block = 5 * 4 * 2 * 32 * 8 * 4;
+  GenerationRequest r = sampled(4, 8);
+  r.max_tokens = 40;  // 40 own tokens per sample: 2 blocks each
+  r.ignore_eos = true;
+  for (AttentionMode mode : {AttentionMode::bifurcated, AttentionMode::replicated}) {
+    // Bifurcated: prompt (1 block) + 4 x 2. Replicated: prompt + 4 copies of 45 tokens (2 blocks each).
+    Engine engine = make(mode, 2, KvPrecision::f32, 9 * block);
+    const GenerationResult result = engine.generate(r);
+    for (const Sample& s : result.samples) EXPECT_EQ(s.tokens.size(), 40u);
+    Engine smaller = make(mode, 2, KvPrecision::f32, 8 * block);
+    EXPECT_THROW(smaller.generate(r), Error);
+  }
+}
+
 TEST_F(EngineTest, BadRequestsGiveClearErrors) {
   Engine engine = make(AttentionMode::bifurcated, 2, KvPrecision::f32, std::size_t(4) << 20);
   auto message = [&](const GenerationRequest& r) -> std::string {

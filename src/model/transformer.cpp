@@ -211,7 +211,11 @@ void Transformer::decode(kv::KvCache& cache, std::span<const kv::SegmentId> leav
             ", the model's context length is ", config_.context_length);
     rows.positions.push_back(position);
   }
-  cache.check_budget(n, n);
+  // Only a sequence whose last block is full (or that has none) takes a new block.
+  const int block_tokens = cache.layout().block_tokens;
+  int new_blocks = 0;
+  for (kv::SegmentId leaf : leaves) new_blocks += cache.tokens(leaf) % block_tokens == 0 ? 1 : 0;
+  cache.check_budget_per_segment(1, new_blocks);
   reserve(n);
   embed(tokens);  // validates the ids before the cache changes
   for (int i = 0; i < n; ++i) rows.slots.push_back(cache.append_token(leaves[size_t(i)]));
