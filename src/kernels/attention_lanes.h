@@ -9,13 +9,15 @@
 // so every step is lane-wise: scores st[t] += K[t][d] (broadcast) * qt[d],
 // softmax over t needs no horizontal reduction, and ot[d] += V[t][d]
 // (broadcast) * st[t]. K and V are f32 tile rows of stride ld (any head size:
-// only d < k is read). 12 keys (scores) or 12 columns (P.V) per register
-// block: 12 independent FMA chains, 13 loads per 12 FMAs.
+// only d < k is read). L::kBlock keys (scores) or columns (P.V) per register
+// block: 12 (256-bit, 16 registers) or 16 (512-bit) independent FMA chains,
+// one vector load per block step plus one broadcast per FMA.
 #pragma once
 
 #include <immintrin.h>
 
 #include <cstddef>
+#include <utility>
 
 #include "kernels/attention_simd.h"
 
@@ -26,6 +28,7 @@ struct Lanes8 {
   using V = __m256;
   static constexpr int kWidth = 8;
   static constexpr int kKeyStep = 1;  // floats per head dimension in a tile row
+  static constexpr int kBlock = 12;   // keys / columns per register block (16 registers)
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V load(const float* p) { return _mm256_load_ps(p); }
@@ -49,6 +52,7 @@ struct Lanes16 {
   using V = __m512;
   static constexpr int kWidth = 16;
   static constexpr int kKeyStep = 1;
+  static constexpr int kBlock = 16;  // 32 registers; divides the usual 32-key tiles and head sizes
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V load(const float* p) { return _mm512_load_ps(p); }
@@ -98,17 +102,34 @@ void score_keys(const float* qt, const float* keys, int ld, int k, float* st) {
   for (int c = 0; c < T; ++c) L::store(st + std::size_t(c) * L::kWidth, acc[c]);
 }
 
-// Register blocks of score_tile plus accumulate_tile: the caller spreads its
-// prefetches over them (between_blocks() runs after each).
-inline int blocks_per_tile(int n, int k) { return (n + 11) / 12 + (k + 11) / 12; }
+// Full register blocks of score_tile plus accumulate_tile: the caller spreads
+// its prefetches over them (between_blocks() runs after each).
+template <class L>
+int blocks_per_tile(int n, int k) { return n / L::kBlock + k / L::kBlock + 1; }
 
+// Keys in blocks of L::kBlock, then 8, 4, 1 (fewer than 8 chains leave the FMA units idle).
 template <class L, class Between>
 void score_tile(const float* qt, const float* keys, int ld, int n, int k, float* st, Between&& between_blocks) {
   int t = 0;
-  for (; t + 12 <= n; t += 12, between_blocks())
-    score_keys<L, 12>(qt, keys + std::size_t(t) * ld, ld, k, st + std::size_t(t) * L::kWidth);
-  for (; t + 4 <= n; t += 4) score_keys<L, 4>(qt, keys + std::size_t(t) * ld, ld, k, st + std::size_t(t) * L::kWidth);
-  for (; t < n; ++t) score_keys<L, 1>(qt, keys + std::size_t(t) * ld, ld, k, st + std::size_t(t) * L::kWidth);
+  auto at = [&](int t0) { return std::pair(keys + std::size_t(t0) * ld, st + std::size_t(t0) * L::kWidth); };
+  for (; t + L::kBlock <= n; t += L::kBlock, between_blocks()) {
+    auto [kt, s] = at(t);
+    score_keys<L, L::kBlock>(qt, kt, ld, k, s);
+  }
+  if (t + 8 <= n) {
+    auto [kt, s] = at(t);
+    score_keys<L, 8>(qt, kt, ld, k, s);
+    t += 8;
+  }
+  if (t + 4 <= n) {
+    auto [kt, s] = at(t);
+    score_keys<L, 4>(qt, kt, ld, k, s);
+    t += 4;
+  }
+  for (; t < n; ++t) {
+    auto [kt, s] = at(t);
+    score_keys<L, 1>(qt, kt, ld, k, s);
+  }
 }
 
 // Causal limits: lanes whose key_end <= position see -inf. key_end holds the group's limits as floats.
@@ -172,14 +193,29 @@ void accumulate_columns(const float* st, const float* values, int ld, int n, flo
   for (int j = 0; j < D; ++j) L::store(ot + std::size_t(j) * L::kWidth, acc[j]);
 }
 
+// Columns in blocks of L::kBlock, then 8, 4, 1.
 template <class L, class Between>
 void accumulate_tile(const float* st, const float* values, int ld, int n, int k, float* ot, Between&& between_blocks) {
   int d = 0;
-  for (; d + 12 <= k; d += 12, between_blocks())
-    accumulate_columns<L, 12>(st, values + d * L::kKeyStep, ld, n, ot + std::size_t(d) * L::kWidth);
-  for (; d + 4 <= k; d += 4)
-    accumulate_columns<L, 4>(st, values + d * L::kKeyStep, ld, n, ot + std::size_t(d) * L::kWidth);
-  for (; d < k; ++d) accumulate_columns<L, 1>(st, values + d * L::kKeyStep, ld, n, ot + std::size_t(d) * L::kWidth);
+  auto at = [&](int d0) { return std::pair(values + d0 * L::kKeyStep, ot + std::size_t(d0) * L::kWidth); };
+  for (; d + L::kBlock <= k; d += L::kBlock, between_blocks()) {
+    auto [v, o] = at(d);
+    accumulate_columns<L, L::kBlock>(st, v, ld, n, o);
+  }
+  if (d + 8 <= k) {
+    auto [v, o] = at(d);
+    accumulate_columns<L, 8>(st, v, ld, n, o);
+    d += 8;
+  }
+  if (d + 4 <= k) {
+    auto [v, o] = at(d);
+    accumulate_columns<L, 4>(st, v, ld, n, o);
+    d += 4;
+  }
+  for (; d < k; ++d) {
+    auto [v, o] = at(d);
+    accumulate_columns<L, 1>(st, v, ld, n, o);
+  }
 }
 
 }  // namespace bifurcate::kernels::lanes

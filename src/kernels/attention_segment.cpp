@@ -222,7 +222,7 @@ void process_tile_lanes(const Tile& tile, LaneGroups<L> lg, bool causal, Segment
                         NextTilePrefetch& prefetch) {
   // A few lines after every register block: a burst of hundreds of prefetches
   // would fill the miss queue and stall the loads of the tile being computed.
-  const std::size_t blocks = std::size_t(lg.groups) * std::size_t(lanes::blocks_per_tile(tile.n, lg.k));
+  const std::size_t blocks = std::size_t(lg.groups) * std::size_t(lanes::blocks_per_tile<L>(tile.n, lg.k));
   const std::size_t lines_per_block = (prefetch.total_lines() + blocks - 1) / blocks;
   auto between_blocks = [&] { prefetch.issue(lines_per_block); };
   for (int g = 0; g < lg.groups; ++g) {
