@@ -358,8 +358,8 @@ TEST_F(BenchTest, RowsThatExceedTheBudgetAreSkippedWithWhatTheyNeed) {
   ThreadPool pool(1);
   SweepConfig config = tiny_sweep();
   config.contexts = {70};  // 3 blocks of prompt
-  // Per sequence: blocks before its last (4th) token + 1 fresh block for that step.
-  // Bifurcated B=3: 3 + 3*(1+1) = 9; replicated B=1: 3 + (3+1) = 7; replicated B=3: 3 + 3*4 = 15 > 10.
+  // Per sequence, whole blocks of its tokens: 4 own tokens (1 block) bifurcated, 74 (3 blocks) replicated.
+  // Bifurcated B=3: 3 + 3*1 = 6; replicated B=1: 3 + 3 = 6; replicated B=3: 3 + 3*3 = 12 > 10.
   config.kv_budget_bytes = 10 * kTinyBlockBytes;
   const std::vector<BenchRow> rows = run_sweep(*loaded, config, pool, {});
   ASSERT_EQ(rows.size(), 4u);
@@ -368,7 +368,7 @@ TEST_F(BenchTest, RowsThatExceedTheBudgetAreSkippedWithWhatTheyNeed) {
   EXPECT_EQ(skipped.mode, AttentionMode::replicated);
   EXPECT_EQ(skipped.samples, 3);
   EXPECT_TRUE(skipped.skipped);
-  EXPECT_EQ(skipped.kv_needed_bytes, 15 * kTinyBlockBytes);
+  EXPECT_EQ(skipped.kv_needed_bytes, 12 * kTinyBlockBytes);
   EXPECT_EQ(skipped.kv_budget_bytes, 10 * kTinyBlockBytes);
   EXPECT_EQ(skipped.step_mean_seconds, 0);
   BenchReport report;
@@ -385,32 +385,33 @@ TEST_F(BenchTest, RowsThatExceedTheBudgetAreSkippedWithWhatTheyNeed) {
   cache.append_tokens(root, 70, slots);
   const RowBudget fits = check_row_budget(cache, AttentionMode::replicated, 70, 1, 4);
   EXPECT_TRUE(fits.fits);
-  EXPECT_EQ(fits.needed_bytes, (3 + 1 * 4) * kTinyBlockBytes);
-  const RowBudget rep2 = check_row_budget(cache, AttentionMode::replicated, 70, 2, 4);
-  EXPECT_FALSE(rep2.fits);
-  EXPECT_EQ(rep2.needed_bytes, (3 + 2 * 4) * kTinyBlockBytes);
+  EXPECT_EQ(fits.needed_bytes, (3 + 1 * 3) * kTinyBlockBytes);
+  const RowBudget rep3 = check_row_budget(cache, AttentionMode::replicated, 70, 3, 4);
+  EXPECT_FALSE(rep3.fits);
+  EXPECT_EQ(rep3.needed_bytes, (3 + 3 * 3) * kTinyBlockBytes);
   const RowBudget bif = check_row_budget(cache, AttentionMode::bifurcated, 70, 7, 33);  // 1 + 1 blocks per leaf
   EXPECT_FALSE(bif.fits);
   EXPECT_EQ(bif.needed_bytes, (3 + 7 * 2) * kTinyBlockBytes);
 }
 
-// Rows admitted by check_row_budget must run: the decode step's own check
-// (a fresh block per sequence) must never fire inside an admitted row.
+// Rows admitted by check_row_budget must run, even one that fits exactly:
+// the decode step's own check must never fire inside an admitted row.
 TEST_F(BenchTest, AdmittedRowsNeverHitTheDecodeBudgetCheck) {
   const auto loaded = model::Model::load(model_path());
   ThreadPool pool(1);
   SweepConfig config = tiny_sweep();
   config.contexts = {64};
   config.ntg = 2;
-  config.samples = {1, 2, 4, 8};
-  config.kv_budget_bytes = 13 * kTinyBlockBytes;
+  config.samples = {1, 2, 7, 8};
+  config.kv_budget_bytes = 9 * kTinyBlockBytes;
   std::vector<BenchRow> rows;
   ASSERT_NO_THROW(rows = run_sweep(*loaded, config, pool, {}));
   ASSERT_EQ(rows.size(), 8u);
-  // Bifurcated B=8: 2 + 8*(1+1) = 18 > 13 blocks, so it is skipped, not run into the check.
+  // 3 own tokens per leaf (1 block). Bifurcated B=7: 2 + 7 = 9 blocks, exactly the
+  // budget, runs; B=8: 10 > 9 blocks, is skipped, not run into the check.
   EXPECT_FALSE(rows[2].skipped);
   EXPECT_TRUE(rows[3].skipped);
-  EXPECT_EQ(rows[3].kv_needed_bytes, 18 * kTinyBlockBytes);
+  EXPECT_EQ(rows[3].kv_needed_bytes, 10 * kTinyBlockBytes);
 }
 
 TEST_F(BenchTest, SweepRejectsContextsBeyondTheModel) {

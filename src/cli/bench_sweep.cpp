@@ -222,11 +222,11 @@ int64_t BenchRow::n_kv() const {
 
 RowBudget check_row_budget(const kv::KvCache& cache, AttentionMode mode, int context, int samples, int steps) {
   // Bifurcated: B fresh leaves of `steps` tokens. Replicated: B private copies
-  // of the prompt, each growing by `steps` tokens. Before its last token, each
-  // sequence holds per_sequence - 1 tokens, and the decode step admits a batch
-  // only if every sequence could start a fresh block (KvCache::check_budget).
+  // of the prompt, each growing by `steps` tokens. A decode step takes a new
+  // block only for a sequence whose last block is full, so whole blocks of
+  // each sequence's tokens are exactly what it needs.
   const int64_t per_sequence = mode == AttentionMode::bifurcated ? steps : int64_t(context) + steps;
-  const std::size_t per_sequence_bytes = cache.bytes_for_tokens(per_sequence - 1) + cache.bytes_for_tokens(1);
+  const std::size_t per_sequence_bytes = cache.bytes_for_tokens(per_sequence);
   RowBudget r;
   r.budget_bytes = cache.budget_bytes();
   r.needed_bytes = cache.bytes_in_use() + std::size_t(samples) * per_sequence_bytes;
