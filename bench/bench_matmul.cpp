@@ -1,7 +1,7 @@
 // matmul throughput for the weight shapes of a 7B Llama (4096x4096 attention,
 // 11008x4096 and 4096x11008 MLP, 32000x4096 logits) in F16 and Q8_0, batch
 // 1..32 (decode) and 256 (a prefill chunk), 2 threads (the target machine) and 1;
-// plus Q4_K 4096x4096 for the packed path.
+// plus Q4_K 4096x4096 for the packed path, and 4096x4096 with the AVX2 kernels.
 //
 // Counters: GFLOP/s and weight_GB/s use wall time. cpu_GFLOP/s and cpu_GB/s
 // use the whole process's CPU time scaled by the thread count, i.e. the rate
@@ -25,6 +25,7 @@ namespace {
 using bifurcate::ThreadPool;
 using bifurcate::gguf::GgmlType;
 using bifurcate::kernels::matmul;
+using bifurcate::kernels::MatmulIsa;
 using bifurcate::kernels::WeightMatrix;
 
 double process_cpu_seconds() {
@@ -51,7 +52,8 @@ const std::vector<uint8_t>& weights_for(GgmlType type, int64_t rows, int64_t col
   return it->second;
 }
 
-void bench_matmul(benchmark::State& state, GgmlType type, int64_t rows, int64_t cols) {
+void bench_matmul(benchmark::State& state, GgmlType type, int64_t rows, int64_t cols,
+                  MatmulIsa isa = MatmulIsa::best) {
   const int64_t batch = state.range(0);
   const int threads = int(state.range(1));
   const std::vector<uint8_t>& weights = weights_for(type, rows, cols);
@@ -61,10 +63,10 @@ void bench_matmul(benchmark::State& state, GgmlType type, int64_t rows, int64_t 
   for (auto& v : x) v = dist(rng);
   ThreadPool pool(threads);
   const WeightMatrix w{weights.data(), type, rows, cols};
-  matmul(w, x.data(), batch, y.data(), pool);  // warm-up: scratch buffers, page faults
+  matmul(w, x.data(), batch, y.data(), pool, isa);  // warm-up: scratch buffers, page faults
   const double cpu_start = process_cpu_seconds();
   for (auto _ : state) {
-    matmul(w, x.data(), batch, y.data(), pool);
+    matmul(w, x.data(), batch, y.data(), pool, isa);
     benchmark::DoNotOptimize(y.data());
   }
   const double cpu_per_thread = (process_cpu_seconds() - cpu_start) / threads;
@@ -94,6 +96,10 @@ BENCHMARK_CAPTURE(bench_matmul, q8_0_4096x11008, GgmlType::Q8_0, 4096, 11008)->A
 BENCHMARK_CAPTURE(bench_matmul, q8_0_32000x4096, GgmlType::Q8_0, 32000, 4096)->Apply(batches);
 // The packed path (types without a direct decoder), one shape.
 BENCHMARK_CAPTURE(bench_matmul, q4_k_4096x4096, GgmlType::Q4_K, 4096, 4096)->Apply(batches);
+// The AVX2 kernels where the build also has AVX-512 (machines without it run these).
+BENCHMARK_CAPTURE(bench_matmul, avx2_f16_4096x4096, GgmlType::F16, 4096, 4096, MatmulIsa::avx2)->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, avx2_q8_0_4096x4096, GgmlType::Q8_0, 4096, 4096, MatmulIsa::avx2)->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, avx2_q4_k_4096x4096, GgmlType::Q4_K, 4096, 4096, MatmulIsa::avx2)->Apply(batches);
 
 }  // namespace
 
