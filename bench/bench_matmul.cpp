@@ -97,9 +97,12 @@ BENCHMARK_CAPTURE(bench_matmul, q8_0_32000x4096, GgmlType::Q8_0, 32000, 4096)->A
 // The packed path (types without a direct decoder), one shape.
 BENCHMARK_CAPTURE(bench_matmul, q4_k_4096x4096, GgmlType::Q4_K, 4096, 4096)->Apply(batches);
 // The AVX2 kernels where the build also has AVX-512 (machines without it run these).
-BENCHMARK_CAPTURE(bench_matmul, avx2_f16_4096x4096, GgmlType::F16, 4096, 4096, MatmulIsa::avx2)->Apply(batches);
-BENCHMARK_CAPTURE(bench_matmul, avx2_q8_0_4096x4096, GgmlType::Q8_0, 4096, 4096, MatmulIsa::avx2)->Apply(batches);
-BENCHMARK_CAPTURE(bench_matmul, avx2_q4_k_4096x4096, GgmlType::Q4_K, 4096, 4096, MatmulIsa::avx2)->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, avx2_f16_4096x4096, GgmlType::F16, 4096, 4096, MatmulIsa::avx2)
+    ->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, avx2_q8_0_4096x4096, GgmlType::Q8_0, 4096, 4096, MatmulIsa::avx2)
+    ->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, avx2_q4_k_4096x4096, GgmlType::Q4_K, 4096, 4096, MatmulIsa::avx2)
+    ->Apply(batches);
 
 }  // namespace
 

@@ -1,12 +1,13 @@
 // matmul against a float64 reference computed from the dequantized weights,
 // for every supported weight type, awkward shapes, 1 and 2 threads.
+#include "kernels/matmul.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <vector>
 
-#include "kernels/matmul.h"
 #include "tensor/dtype.h"
 #include "util/error.h"
 
@@ -40,12 +41,15 @@ std::vector<MatmulIsa> isas() {
   return {MatmulIsa::avx2};
 }
 
-const char* isa_name(MatmulIsa isa) { return isa == MatmulIsa::avx2 || !matmul_has_avx512() ? "avx2" : "avx512"; }
+const char* isa_name(MatmulIsa isa) {
+  return isa == MatmulIsa::avx2 || !matmul_has_avx512() ? "avx2" : "avx512";
+}
 
 void check_matmul(GgmlType type, int64_t rows, int64_t cols, int64_t batch, ThreadPool& pool,
                   MatmulIsa isa = MatmulIsa::best) {
   SCOPED_TRACE(testing::Message() << gguf::ggml_type_traits(type).name << " rows=" << rows << " cols=" << cols
-                                  << " batch=" << batch << " threads=" << pool.size() << " isa=" << isa_name(isa));
+                                  << " batch=" << batch << " threads=" << pool.size()
+                                  << " isa=" << isa_name(isa));
   auto w = make_weights(type, rows, cols, uint32_t(rows * 131 + cols * 7 + batch));
   std::mt19937 rng(uint32_t(batch * 17 + cols));
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -75,9 +79,9 @@ struct TypeCase {
 
 TEST(Matmul, AllTypesAwkwardShapes) {
   const std::vector<TypeCase> cases = {
-      {GgmlType::F32, {1, 7, 32, 77, 600}},      {GgmlType::F16, {3, 8, 33, 64, 1030}},
-      {GgmlType::BF16, {5, 32, 520}},             {GgmlType::Q8_0, {32, 64, 256 + 32, 544}},
-      {GgmlType::Q4_0, {32, 96, 544}},            {GgmlType::Q4_K, {256, 768}},
+      {GgmlType::F32, {1, 7, 32, 77, 600}}, {GgmlType::F16, {3, 8, 33, 64, 1030}},
+      {GgmlType::BF16, {5, 32, 520}},       {GgmlType::Q8_0, {32, 64, 256 + 32, 544}},
+      {GgmlType::Q4_0, {32, 96, 544}},      {GgmlType::Q4_K, {256, 768}},
       {GgmlType::Q6_K, {256, 768}},
   };
   ThreadPool one(1), two(2);
@@ -124,7 +128,8 @@ TEST(Matmul, PrefillBatchManyTasksAndKBlocks) {
 }
 
 TEST(Matmul, Avx2AndAvx512AgreeClosely) {
-  if (!matmul_has_avx512()) GTEST_SKIP() << "this build has no AVX-512 kernels; the AVX2 ones are tested above";
+  if (!matmul_has_avx512())
+    GTEST_SKIP() << "this build has no AVX-512 kernels; the AVX2 ones are tested above";
   ThreadPool two(2);
   for (int64_t batch : {1, 4, 32, 40}) {
     auto w = make_weights(GgmlType::F16, 70, 768, 9);
@@ -134,7 +139,8 @@ TEST(Matmul, Avx2AndAvx512AgreeClosely) {
     WeightMatrix wm{w.bytes.data(), GgmlType::F16, 70, 768};
     matmul(wm, x.data(), batch, wide.data(), two, MatmulIsa::best);
     matmul(wm, x.data(), batch, narrow.data(), two, MatmulIsa::avx2);
-    for (size_t i = 0; i < wide.size(); ++i) ASSERT_NEAR(wide[i], narrow[i], 1e-4f * (1.0f + std::fabs(narrow[i])));
+    for (size_t i = 0; i < wide.size(); ++i)
+      ASSERT_NEAR(wide[i], narrow[i], 1e-4f * (1.0f + std::fabs(narrow[i])));
   }
 }
 

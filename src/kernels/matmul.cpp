@@ -43,7 +43,8 @@ void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, Thre
   const auto& traits = gguf::ggml_type_traits(w.type);
   require(tensor::is_supported_weight_type(w.type), "matmul: unsupported weight type ", traits.name);
   require(w.rows >= 0 && w.cols > 0 && w.cols % traits.block_size == 0, "matmul: bad ", traits.name,
-          " weight shape ", w.rows, "x", w.cols, " (cols must be a positive multiple of ", traits.block_size, ")");
+          " weight shape ", w.rows, "x", w.cols, " (cols must be a positive multiple of ", traits.block_size,
+          ")");
   require(batch >= 0, "matmul: negative batch ", batch);
   if (batch == 0 || w.rows == 0) return;
 

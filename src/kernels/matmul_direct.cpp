@@ -32,7 +32,9 @@ struct F32Rows {
   const float* row(int64_t r) const { return base + r * stride; }
   F32Rows offset(int64_t r) const { return {row(r), stride}; }
   template <class S>
-  static typename S::V load(const float* p, int64_t k) { return S::load(p + k); }
+  static typename S::V load(const float* p, int64_t k) {
+    return S::load(p + k);
+  }
   static float at(const float* p, int64_t k) { return p[k]; }
 };
 
@@ -42,7 +44,9 @@ struct F16Rows {
   const uint16_t* row(int64_t r) const { return base + r * stride; }
   F16Rows offset(int64_t r) const { return {row(r), stride}; }
   template <class S>
-  static typename S::V load(const uint16_t* p, int64_t k) { return S::load_f16(p + k); }
+  static typename S::V load(const uint16_t* p, int64_t k) {
+    return S::load_f16(p + k);
+  }
   static float at(const uint16_t* p, int64_t k) { return f16_to_f32(p[k]); }
 };
 
@@ -112,7 +116,8 @@ void dot_tile(const Q8_0Rows& w, const int64_t (&row_ids)[NR], const float* x, i
   for (int64_t j = 0; j < n_blocks; ++j, scales += kRowChunk) {
     for (int v = 0; v < kVectors; ++v) {
       typename S::V wv[NR];
-      for (int r = 0; r < NR; ++r) wv[r] = S::mul(S::load_i8(rows[r][j].qs + v * S::kLanes), S::set1(scales[r]));
+      for (int r = 0; r < NR; ++r)
+        wv[r] = S::mul(S::load_i8(rows[r][j].qs + v * S::kLanes), S::set1(scales[r]));
       const float* xk = x + j * tensor::kQK8_0 + v * S::kLanes;
       for (int b = 0; b < MB; ++b) {
         const typename S::V xv = S::load(xk + b * ldx);
@@ -160,10 +165,18 @@ void run_chunk(const Rows& chunk, const TileJob& job, int64_t batch) {
     part.x = job.x + b0 * job.ldx;
     part.y = job.y + b0 * job.ldy;
     switch (std::min<int64_t>(4, batch - b0)) {
-      case 1: run_tiles_mb<S, 1>(chunk, part); break;
-      case 2: run_tiles_mb<S, 2>(chunk, part); break;
-      case 3: run_tiles_mb<S, 3>(chunk, part); break;
-      default: run_tiles_mb<S, 4>(chunk, part); break;
+      case 1:
+        run_tiles_mb<S, 1>(chunk, part);
+        break;
+      case 2:
+        run_tiles_mb<S, 2>(chunk, part);
+        break;
+      case 3:
+        run_tiles_mb<S, 3>(chunk, part);
+        break;
+      default:
+        run_tiles_mb<S, 4>(chunk, part);
+        break;
     }
   }
 }
@@ -227,7 +240,8 @@ void multiply_panel_direct(const PanelProduct& p, bool avx512) {
   const TileJob job{p.x, p.ldx, p.n_k, p.y, p.ldy, p.n_rows, p.accumulate};
   const F32Rows rows{p.panel, p.ld_panel};
 #ifdef __AVX512F__
-  if (avx512) return run_rows<simd::Avx512>(job, p.batch, [&](int64_t r0, int64_t) { return rows.offset(r0); });
+  if (avx512)
+    return run_rows<simd::Avx512>(job, p.batch, [&](int64_t r0, int64_t) { return rows.offset(r0); });
 #endif
   (void)avx512;
   run_rows<simd::Avx2>(job, p.batch, [&](int64_t r0, int64_t) { return rows.offset(r0); });

@@ -28,10 +28,11 @@ void multiply_rows_packed(const WeightMatrix& w, const float* x, int64_t batch, 
     const int64_t n_k = std::min(kKBlock, w.cols - k0);
     const int64_t byte_offset = k0 / traits.block_size * traits.type_size;
     for (int64_t r = 0; r < n_rows; ++r) {
-      tensor::dequantize_row(w.type, first + r * row_bytes + byte_offset, panel.data() + r * kPanelStride, n_k);
+      tensor::dequantize_row(w.type, first + r * row_bytes + byte_offset, panel.data() + r * kPanelStride,
+                             n_k);
     }
-    const PanelProduct product{panel.data(), kPanelStride, n_rows, x + k0, w.cols, batch, n_k, y + r_begin,
-                               w.rows, /*accumulate=*/k0 > 0};
+    const PanelProduct product{panel.data(), kPanelStride, n_rows,      x + k0, w.cols,
+                               batch,        n_k,          y + r_begin, w.rows, /*accumulate=*/k0 > 0};
     multiply_panel_direct(product, avx512);
   }
 }

@@ -4,8 +4,8 @@
 //    rows, dot-product tiles, no packing.
 //  - packed (every type; used for the others): weight rows dequantized to an
 //    f32 panel per K-block, then the same dot-product tiles over the panel.
-// Private to kernels/; `Avx512` selects the AVX-512 kernels (only when built
-// with __AVX512F__), otherwise AVX2.
+// Private to kernels/; `avx512` selects the AVX-512 kernels (only when built
+// with __AVX512F__; otherwise AVX2 runs regardless).
 #pragma once
 
 #include <cstdint>
