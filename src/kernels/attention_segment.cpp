@@ -15,7 +15,6 @@ namespace bifurcate::kernels {
 namespace {
 
 constexpr int kTile = kSegmentTileTokens;
-constexpr int kRowBlock = 4;  // query rows per register block
 
 int padded_size(int head_size) { return (head_size + 7) / 8 * 8; }
 
@@ -168,7 +167,7 @@ Tile load_tile_pairs(const AttentionShape& shape, const TileSource& src, Segment
 }
 #endif
 
-// Online softmax for one row over one tile: turns the row's scores into
+// Online softmax for one row over one tile (the one-row path): turns the row's scores into
 // probabilities relative to the new running max and rescales the row's state.
 void softmax_row(float* scores, int n, float* row_max, float* row_sum, float* acc, int ld) {
   const int n8 = (n + 7) / 8 * 8;
