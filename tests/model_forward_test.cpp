@@ -3,6 +3,7 @@
 // on tiny random models of every attention style, for the prefill and several
 // decode steps; and the bifurcated path against the replicated one.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -143,12 +144,18 @@ double relative_error(const float* a, const Vec& ref) {
   return err / scale;
 }
 
-std::string tiny_model(const std::string& shape, gguf::GgmlType type) {
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("bifurcate_forward_" + shape + "_" + std::to_string(int(type)) + ".gguf"))
-                               .string();
+// Writes a tiny random model to a file private to this process (ctest runs
+// tests in parallel processes), loads it, and unlinks the file (the mapping
+// stays valid).
+std::unique_ptr<Model> tiny_model(const std::string& shape, gguf::GgmlType type) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() /
+       ("bifurcate_forward_" + shape + "_" + std::to_string(int(type)) + "_" + std::to_string(getpid()) + ".gguf"))
+          .string();
   write_random_model(find_model_shape(shape), type, "", 7, path);
-  return path;
+  auto model = Model::load(path);
+  std::filesystem::remove(path);
+  return model;
 }
 
 std::vector<int32_t> random_tokens(int n, int n_vocab, uint32_t seed) {
@@ -164,8 +171,7 @@ class ForwardVsReference : public ::testing::TestWithParam<std::tuple<std::strin
 // reference recomputed over the whole sequence.
 TEST_P(ForwardVsReference, PrefillAndDecodeMatchFloat64) {
   const auto& [shape, type] = GetParam();
-  const std::string path = tiny_model(shape, type);
-  auto model = Model::load(path);
+  auto model = tiny_model(shape, type);
   ReferenceModel reference(model->file());
   Transformer forward(model->config(), model->weights());
   kv::KvCache cache(forward.kv_layout(kernels::KvType::f32), size_t(64) << 20);
@@ -211,8 +217,7 @@ class BifurcatedVsReplicated : public ::testing::TestWithParam<std::tuple<std::s
 
 TEST_P(BifurcatedVsReplicated, LogitsAgreeAtEveryStep) {
   const auto& [shape, b] = GetParam();
-  const std::string path = tiny_model(shape, gguf::GgmlType::F32);
-  auto model = Model::load(path);
+  auto model = tiny_model(shape, gguf::GgmlType::F32);
   const int n_vocab = model->config().n_vocab;
   ThreadPool pool(2);
   const std::vector<int32_t> prompt = random_tokens(29, n_vocab, 5);
