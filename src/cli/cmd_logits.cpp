@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "cli/model_session.h"
+#include "model/model_config.h"
 #include "util/error.h"
 #include "util/json_writer.h"
 
@@ -61,7 +62,7 @@ std::vector<int32_t> prompt_tokens(const LogitsArgs& a, const Engine& engine) {
   if (!a.tokens.empty()) {
     if (!a.prompt.empty() || !a.file.empty()) throw UsageError("give the prompt as text or as --tokens, not both");
     std::vector<int32_t> ids = parse_token_ids(a.tokens, "--tokens");
-    require_in_vocabulary(ids, engine.model_info().n_vocab);
+    model::require_in_vocabulary(ids, engine.model_info().n_vocab);
     return ids;
   }
   const std::vector<int32_t> ids = engine.tokenize(input_text(a.prompt, a.file), !a.no_bos);

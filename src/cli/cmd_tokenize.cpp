@@ -8,6 +8,7 @@
 #include "cli/engine_flags.h"
 #include "cli/model_session.h"
 #include "gguf/gguf_file.h"
+#include "model/model_config.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/json_writer.h"
@@ -105,7 +106,7 @@ int run_detokenize(int argc, char** argv) {
   for (const std::string& id : args.ids) joined += id + " ";
   const std::vector<int32_t> tokens = parse_token_ids(joined, "ID");
   const tokenizer::Tokenizer tok = load_tokenizer(args.model);
-  require_in_vocabulary(tokens, tok.n_vocab());
+  model::require_in_vocabulary(tokens, tok.n_vocab());
   const std::string text = tok.decode(tokens);
   if (args.json) {
     JsonWriter j(std::cout);

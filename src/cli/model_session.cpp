@@ -55,13 +55,6 @@ std::vector<int32_t> parse_token_ids(std::string_view text, std::string_view fla
   return ids;
 }
 
-void require_in_vocabulary(const std::vector<int32_t>& tokens, int n_vocab) {
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    require(tokens[i] >= 0 && tokens[i] < n_vocab, "token id ", tokens[i], " (at position ", i,
-            ") is outside the vocabulary [0, ", n_vocab, ")");
-  }
-}
-
 void write_token_piece(JsonWriter& j, const std::string& piece) {
   j.key("piece");
   if (tokenizer::find_invalid_utf8(piece) == std::string::npos) {

@@ -24,9 +24,6 @@ std::string input_text(const std::string& prompt, const std::string& file);
 // integer; UsageError naming the item that is not one, or for an empty list.
 std::vector<int32_t> parse_token_ids(std::string_view text, std::string_view flag);
 
-// Error naming the first id outside [0, n_vocab) and its position.
-void require_in_vocabulary(const std::vector<int32_t>& tokens, int n_vocab);
-
 // Writes key "piece": the bytes a token stands for ("" for control tokens),
 // as a string when they are valid UTF-8, else (a byte-fallback token, part of
 // a character) as an array of byte values, as llama.cpp's server does.

@@ -52,10 +52,7 @@ std::vector<int32_t> Engine::tokenize(std::string_view text, bool add_bos) const
 }
 
 std::string Engine::detokenize(std::span<const int32_t> tokens) const {
-  for (int32_t t : tokens) {
-    require(t >= 0 && t < impl_->info.n_vocab, "token id ", t, " is outside the vocabulary [0, ",
-            impl_->info.n_vocab, ")");
-  }
+  model::require_in_vocabulary(tokens, impl_->info.n_vocab);
   return impl_->tokenizer->decode(tokens);
 }
 

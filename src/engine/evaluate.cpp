@@ -12,10 +12,7 @@ namespace {
 // Checks a sequence before any work: non-empty, ids in the vocabulary, fits the context.
 void validate_tokens(std::span<const int32_t> tokens, const ModelInfo& info) {
   require(!tokens.empty(), "no tokens to evaluate");
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    require(tokens[i] >= 0 && tokens[i] < info.n_vocab, "token id ", tokens[i], " at position ", i,
-            " is outside the vocabulary [0, ", info.n_vocab, ")");
-  }
+  model::require_in_vocabulary(tokens, info.n_vocab);
   require(int64_t(tokens.size()) <= info.context_length, "the sequence has ", tokens.size(),
           " tokens; the model's context length is ", info.context_length);
 }
@@ -48,8 +45,7 @@ kv::SegmentId prefill_root(model::Transformer& transformer, kv::KvCache& cache, 
 }  // namespace
 
 std::string Engine::token_to_piece(int32_t token) const {
-  require(token >= 0 && token < impl_->info.n_vocab, "token id ", token, " is outside the vocabulary [0, ",
-          impl_->info.n_vocab, ")");
+  model::require_in_vocabulary(std::span(&token, 1), impl_->info.n_vocab);
   return impl_->tokenizer->token_to_piece(token);
 }
 

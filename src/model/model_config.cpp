@@ -48,4 +48,12 @@ ModelConfig read_model_config(const gguf::GgufFile& file) {
   return c;
 }
 
+void require_in_vocabulary(std::span<const int32_t> tokens, int n_vocab) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] >= 0 && tokens[i] < n_vocab) continue;
+    if (tokens.size() == 1) throw Error(str("token id ", tokens[i], " is outside the vocabulary [0, ", n_vocab, ")"));
+    throw Error(str("token id ", tokens[i], " (at position ", i, ") is outside the vocabulary [0, ", n_vocab, ")"));
+  }
+}
+
 }  // namespace bifurcate::model

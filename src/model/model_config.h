@@ -1,6 +1,8 @@
 // The hyper-parameters of a Llama-family model, read from GGUF metadata.
 #pragma once
 
+#include <cstdint>
+#include <span>
 #include <string>
 
 #include "gguf/gguf_file.h"
@@ -27,5 +29,9 @@ struct ModelConfig {
 
 // Reads and validates the configuration; Error names the file and the key.
 ModelConfig read_model_config(const gguf::GgufFile& file);
+
+// Error naming the first id outside [0, n_vocab) (and, in a sequence of more
+// than one, its position). The one vocabulary check of the model, engine and cli.
+void require_in_vocabulary(std::span<const int32_t> tokens, int n_vocab);
 
 }  // namespace bifurcate::model

@@ -60,10 +60,9 @@ void Transformer::reserve(int n_rows) {
 void Transformer::embed(std::span<const int32_t> tokens) {
   const kernels::WeightMatrix& e = weights_.token_embedding;
   const uint64_t row_bytes = gguf::ggml_row_bytes(gguf::ggml_type_traits(e.type), uint64_t(e.cols));
+  require_in_vocabulary(tokens, config_.n_vocab);  // checked here too: decode validates through this
   for (size_t i = 0; i < tokens.size(); ++i) {
     const int32_t t = tokens[i];
-    require(t >= 0 && t < config_.n_vocab, "token id ", t, " is outside the vocabulary [0, ", config_.n_vocab,
-            ")");  // checked here too: decode validates through this
     const auto* row = static_cast<const uint8_t*>(e.data) + uint64_t(t) * row_bytes;
     tensor::dequantize_row(e.type, row, x_.data() + i * config_.dim, config_.dim);
   }
@@ -167,9 +166,7 @@ void Transformer::prefill(kv::KvCache& cache, kv::SegmentId segment, std::span<c
   const size_t vocab = size_t(config_.n_vocab);
   const size_t needed = all_logits ? tokens.size() * vocab : vocab;
   require(logits.size() >= needed, "prefill logits buffer holds ", logits.size(), " floats, needs ", needed);
-  for (int32_t t : tokens) {
-    require(t >= 0 && t < config_.n_vocab, "token id ", t, " is outside the vocabulary [0, ", config_.n_vocab, ")");
-  }
+  require_in_vocabulary(tokens, config_.n_vocab);
   cache.check_budget(int64_t(tokens.size()), 1);
 
   const double t_begin = now_seconds();
