@@ -6,14 +6,14 @@
 #include <cmath>
 #include <filesystem>
 
-#include "cli_validate_support.h"
+#include "cli_support.h"
 
 namespace bifurcate {
 namespace {
 
-using validate_test::Json;
-using validate_test::JsonReader;
-using validate_test::run_bifurcate;
+using cli_test::Json;
+using cli_test::JsonReader;
+using cli_test::run_bifurcate;
 
 class CliGenerateTest : public ::testing::Test {
  protected:

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <numeric>
 
-#include "cli_validate_support.h"
+#include "cli_support.h"
 #include "gguf/gguf_file.h"
 #include "model/model.h"
 #include "model/model_shapes.h"
@@ -18,7 +18,7 @@
 #include "model/transformer.h"
 #include "tokenizer/tokenizer.h"
 
-namespace bifurcate::validate_test {
+namespace bifurcate::cli_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -33,8 +33,6 @@ const std::vector<std::string> kTexts = {
     "numbers 12345 and symbols !@#$%^&*()",
     "caf\xc3\xa9 na\xc3\xafve \xe2\x82\xac 100 \xf0\x9f\x98\x80",
 };
-
-bool contains(const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; }
 
 std::string ids_csv(std::span<const int32_t> ids) {
   std::string out;
@@ -66,7 +64,7 @@ double log_sum_exp(const float* row, size_t n) {
 class CliValidateTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!fs::exists(std::string(BIFURCATE_BINARY_DIR) + "/bifurcate") || !fs::exists(kStories) ||
+    if (!fs::exists(program_path()) || !fs::exists(kStories) ||
         !fs::exists(kSpmVocab)) {
       return;
     }
@@ -81,7 +79,7 @@ class CliValidateTest : public ::testing::Test {
     dir_ = nullptr;
   }
   void SetUp() override {
-    if (!fs::exists(std::string(BIFURCATE_BINARY_DIR) + "/bifurcate")) {
+    if (!fs::exists(program_path())) {
       GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
     }
     if (dir_ == nullptr) GTEST_SKIP() << "test data missing: " << kStories << " or " << kSpmVocab;
@@ -373,4 +371,4 @@ TEST_F(CliValidateTest, CommandsAreListedWithHelp) {
 }
 
 }  // namespace
-}  // namespace bifurcate::validate_test
+}  // namespace bifurcate::cli_test

@@ -1,4 +1,4 @@
-// Support for cli_validate_test: runs the built `bifurcate` program with
+// Support for the cli_* tests: runs the built `bifurcate` program with
 // stdout and stderr kept apart, and a tiny JSON reader for what it prints
 // (objects, arrays, strings with escapes, numbers, true/false/null).
 #pragma once
@@ -13,17 +13,26 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "util/error.h"
 
-namespace bifurcate::validate_test {
+namespace bifurcate::cli_test {
 
 struct RunResult {
   int exit_code;
   std::string out;  // stdout
   std::string err;  // stderr
+
+  // stdout then stderr, for checks that do not care which stream says it.
+  std::string combined() const { return out + err; }
 };
+
+// The built program; the cli_* tests skip when it is missing.
+inline std::string program_path() { return str(BIFURCATE_BINARY_DIR, "/bifurcate"); }
+
+inline bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
 
 inline std::string read_all(FILE* f) {
   std::string text;
@@ -34,9 +43,8 @@ inline std::string read_all(FILE* f) {
 
 // Runs `bifurcate ARGUMENTS` (a shell-quoted string).
 inline RunResult run_bifurcate(const std::string& arguments) {
-  const std::string err_path = (std::filesystem::temp_directory_path() / str("bf_validate_err_", getpid())).string();
-  const std::string command =
-      str("'", BIFURCATE_BINARY_DIR, "/bifurcate' ", arguments, " 2>'", err_path, "'");
+  const std::string err_path = (std::filesystem::temp_directory_path() / str("bf_cli_err_", getpid())).string();
+  const std::string command = str("'", program_path(), "' ", arguments, " 2>'", err_path, "'");
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) throw Error(str("popen failed for: ", command));
   RunResult r{-1, read_all(pipe), ""};
@@ -203,4 +211,4 @@ class JsonReader {
 
 inline Json parse_json(std::string_view text) { return JsonReader(text).parse_document(); }
 
-}  // namespace bifurcate::validate_test
+}  // namespace bifurcate::cli_test
