@@ -174,6 +174,15 @@ void check_step(const RecordedCache& rc, const std::vector<SegmentId>& leaves,
   }
 }
 
+// The cache a case runs on: two layers of its KV heads, head size, type and blocks.
+KvLayout layout_for(const Case& c) {
+  return KvLayout{.n_layers = 2,
+                  .n_kv_heads = c.n_kv_heads,
+                  .head_size = c.head_size,
+                  .type = c.type,
+                  .block_tokens = c.block_tokens};
+}
+
 kernels::AttentionShape shape_for(const Case& c) {
   return kernels::AttentionShape{c.n_heads, c.n_kv_heads, c.head_size, c.type,
                                  1.f / std::sqrt(float(c.head_size))};
@@ -185,12 +194,7 @@ TEST(KvAttention, BifurcatedAndReplicatedPlansMatchTheReference) {
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const Case& c : kCases) {
     SCOPED_TRACE(describe(c));
-    KvLayout L{.n_layers = 2,
-               .n_kv_heads = c.n_kv_heads,
-               .head_size = c.head_size,
-               .type = c.type,
-               .block_tokens = c.block_tokens};
-    RecordedCache rc(L, seed);
+    RecordedCache rc(layout_for(c), seed);
     SegmentId context = rc.cache.create_root();
     rc.append(context, 37);
     std::vector<int> decoded = {0, 1, 31, 5, 7};  // m_d per sample; 0 = just forked
@@ -217,12 +221,7 @@ TEST(KvAttention, ThreeLevelTreeMatchesTheReference) {
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const Case& c : kCases) {
     SCOPED_TRACE(describe(c));
-    KvLayout L{.n_layers = 2,
-               .n_kv_heads = c.n_kv_heads,
-               .head_size = c.head_size,
-               .type = c.type,
-               .block_tokens = c.block_tokens};
-    RecordedCache rc(L, seed);
+    RecordedCache rc(layout_for(c), seed);
     SegmentId system = rc.cache.create_root();
     rc.append(system, 11);
     SegmentId req_a = rc.cache.fork(system), req_b = rc.cache.fork(system);
@@ -243,12 +242,8 @@ TEST(KvAttention, CausalPrefillOverAViewMatchesTheReference) {
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const Case& c : kCases) {
     SCOPED_TRACE(describe(c));
-    KvLayout L{.n_layers = 2,
-               .n_kv_heads = c.n_kv_heads,
-               .head_size = c.head_size,
-               .type = c.type,
-               .block_tokens = c.block_tokens};
-    RecordedCache rc(L, seed);
+    RecordedCache rc(layout_for(c), seed);
+    const KvLayout& L = rc.cache.layout();
     SegmentId prompt = rc.cache.create_root();
     kernels::AttentionShape shape = shape_for(c);
     const std::size_t row = std::size_t(c.n_heads) * std::size_t(c.head_size);
