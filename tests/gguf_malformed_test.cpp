@@ -14,16 +14,15 @@
 
 #include "gguf/gguf_file.h"
 #include "gguf/gguf_writer.h"
+#include "gguf_test_support.h"
 #include "util/error.h"
 
 namespace bifurcate::gguf {
 namespace {
 
-std::string temp_path(const std::string& name) {
-  std::filesystem::path dir = std::filesystem::path(BIFURCATE_BINARY_DIR) / "gguf_test_tmp";
-  std::filesystem::create_directories(dir);
-  return (dir / (std::to_string(::getpid()) + "_" + name)).string();
-}
+using test_support::Bytes;
+using test_support::read_all;
+using test_support::temp_path;
 
 // Removes first: truncating an existing file in place makes ext4 flush it on
 // close (auto_da_alloc), which made the 2000-file fuzz loop take seconds.
@@ -33,47 +32,6 @@ void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
   out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
   ASSERT_TRUE(out.good()) << path;
 }
-
-std::vector<uint8_t> read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
-}
-
-// Little-endian builder for hand-made (possibly invalid) files.
-struct Bytes {
-  std::vector<uint8_t> v;
-  Bytes& le(uint64_t x, int n) {
-    for (int i = 0; i < n; ++i) v.push_back(uint8_t(x >> (8 * i)));
-    return *this;
-  }
-  Bytes& u32(uint32_t x) { return le(x, 4); }
-  Bytes& u64(uint64_t x) { return le(x, 8); }
-  Bytes& str(const std::string& s) {
-    u64(s.size());
-    v.insert(v.end(), s.begin(), s.end());
-    return *this;
-  }
-  Bytes& header(uint64_t n_tensors, uint64_t n_kv, uint32_t version = 3) {
-    v.insert(v.end(), {'G', 'G', 'U', 'F'});
-    u32(version);
-    u64(n_tensors);
-    return u64(n_kv);
-  }
-  Bytes& kv_u32(const std::string& key, uint32_t value) { return str(key).u32(4).u32(value); }
-  Bytes& tensor_info(const std::string& name, std::vector<uint64_t> dims, uint32_t type, uint64_t offset) {
-    str(name).u32(uint32_t(dims.size()));
-    for (uint64_t d : dims) u64(d);
-    return u32(type).u64(offset);
-  }
-  Bytes& pad(std::size_t alignment) {
-    while (v.size() % alignment) v.push_back(0);
-    return *this;
-  }
-  Bytes& zeros(std::size_t n) {
-    v.insert(v.end(), n, 0);
-    return *this;
-  }
-};
 
 // Opens `bytes` as a file; returns the Error message, or "(parsed)".
 std::string open_error(const std::vector<uint8_t>& bytes, const std::string& path) {

@@ -15,43 +15,15 @@
 
 #include "gguf/gguf_file.h"
 #include "gguf/gguf_writer.h"
+#include "gguf_test_support.h"
 #include "util/error.h"
 
 namespace bifurcate::gguf {
 namespace {
 
-std::string temp_path(const std::string& name) {
-  std::filesystem::path dir = std::filesystem::path(BIFURCATE_BINARY_DIR) / "gguf_test_tmp";
-  std::filesystem::create_directories(dir);
-  return (dir / (std::to_string(::getpid()) + "_" + name)).string();
-}
-
-std::vector<uint8_t> read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
-}
-
-// Little-endian byte builder, independent of the writer's encoder.
-struct Bytes {
-  std::vector<uint8_t> v;
-  void le(uint64_t x, int n) {
-    for (int i = 0; i < n; ++i) v.push_back(uint8_t(x >> (8 * i)));
-  }
-  void u32(uint32_t x) { le(x, 4); }
-  void u64(uint64_t x) { le(x, 8); }
-  void f32(float x) {
-    uint32_t bits;
-    std::memcpy(&bits, &x, 4);
-    le(bits, 4);
-  }
-  void str(const std::string& s) {
-    u64(s.size());
-    v.insert(v.end(), s.begin(), s.end());
-  }
-  void pad(std::size_t alignment) {
-    while (v.size() % alignment) v.push_back(0);
-  }
-};
+using test_support::Bytes;
+using test_support::read_all;
+using test_support::temp_path;
 
 std::string error_of(const std::function<void()>& fn) {
   try {
