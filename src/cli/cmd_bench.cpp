@@ -19,6 +19,7 @@
 #include "cli/bench_roofline.h"
 #include "cli/bench_sweep.h"
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
 #include "model/model.h"
 #include "util/error.h"
 #include "util/timer.h"
@@ -111,17 +112,8 @@ SweepConfig make_sweep_config(const BenchArgs& a) {
   c.modes = parse_modes(a.attention);
   if (a.ntg < 1 || a.ntg > 100000) throw UsageError(str("flag --ntg: ", a.ntg, " is out of range [1, 100000]"));
   c.ntg = int(a.ntg);
-  if (a.kv_type == "f16") {
-    c.kv_type = kernels::KvType::f16;
-  } else if (a.kv_type == "f32") {
-    c.kv_type = kernels::KvType::f32;
-  } else {
-    throw UsageError(str("flag --kv-type: unknown type '", a.kv_type, "' (expected f16 or f32)"));
-  }
-  if (!(a.kv_budget_gib > 0) || a.kv_budget_gib > 1e6) {
-    throw UsageError(str("flag --kv-budget-gib: ", a.kv_budget_gib, " must be a positive number of GiB"));
-  }
-  c.kv_budget_bytes = std::size_t(a.kv_budget_gib * double(std::size_t(1) << 30));
+  c.kv_type = parse_kv_type_flag(a.kv_type) == KvPrecision::f32 ? kernels::KvType::f32 : kernels::KvType::f16;
+  c.kv_budget_bytes = parse_kv_budget_flag(a.kv_budget_gib);
   c.seed = a.seed;
   return c;
 }
@@ -239,11 +231,9 @@ int run_bench(int argc, char** argv) {
     return 0;
   }
   const SweepConfig config = make_sweep_config(args);
-  if (args.threads < 0 || args.threads > 1024) {
-    throw UsageError(str("flag --threads: ", args.threads, " is out of range [0, 1024]"));
-  }
+  const int threads_flag = parse_threads_flag(args.threads);
   if (args.roofline && args.no_roofline) throw UsageError("flags --roofline and --no-roofline exclude each other");
-  const int threads = args.threads > 0 ? int(args.threads) : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = threads_flag > 0 ? threads_flag : int(std::max(1u, std::thread::hardware_concurrency()));
 
   Progress progress;
   const std::string model_path = resolve_model(args, progress);

@@ -2,6 +2,8 @@
 // bench, logits, ...): declared once, parsed by each command's FlagParser.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "bifurcate/engine.h"
@@ -12,6 +14,13 @@ namespace bifurcate::cli {
 // The built-in default model: the real 260K-parameter TinyStories Llama from
 // the shared test data, so commands work without -m on a fresh checkout.
 std::string default_model_path();
+
+// The checks of --threads, --kv-type and --kv-budget-gib, shared with `bench`
+// (which declares those flags itself): the value to use, or UsageError naming
+// the flag. Threads in [0, 1024]; "f16" or "f32"; GiB in (0, 1e6], as bytes.
+int parse_threads_flag(int64_t threads);
+KvPrecision parse_kv_type_flag(const std::string& kv_type);
+std::size_t parse_kv_budget_flag(double kv_budget_gib);
 
 struct EngineFlags {
   std::string model;
