@@ -127,6 +127,22 @@ TEST(Matmul, PrefillBatchManyTasksAndKBlocks) {
   }
 }
 
+TEST(Matmul, DecodeBatchesInterleavedXAcrossKBlocks) {
+  // Rows of a multiple of 16 take the AVX-512 8-row tiles over interleaved x
+  // (groups of 8 batch rows, then 4-row tiles for the rest) in 1024-wide
+  // K-blocks: 2080 columns give two full blocks and a short third; 67 rows
+  // end in a partial chunk and a partial 3-row tile; batch 64 is the largest
+  // with 8-row tiles, 65 the first without.
+  ThreadPool one(1), two(2);
+  for (MatmulIsa isa : isas()) {
+    for (int64_t batch : {8, 9, 12, 15, 16, 17, 23, 24, 31, 32, 40, 64, 65}) {
+      check_matmul(GgmlType::F16, 67, 2048 + 32, batch, batch % 2 ? one : two, isa);
+      check_matmul(GgmlType::Q8_0, 67, 2048 + 32, batch, batch % 2 ? two : one, isa);
+    }
+    check_matmul(GgmlType::F32, 50, 1024 + 16, 19, two, isa);
+  }
+}
+
 TEST(Matmul, Avx2AndAvx512AgreeClosely) {
   if (!matmul_has_avx512())
     GTEST_SKIP() << "this build has no AVX-512 kernels; the AVX2 ones are tested above";

@@ -59,6 +59,16 @@ std::string Engine::detokenize(std::span<const int32_t> tokens) const {
 const ModelInfo& Engine::model_info() const { return impl_->info; }
 const EngineOptions& Engine::options() const { return impl_->options; }
 
+void require_kv_budget(const kv::KvCache& cache, size_t root_tokens, size_t n_leaves, size_t leaf_tokens,
+                       const std::string& what) {
+  const size_t needed =
+      cache.bytes_for_tokens(int64_t(root_tokens)) + n_leaves * cache.bytes_for_tokens(int64_t(leaf_tokens));
+  const size_t available = cache.budget_bytes() - cache.bytes_in_use();
+  const auto gib = [](size_t bytes) { return double(bytes) / double(size_t(1) << 30); };
+  require(needed <= available, what, " need ", needed, " bytes (", gib(needed),
+          " GiB) of KV cache; the budget has ", available, " bytes (", gib(available), " GiB) free");
+}
+
 sampling::SamplingParams to_sampling_params(const SamplingOptions& o) {
   sampling::SamplingParams p;
   p.temperature = o.temperature;

@@ -1,7 +1,9 @@
 // Engine internals shared by the engine's source files.
 #pragma once
 
+#include <cstddef>
 #include <memory>
+#include <string>
 
 #include "bifurcate/engine.h"
 #include "kv/kv_cache.h"
@@ -24,6 +26,12 @@ struct Engine::Impl {
 
   explicit Impl(const EngineOptions& options);
 };
+
+// Refuses up front work whose KV cache could outgrow what the budget has free:
+// a root of `root_tokens` plus `n_leaves` leaves of up to `leaf_tokens` each,
+// in whole blocks. `what` names the work in the Error.
+void require_kv_budget(const kv::KvCache& cache, size_t root_tokens, size_t n_leaves, size_t leaf_tokens,
+                       const std::string& what);
 
 // Converts the public sampling options to the sampler's parameters.
 sampling::SamplingParams to_sampling_params(const SamplingOptions& options);

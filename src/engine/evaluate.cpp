@@ -17,18 +17,6 @@ void validate_tokens(std::span<const int32_t> tokens, const ModelInfo& info) {
           " tokens; the model's context length is ", info.context_length);
 }
 
-// Refuses up front a run that needs more KV than the budget has free: a root
-// of `root_tokens` plus `n_leaves` sequences that each grow to `leaf_tokens`
-// (bifurcated: 1 token per leaf; replicated: a private copy of the whole path).
-void require_kv_budget(const kv::KvCache& cache, size_t root_tokens, size_t n_leaves, size_t leaf_tokens) {
-  const size_t needed = cache.bytes_for_tokens(int64_t(root_tokens)) +
-                        n_leaves * cache.bytes_for_tokens(int64_t(leaf_tokens));
-  const size_t available = cache.budget_bytes() - cache.bytes_in_use();
-  require(needed <= available, "evaluating ", root_tokens, " tokens", n_leaves ? str(" forked into ", n_leaves,
-          " sequences") : std::string(), " needs ", needed, " bytes of KV cache; the budget has ", available,
-          " bytes free");
-}
-
 // Prefills `tokens` into a fresh root segment; the root is released on error.
 kv::SegmentId prefill_root(model::Transformer& transformer, kv::KvCache& cache, ThreadPool& pool, int chunk,
                            std::span<const int32_t> tokens, std::span<float> logits, bool all_positions) {
@@ -52,7 +40,7 @@ std::string Engine::token_to_piece(int32_t token) const {
 std::vector<float> Engine::evaluate(std::span<const int32_t> tokens, bool all_positions) {
   Impl& s = *impl_;
   validate_tokens(tokens, s.info);
-  require_kv_budget(s.cache, tokens.size(), 0, 0);
+  require_kv_budget(s.cache, tokens.size(), 0, 0, str("evaluating ", tokens.size(), " tokens would"));
   const size_t rows = all_positions ? tokens.size() : 1;
   std::vector<float> logits(rows * size_t(s.info.n_vocab));
   s.cache.release(prefill_root(s.transformer, s.cache, s.pool, s.options.prefill_chunk, tokens, logits, all_positions));
@@ -67,7 +55,9 @@ std::vector<float> Engine::evaluate_forked(std::span<const int32_t> tokens, int 
   require(n_samples >= 1, "n_samples must be >= 1, got ", n_samples);
   const std::span<const int32_t> prefix = tokens.first(tokens.size() - 1);
   const bool shared = s.options.attention == AttentionMode::bifurcated;
-  require_kv_budget(s.cache, prefix.size(), size_t(n_samples), shared ? 1 : tokens.size());
+  // Bifurcated: one decoded token per leaf; replicated: a private copy of the whole sequence per leaf.
+  require_kv_budget(s.cache, prefix.size(), size_t(n_samples), shared ? 1 : tokens.size(),
+                    str("evaluating ", prefix.size(), " tokens forked into ", n_samples, " sequences would"));
 
   const size_t n_vocab = size_t(s.info.n_vocab);
   std::vector<float> logits(size_t(n_samples) * n_vocab);

@@ -38,8 +38,6 @@ void validate_request(const GenerationRequest& r, int n_prompt, int context_leng
           context_length, " (the prompt must leave room for at least one generated token)");
 }
 
-double gib(std::size_t bytes) { return double(bytes) / double(std::size_t(1) << 30); }
-
 // One request from validation to ranked results. The KV blocks of every
 // sample are released when it finishes, or by the destructor on an error.
 class GenerationRun {
@@ -76,18 +74,14 @@ class GenerationRun {
  private:
   // Refuses up front a request whose KV cache could outgrow the budget.
   void check_kv_budget() const {
-    const kv::KvCache& cache = e_.cache;
-    const int n_prompt = int(prompt_.size());
+    const size_t n_prompt = prompt_.size();
     const bool bifurcated = e_.options.attention == AttentionMode::bifurcated;
     // Bifurcated: the prompt once plus each sample's own tokens. Replicated:
     // the prompt is prefilled once, then copied whole into every sample.
-    const std::size_t per_sample = cache.bytes_for_tokens(bifurcated ? max_new_ : n_prompt + max_new_);
-    const std::size_t needed = cache.bytes_for_tokens(n_prompt) + std::size_t(n_samples_) * per_sample;
-    const std::size_t available = cache.budget_bytes() - cache.bytes_in_use();
-    require(needed <= available, "n=", n_samples_, " samples of up to ", max_new_, " tokens after a ", n_prompt,
-            "-token prompt need ", needed, " bytes (", gib(needed), " GiB) of KV cache in ",
-            bifurcated ? "bifurcated" : "replicated", " mode; the budget has ", available, " bytes (",
-            gib(available), " GiB) free");
+    require_kv_budget(e_.cache, n_prompt, size_t(n_samples_),
+                      bifurcated ? size_t(max_new_) : n_prompt + size_t(max_new_),
+                      str("n=", n_samples_, " samples of up to ", max_new_, " tokens after a ", n_prompt,
+                          "-token prompt in ", bifurcated ? "bifurcated" : "replicated", " mode"));
   }
 
   // Prefills the prompt once, then gives every sample its own leaf: an O(1)

@@ -17,10 +17,24 @@ namespace bifurcate::kernels::detail {
 
 bool has_direct_path(gguf::GgmlType type);
 
-// x[batch, w.cols] row-major; y[batch, w.rows] row-major. `scratch` is the
-// calling thread's reusable buffer (Q8_0 block scales).
-void multiply_rows_direct(const WeightMatrix& w, const float* x, int64_t batch, float* y, int64_t r_begin,
-                          int64_t r_end, bool avx512, AlignedBuffer<float>& scratch);
+// The first n_groups * 8 batch rows of x interleaved for the AVX-512 8-row
+// tiles: group g is [cols / 16][8][16] floats at data + g * 8 * cols, i.e.
+// x[g*8 + b][k] is at data[g*8*cols + (k/16)*128 + b*16 + k%16]. Empty
+// (n_groups = 0) when unused.
+struct PackedX {
+  const float* data = nullptr;
+  int64_t n_groups = 0;
+};
+
+// Packs x (batch rows of `cols`) into `buffer` when the AVX-512 direct path
+// can use it (avx512, 8 <= batch <= 64, cols % 16 == 0); otherwise {}.
+PackedX pack_x_groups(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer);
+
+// x[batch, w.cols] row-major; y[batch, w.rows] row-major; x8 is
+// pack_x_groups(x, ...) or {}. `scratch` is the calling thread's reusable
+// buffer (Q8_0 block scales).
+void multiply_rows_direct(const WeightMatrix& w, const float* x, const PackedX& x8, int64_t batch, float* y,
+                          int64_t r_begin, int64_t r_end, bool avx512, AlignedBuffer<float>& scratch);
 
 // y[b, r] (+)= x[b, 0..n_k) · panel[r, 0..n_k) with the direct path's
 // dot-product tiles (the packed path's kernel).
