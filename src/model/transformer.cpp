@@ -44,8 +44,8 @@ kv::KvLayout Transformer::kv_layout(kernels::KvType type) const {
 }
 
 void Transformer::reserve(int n_rows) {
-  if (n_rows <= capacity_) return;
   const size_t n = size_t(n_rows);
+  if (x_.size() >= n * config_.dim) return;  // every buffer already holds n rows
   x_.resize(n * config_.dim);
   xb_.resize(n * config_.dim);
   q_.resize(n * config_.n_heads * config_.head_size);
@@ -54,7 +54,6 @@ void Transformer::reserve(int n_rows) {
   att_.resize(n * config_.n_heads * config_.head_size);
   gate_.resize(n * config_.ffn_dim);
   up_.resize(n * config_.ffn_dim);
-  capacity_ = n_rows;
 }
 
 void Transformer::embed(std::span<const int32_t> tokens) {

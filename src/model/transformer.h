@@ -61,8 +61,8 @@ class Transformer {
   kv::StepAttentionPlan step_plan_;  // decode: built once per step, shifted per layer
   ForwardTimings timings_;
 
-  // Activations for up to `capacity_` rows (tokens of a chunk, or samples of a step).
-  int capacity_ = 0;
+  // Activations for up to x_.size() / dim rows (tokens of a chunk, or samples of a step);
+  // reserve() only grows them, all together.
   AlignedBuffer<float> x_;       // (rows, dim) residual stream
   AlignedBuffer<float> xb_;      // (rows, dim) normed input / sublayer output
   AlignedBuffer<float> q_;       // (rows, n_heads*head_size)
