@@ -118,8 +118,7 @@ void print_row(std::ostream& out, const BenchRow& r, const RowRoofline* f) {
                 r.prefill_seconds, r.s_pp());
   out << head;
   if (r.skipped) {
-    out << " skipped: needs " << format("%.2f", gib(double(r.kv_needed_bytes))) << " GiB > budget "
-        << format("%.2f", gib(double(r.kv_budget_bytes))) << " GiB |\n";
+    out << " skipped: " << r.skip_reason() << " |\n";
     return;
   }
   char tail[256];

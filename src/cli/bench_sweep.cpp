@@ -15,12 +15,6 @@
 namespace bifurcate::cli {
 namespace {
 
-std::string gib(std::size_t bytes) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.2f", double(bytes) / double(std::size_t(1) << 30));
-  return text;
-}
-
 std::string seconds_text(double seconds) {
   char text[32];
   std::snprintf(text, sizeof text, "%.3f s", seconds);
@@ -151,8 +145,7 @@ class SweepRunner {
     row.kv_budget_bytes = budget.budget_bytes;
     if (!budget.fits) {
       row.skipped = true;
-      progress(str("row PP=", s.context, " B=", b, " ", mode_name(mode), ": skipped, needs ",
-                   gib(budget.needed_bytes), " GiB > budget ", gib(budget.budget_bytes), " GiB"));
+      progress(str("row PP=", s.context, " B=", b, " ", mode_name(mode), ": skipped, ", row.skip_reason()));
       return row;
     }
     progress(str("row PP=", s.context, " B=", b, " ", mode_name(mode), ": preparing ..."));
@@ -213,6 +206,14 @@ class SweepRunner {
 
 std::string_view mode_name(AttentionMode mode) {
   return mode == AttentionMode::bifurcated ? "bifurcated" : "replicated";
+}
+
+std::string BenchRow::skip_reason() const {
+  char text[96];
+  const double gib = double(std::size_t(1) << 30);
+  std::snprintf(text, sizeof text, "needs %.2f GiB > budget %.2f GiB", double(kv_needed_bytes) / gib,
+                double(kv_budget_bytes) / gib);
+  return text;
 }
 
 int64_t BenchRow::n_kv() const {

@@ -60,6 +60,8 @@ struct BenchRow {
 
   // The batched-bench columns (llama.cpp's llama-batched-bench).
   int64_t n_kv() const;             // PP + B·TG shared prompt, B·(PP+TG) replicated
+  // Why a skipped row was skipped: "needs 1.50 GiB > budget 1.00 GiB".
+  std::string skip_reason() const;
   double s_pp() const { return prefill_seconds > 0 ? context / prefill_seconds : 0; }
   double s_tg() const { return decode_seconds > 0 ? double(samples) * ntg / decode_seconds : 0; }
   double total_seconds() const { return prefill_seconds + decode_seconds; }
