@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "numeric_test_support.h"
 #include "util/error.h"
 
 namespace bifurcate::kernels {
@@ -60,19 +61,6 @@ AttentionState float_state(const KeySet& set, int head_size) {
   st.lse = float(lse);
   return st;
 }
-
-// max |x - ref| / max |ref|; NaN if any x is NaN, so `<= tol` fails on NaN.
-double relative_error(const std::vector<float>& x, const std::vector<double>& ref) {
-  double worst = 0.0, scale = 0.0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (std::isnan(x[i])) return std::numeric_limits<double>::quiet_NaN();
-    worst = std::max(worst, std::abs(double(x[i]) - ref[i]));
-    scale = std::max(scale, std::abs(ref[i]));
-  }
-  return worst / scale;
-}
-
-unsigned fresh_seed() { return std::random_device{}(); }
 
 TEST(AttentionState, TwoWayMergeEqualsSoftmaxOverUnion) {
   for (int head_size : {1, 8, 13, 128}) {

@@ -2,8 +2,7 @@
 // their storage in chunks as a KV pool would hold them, the float64 reference
 // (a softmax over the concatenated keys, written here), and decode plans
 // (bifurcated and replicated) built from them.
-// Error metric everywhere: for one call's whole output, max |x - ref| / max |ref|
-// (NaN if any output is NaN, so it never passes).
+// Error metric everywhere: relative_error (numeric_test_support.h).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "numeric_test_support.h"
 #include "util/f16.h"
 #include "util/thread_pool.h"
 
@@ -25,8 +25,6 @@ namespace bifurcate::kernels::attention_test {
 
 constexpr double kTolerance = 1e-5;
 inline const float kPoison = std::numeric_limits<float>::quiet_NaN();
-
-inline unsigned fresh_seed() { return std::random_device{}(); }
 
 // ---------------------------------------------------------------------------
 // Test data: logical K/V, their storage in chunks, the float64 reference.
@@ -162,18 +160,6 @@ inline void reference_row(const float* q, float scale, const std::vector<const K
     for (int d = 0; d < k; ++d) out[d] += p * double(values[j][d]);
   }
   for (int d = 0; d < k; ++d) out[d] /= sum;
-}
-
-// max |x - ref| / max |ref|, NaN if x holds a NaN.
-template <class Ref>
-inline double relative_error(const std::vector<float>& x, const std::vector<Ref>& ref) {
-  double worst = 0.0, scale = 0.0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i])) return std::numeric_limits<double>::quiet_NaN();
-    worst = std::max(worst, std::abs(double(x[i]) - double(ref[i])));
-    scale = std::max(scale, std::abs(double(ref[i])));
-  }
-  return scale > 0.0 ? worst / scale : worst;
 }
 
 inline std::vector<float> random_queries(std::mt19937& rng, int rows, int head_size, float amplitude) {

@@ -12,6 +12,7 @@
 #include "kernels/attention.h"
 #include "kv/attention_plan.h"
 #include "kv/kv_cache.h"
+#include "numeric_test_support.h"
 #include "util/f16.h"
 #include "util/thread_pool.h"
 
@@ -117,17 +118,6 @@ std::vector<double> reference_attention(const KvLayout& L, const kernels::Attent
     }
   }
   return out;
-}
-
-// max |got - ref| / max |ref| over one output block; NaN in got makes it NaN (fails any <=).
-double relative_error(const float* got, const std::vector<double>& ref) {
-  double max_diff = 0, max_ref = 0;
-  for (std::size_t i = 0; i < ref.size(); ++i) {
-    double d = std::fabs(double(got[i]) - ref[i]);
-    max_diff = std::isnan(d) ? d : std::max(max_diff, d);
-    max_ref = std::max(max_ref, std::fabs(ref[i]));
-  }
-  return max_diff / max_ref;
 }
 
 struct Case {

@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "model/random_model.h"
 #include "model/transformer.h"
+#include "numeric_test_support.h"
 #include "tensor/dtype.h"
 #include "util/thread_pool.h"
 
@@ -132,17 +133,6 @@ class ReferenceModel {
   const gguf::GgufFile& file_;
   ModelConfig c_;
 };
-
-// max |a - ref| / max |ref|: fails on NaN.
-double relative_error(const float* a, const Vec& ref) {
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double e = std::fabs(double(a[i]) - ref[i]);
-    err = std::isnan(e) ? INFINITY : std::max(err, e);
-    scale = std::max(scale, std::fabs(ref[i]));
-  }
-  return err / scale;
-}
 
 // Writes a tiny random model to a file private to this process (ctest runs
 // tests in parallel processes), loads it, and unlinks the file (the mapping
