@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "cli/model_session.h"
 #include "util/error.h"
 #include "util/json_writer.h"
 
@@ -246,9 +247,7 @@ int run_generate(int argc, char** argv) {
   }
   const GenerationRequest request = make_request(args);
   Engine engine(args.engine.options());
-  const ModelInfo& info = engine.model_info();
-  std::fprintf(stderr, "model: %s (%s, %d layers, dim %d, %d heads / %d KV heads, vocab %d)\n", info.path.c_str(),
-               info.architecture.c_str(), info.n_layers, info.dim, info.n_heads, info.n_kv_heads, info.n_vocab);
+  print_model_banner(engine.model_info());
 
   g_interrupted.store(false);
   std::signal(SIGINT, on_interrupt);

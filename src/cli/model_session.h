@@ -1,6 +1,6 @@
-// Input handling shared by the validation commands (tokenize, detokenize,
-// logits, perplexity): the text to run (from a flag or a file, exact bytes),
-// token id lists, and the one-line model banner on stderr.
+// Input handling shared by the commands that run a model (generate, tokenize,
+// detokenize, logits, perplexity): the text to run (from a flag or a file,
+// exact bytes), token id lists, and the one-line model banner on stderr.
 #pragma once
 
 #include <cstdint>
