@@ -59,6 +59,19 @@ std::string Engine::detokenize(std::span<const int32_t> tokens) const {
 const ModelInfo& Engine::model_info() const { return impl_->info; }
 const EngineOptions& Engine::options() const { return impl_->options; }
 
+kv::SegmentId prefill_root(Engine::Impl& engine, std::span<const int32_t> tokens, std::span<float> logits,
+                           bool all_positions) {
+  const kv::SegmentId root = engine.cache.create_root();
+  try {
+    engine.transformer.prefill(engine.cache, root, tokens, logits, all_positions, engine.pool,
+                               engine.options.prefill_chunk);
+  } catch (...) {
+    engine.cache.release(root);
+    throw;
+  }
+  return root;
+}
+
 void require_kv_budget(const kv::KvCache& cache, size_t root_tokens, size_t n_leaves, size_t leaf_tokens,
                        const std::string& what) {
   const size_t needed =

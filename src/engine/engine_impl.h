@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "bifurcate/engine.h"
@@ -32,6 +33,12 @@ struct Engine::Impl {
 // in whole blocks. `what` names the work in the Error.
 void require_kv_budget(const kv::KvCache& cache, size_t root_tokens, size_t n_leaves, size_t leaf_tokens,
                        const std::string& what);
+
+// Prefills `tokens` into a fresh root segment of the engine's cache, in
+// chunks of options.prefill_chunk; the root is released on error. Logits as
+// model::Transformer::prefill writes them.
+kv::SegmentId prefill_root(Engine::Impl& engine, std::span<const int32_t> tokens, std::span<float> logits,
+                           bool all_positions);
 
 // Converts the public sampling options to the sampler's parameters.
 sampling::SamplingParams to_sampling_params(const SamplingOptions& options);

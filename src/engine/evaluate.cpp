@@ -17,19 +17,6 @@ void validate_tokens(std::span<const int32_t> tokens, const ModelInfo& info) {
           " tokens; the model's context length is ", info.context_length);
 }
 
-// Prefills `tokens` into a fresh root segment; the root is released on error.
-kv::SegmentId prefill_root(model::Transformer& transformer, kv::KvCache& cache, ThreadPool& pool, int chunk,
-                           std::span<const int32_t> tokens, std::span<float> logits, bool all_positions) {
-  const kv::SegmentId root = cache.create_root();
-  try {
-    transformer.prefill(cache, root, tokens, logits, all_positions, pool, chunk);
-  } catch (...) {
-    cache.release(root);
-    throw;
-  }
-  return root;
-}
-
 }  // namespace
 
 std::string Engine::token_to_piece(int32_t token) const {
@@ -43,7 +30,7 @@ std::vector<float> Engine::evaluate(std::span<const int32_t> tokens, bool all_po
   require_kv_budget(s.cache, tokens.size(), 0, 0, str("evaluating ", tokens.size(), " tokens would"));
   const size_t rows = all_positions ? tokens.size() : 1;
   std::vector<float> logits(rows * size_t(s.info.n_vocab));
-  s.cache.release(prefill_root(s.transformer, s.cache, s.pool, s.options.prefill_chunk, tokens, logits, all_positions));
+  s.cache.release(prefill_root(s, tokens, logits, all_positions));
   return logits;
 }
 
@@ -61,8 +48,7 @@ std::vector<float> Engine::evaluate_forked(std::span<const int32_t> tokens, int 
 
   const size_t n_vocab = size_t(s.info.n_vocab);
   std::vector<float> logits(size_t(n_samples) * n_vocab);
-  const kv::SegmentId root = prefill_root(s.transformer, s.cache, s.pool, s.options.prefill_chunk, prefix,
-                                            std::span<float>(logits).first(n_vocab), false);
+  const kv::SegmentId root = prefill_root(s, prefix, std::span<float>(logits).first(n_vocab), false);
   std::vector<kv::SegmentId> leaves;
   try {
     for (int i = 0; i < n_samples; ++i) leaves.push_back(shared ? s.cache.fork(root) : s.cache.copy_path(root));

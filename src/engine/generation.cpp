@@ -89,13 +89,7 @@ class GenerationRun {
   void prefill_and_fork() {
     logits_.resize(size_t(e_.info.n_vocab));
     const double t_prefill = now_seconds();
-    const kv::SegmentId root = e_.cache.create_root();
-    try {
-      e_.transformer.prefill(e_.cache, root, prompt_, logits_, false, e_.pool, e_.options.prefill_chunk);
-    } catch (...) {
-      e_.cache.release(root);
-      throw;
-    }
+    const kv::SegmentId root = prefill_root(e_, prompt_, logits_, false);
     out_.stats.prefill_seconds = now_seconds() - t_prefill;
 
     const bool bifurcated = e_.options.attention == AttentionMode::bifurcated;
