@@ -72,6 +72,20 @@ kv::SegmentId prefill_root(Engine::Impl& engine, std::span<const int32_t> tokens
   return root;
 }
 
+std::vector<kv::SegmentId> fork_leaves(Engine::Impl& engine, kv::SegmentId root, int n) {
+  const bool shared = engine.options.attention == AttentionMode::bifurcated;
+  std::vector<kv::SegmentId> leaves;
+  try {
+    for (int i = 0; i < n; ++i) leaves.push_back(shared ? engine.cache.fork(root) : engine.cache.copy_path(root));
+  } catch (...) {
+    for (kv::SegmentId leaf : leaves) engine.cache.release(leaf);
+    if (!shared || leaves.empty()) engine.cache.release(root);
+    throw;
+  }
+  if (!shared) engine.cache.release(root);
+  return leaves;
+}
+
 void require_kv_budget(const kv::KvCache& cache, size_t root_tokens, size_t n_leaves, size_t leaf_tokens,
                        const std::string& what) {
   const size_t needed =

@@ -40,6 +40,12 @@ void require_kv_budget(const kv::KvCache& cache, size_t root_tokens, size_t n_le
 kv::SegmentId prefill_root(Engine::Impl& engine, std::span<const int32_t> tokens, std::span<float> logits,
                            bool all_positions);
 
+// `n` leaves of `root`, one per sequence: O(1) forks when bifurcated; when
+// replicated, private copies of the root's tokens, after which the root is
+// released (a forked root is freed with its last leaf). On error everything,
+// the root included, is released.
+std::vector<kv::SegmentId> fork_leaves(Engine::Impl& engine, kv::SegmentId root, int n);
+
 // Converts the public sampling options to the sampler's parameters.
 sampling::SamplingParams to_sampling_params(const SamplingOptions& options);
 

@@ -49,16 +49,7 @@ std::vector<float> Engine::evaluate_forked(std::span<const int32_t> tokens, int 
   const size_t n_vocab = size_t(s.info.n_vocab);
   std::vector<float> logits(size_t(n_samples) * n_vocab);
   const kv::SegmentId root = prefill_root(s, prefix, std::span<float>(logits).first(n_vocab), false);
-  std::vector<kv::SegmentId> leaves;
-  try {
-    for (int i = 0; i < n_samples; ++i) leaves.push_back(shared ? s.cache.fork(root) : s.cache.copy_path(root));
-  } catch (...) {
-    for (kv::SegmentId leaf : leaves) s.cache.release(leaf);
-    if (!shared || leaves.empty()) s.cache.release(root);
-    throw;
-  }
-  // A forked root is freed with its last leaf; copies no longer need theirs.
-  if (!shared) s.cache.release(root);
+  const std::vector<kv::SegmentId> leaves = fork_leaves(s, root, n_samples);
   const std::vector<int32_t> last(size_t(n_samples), tokens.back());
   try {
     s.transformer.decode(s.cache, leaves, last, logits.data(), s.pool);

@@ -92,19 +92,19 @@ class GenerationRun {
     const kv::SegmentId root = prefill_root(e_, prompt_, logits_, false);
     out_.stats.prefill_seconds = now_seconds() - t_prefill;
 
-    const bool bifurcated = e_.options.attention == AttentionMode::bifurcated;
+    // fork_leaves releases what it made on error; every sample gets its live
+    // leaf before anything else can throw, so the destructor releases each once.
+    const std::vector<kv::SegmentId> leaves = fork_leaves(e_, root, n_samples_);
     samples_.resize(size_t(n_samples_));
+    for (int i = 0; i < n_samples_; ++i) samples_[size_t(i)].leaf = leaves[size_t(i)];
     for (int i = 0; i < n_samples_; ++i) {
       RunningSample& r = samples_[size_t(i)];
-      r.leaf = bifurcated ? e_.cache.fork(root) : e_.cache.copy_path(root);
       r.sampler.emplace(params_, uint64_t(i));
       r.detokenizer.emplace(*e_.tokenizer, /*continues_text=*/true);
       r.stop.emplace(request_.stop);
       r.history = prompt_;
       r.result.index = i;
     }
-    // A forked root is freed with its last leaf; copies no longer need theirs.
-    if (!bifurcated) e_.cache.release(root);
     out_.stats.kv_bytes_peak = e_.cache.bytes_in_use();
   }
 
