@@ -156,6 +156,10 @@ void dot_tile(const Q8_0Rows& w, const int64_t (&row_ids)[NR], const float* x, i
     for (int r = 0; r < NR; ++r) acc[b][r] = S::zero();
   const int64_t n_blocks = n_k / tensor::kQK8_0;
   for (int64_t j = 0; j < n_blocks; ++j, scales += kRowChunk) {
+    if constexpr (KMUL != 1) {  // as in the f32/f16 tile: the next tile's rows, a block ahead
+      for (int r = 0; r < NR; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + NR * w.stride + j), _MM_HINT_T0);
+    }
     for (int v = 0; v < kVectors; ++v) {
       typename S::V wv[NR];
       for (int r = 0; r < NR; ++r)
