@@ -70,14 +70,6 @@ std::vector<int32_t> prompt_tokens(const LogitsArgs& a, const Engine& engine) {
   return ids;
 }
 
-// log(sum(exp(row))) in double, shifted by the max so it cannot overflow.
-double log_sum_exp(std::span<const float> row) {
-  const double m = *std::max_element(row.begin(), row.end());
-  double sum = 0;
-  for (float x : row) sum += std::exp(double(x) - m);
-  return m + std::log(sum);
-}
-
 // Ids of the k largest logits, largest first; ties by smaller id.
 std::vector<int32_t> top_ids(std::span<const float> row, int k) {
   std::vector<int32_t> ids(row.size());

@@ -72,10 +72,7 @@ void score_window(Engine& engine, const std::vector<int32_t>& tokens, int32_t bo
   for (int64_t t = w.first_target; t < w.end; ++t) {
     // Row t - 1 - start holds the logits that predict token t.
     const float* row = logits.data() + size_t(t - 1 - w.start) * n_vocab;
-    const double m = *std::max_element(row, row + n_vocab);
-    double sum = 0;
-    for (size_t i = 0; i < n_vocab; ++i) sum += std::exp(double(row[i]) - m);
-    const double nll = m + std::log(sum) - double(row[size_t(tokens[size_t(t)])]);
+    const double nll = log_sum_exp(std::span<const float>(row, n_vocab)) - double(row[size_t(tokens[size_t(t)])]);
     w.nll_sum += nll;
     w.nll2_sum += nll * nll;
   }

@@ -1,6 +1,8 @@
 #include "cli/model_session.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -64,6 +66,13 @@ void write_token_piece(JsonWriter& j, const std::string& piece) {
   j.begin_array();
   for (char c : piece) j.value(int64_t(static_cast<unsigned char>(c)));
   j.end_array();
+}
+
+double log_sum_exp(std::span<const float> row) {
+  const double m = *std::max_element(row.begin(), row.end());
+  double sum = 0;
+  for (float x : row) sum += std::exp(double(x) - m);
+  return m + std::log(sum);
 }
 
 void print_model_banner(const ModelInfo& info) {

@@ -1,9 +1,11 @@
 // Input handling shared by the commands that run a model (generate, tokenize,
 // detokenize, logits, perplexity): the text to run (from a flag or a file,
-// exact bytes), token id lists, and the one-line model banner on stderr.
+// exact bytes), token id lists, the log-softmax normaliser of a logits row,
+// and the one-line model banner on stderr.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +30,10 @@ std::vector<int32_t> parse_token_ids(std::string_view text, std::string_view fla
 // as a string when they are valid UTF-8, else (a byte-fallback token, part of
 // a character) as an array of byte values, as llama.cpp's server does.
 void write_token_piece(JsonWriter& j, const std::string& piece);
+
+// log(sum(exp(row))) in double, shifted by the max so it cannot overflow:
+// the log-softmax normaliser of one row of logits.
+double log_sum_exp(std::span<const float> row);
 
 // "model: PATH (llama, 5 layers, dim 64, ...)" on stderr.
 void print_model_banner(const ModelInfo& info);
