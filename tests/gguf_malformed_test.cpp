@@ -2,12 +2,10 @@
 // bifurcate::Error naming the file and the specific problem — never a crash,
 // a huge allocation, or a read outside the mapping (this also runs under ASan).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <random>
 #include <string>
 #include <vector>

@@ -2,13 +2,10 @@
 // value type through the reader, tensor layout, a byte-identical rewrite of
 // real GGUF files, and the writer's own argument errors.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <string>
 #include <vector>
