@@ -180,7 +180,7 @@ kernels::AttentionShape shape_for(const Case& c) {
 
 TEST(KvAttention, BifurcatedAndReplicatedPlansMatchTheReference) {
   ThreadPool pool(2);
-  uint32_t seed = std::random_device{}();
+  const uint32_t seed = fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const Case& c : kCases) {
     SCOPED_TRACE(describe(c));
@@ -207,7 +207,7 @@ TEST(KvAttention, BifurcatedAndReplicatedPlansMatchTheReference) {
 
 TEST(KvAttention, ThreeLevelTreeMatchesTheReference) {
   ThreadPool pool(2);
-  uint32_t seed = std::random_device{}();
+  const uint32_t seed = fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const Case& c : kCases) {
     SCOPED_TRACE(describe(c));
@@ -228,7 +228,7 @@ TEST(KvAttention, ThreeLevelTreeMatchesTheReference) {
 
 TEST(KvAttention, CausalPrefillOverAViewMatchesTheReference) {
   ThreadPool pool(2);
-  uint32_t seed = std::random_device{}();
+  const uint32_t seed = fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const Case& c : kCases) {
     SCOPED_TRACE(describe(c));
