@@ -1,5 +1,7 @@
-// The engine flags shared by every command that runs a model (generate,
-// bench, logits, ...): declared once, parsed by each command's FlagParser.
+// The engine flags shared by the commands that run a model through Engine
+// (generate, logits, perplexity): declared once, parsed by each command's
+// FlagParser. `bench` drives the model directly and declares its own list
+// flags, but checks the shared ones with the parse_*_flag functions below.
 #pragma once
 
 #include <cstddef>
