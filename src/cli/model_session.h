@@ -1,5 +1,5 @@
-// Input handling shared by the commands that run a model (generate, tokenize,
-// detokenize, logits, perplexity): the text to run (from a flag or a file,
+// Input handling shared by the commands that read a model file (generate,
+// tokenize, detokenize, logits, perplexity): the text to run (from a flag or a file,
 // exact bytes), token id lists, the log-softmax normaliser of a logits row,
 // and the one-line model banner on stderr.
 #pragma once

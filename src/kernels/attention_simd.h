@@ -1,4 +1,5 @@
-// The few AVX2/FMA helpers the attention kernels need, kept in one place.
+// The few AVX2/FMA helpers the attention kernels need, kept in one place
+// (sampling's whole-vocabulary passes use them too: sampling/vocab_math.cpp).
 #pragma once
 
 #include <immintrin.h>
@@ -9,7 +10,7 @@ namespace bifurcate::kernels::simd {
 
 // exp(x) for 8 floats, Cephes expf polynomial after Cody-Waite range reduction
 // (about 1 ulp). Inputs below -87 (including -inf) give exactly 0, inputs above
-// 88.3 saturate; the attention kernels only pass x <= 0.
+// 88.3 saturate; every caller (attention, sampling) passes x <= 0.
 inline __m256 exp(__m256 x) {
   const __m256 lowest = _mm256_set1_ps(-87.0f);
   __m256 underflow = _mm256_cmp_ps(x, lowest, _CMP_LT_OQ);
