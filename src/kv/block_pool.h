@@ -29,8 +29,6 @@ class BlockPool {
   // Bytes one block occupies in the pool (block_bytes rounded up to kAlignment).
   std::size_t block_stride() const { return block_stride_; }
   std::size_t budget_bytes() const { return budget_bytes_; }
-  // Most blocks the budget admits.
-  std::size_t capacity_blocks() const { return capacity_blocks_; }
   std::size_t blocks_in_use() const { return blocks_in_use_; }
   std::size_t blocks_available() const { return capacity_blocks_ - blocks_in_use_; }
   std::size_t bytes_in_use() const { return blocks_in_use_ * block_stride_; }
@@ -50,7 +48,7 @@ class BlockPool {
 
   std::size_t block_stride_;
   std::size_t budget_bytes_;
-  std::size_t capacity_blocks_;
+  std::size_t capacity_blocks_;  // most blocks the budget admits
   std::size_t blocks_in_use_ = 0;
   std::size_t carved_blocks_ = 0;
   std::vector<std::unique_ptr<uint8_t, FreeSlab>> slabs_;

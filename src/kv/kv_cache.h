@@ -43,7 +43,6 @@ class KvCache {
   std::size_t budget_bytes() const { return pool_.budget_bytes(); }
   std::size_t bytes_in_use() const { return pool_.bytes_in_use(); }
   std::size_t bytes_reserved() const { return pool_.bytes_reserved(); }
-  std::size_t blocks_in_use() const { return pool_.blocks_in_use(); }
   // Pool bytes that `n_tokens` tokens of one segment occupy (whole blocks).
   std::size_t bytes_for_tokens(int64_t n_tokens) const;
 
