@@ -29,7 +29,6 @@ class BlockPool {
   // Bytes one block occupies in the pool (block_bytes rounded up to kAlignment).
   std::size_t block_stride() const { return block_stride_; }
   std::size_t budget_bytes() const { return budget_bytes_; }
-  std::size_t blocks_in_use() const { return blocks_in_use_; }
   std::size_t blocks_available() const { return capacity_blocks_ - blocks_in_use_; }
   std::size_t bytes_in_use() const { return blocks_in_use_ * block_stride_; }
   // Bytes taken from the OS so far (whole slabs).
