@@ -3,9 +3,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "bifurcate/engine.h"
 #include "cli/args.h"
@@ -98,17 +96,9 @@ Ranking parse_rank(const std::string& text) {
   throw UsageError(str("flag --rank: unknown ranking '", text, "' (expected mean, sum or none)"));
 }
 
-std::string read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(bool(in), "cannot read prompt file '", path, "'");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
 GenerationRequest make_request(const GenerateArgs& a) {
   GenerationRequest r;
-  r.prompt = a.prompt_file.empty() ? a.prompt : read_file_bytes(a.prompt_file);
+  r.prompt = a.prompt_file.empty() ? a.prompt : read_text_file(a.prompt_file);
   r.add_bos = !a.no_bos;
   r.n = int(a.n);
   r.best_of = int(a.best_of);
