@@ -30,7 +30,8 @@ struct Engine::Impl {
 
 // Refuses up front work whose KV cache could outgrow what the budget has free:
 // a root of `root_tokens` plus `n_leaves` leaves of up to `leaf_tokens` each,
-// in whole blocks. `what` names the work in the Error.
+// in whole blocks. `what` names the work: the Error reads "<what> need N bytes
+// (x GiB) of KV cache; the budget has M bytes (y GiB) free".
 void require_kv_budget(const kv::KvCache& cache, size_t root_tokens, size_t n_leaves, size_t leaf_tokens,
                        const std::string& what);
 
