@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "kernels/attention_simd.h"  // hsum, kAll16: shared with attention
+
 namespace bifurcate::kernels::simd {
 
 struct Avx2 {
@@ -25,20 +27,13 @@ struct Avx2 {
   }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static float hsum(V v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-  }
+  static float hsum(V v) { return simd::hsum(v); }
 };
 
 #ifdef __AVX512F__
-// The all-ones masked (maskz) intrinsics below are the plain instructions;
-// they avoid g++ 12's false "used uninitialized" errors in the unmasked
-// intrinsics (which start from _mm512_undefined_*).
-constexpr __mmask16 kAll16 = 0xFFFF;
-
+// The all-ones masked (maskz) intrinsics below (kAll16, from
+// attention_simd.h) are the plain instructions; they avoid g++ 12's false
+// "used uninitialized" errors in the unmasked intrinsics.
 struct Avx512 {
   using V = __m512;
   static constexpr int kLanes = 16;
