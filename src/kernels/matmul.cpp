@@ -70,13 +70,12 @@ void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, Thre
   const auto task = [&call](std::size_t t, int /*thread*/) {
     const int64_t r_begin = int64_t(t) * call.rows_per_task;
     const int64_t r_end = std::min(call.w.rows, r_begin + call.rows_per_task);
-    // Per-thread scratch (Q8_0 scales or the f32 panel), reused across calls.
-    thread_local AlignedBuffer<float> scratch;
     if (call.direct) {
-      detail::multiply_rows_direct(call.w, call.x, call.x8, call.batch, call.y, r_begin, r_end, call.avx512,
-                                   scratch);
+      detail::multiply_rows_direct(call.w, call.x, call.x8, call.batch, call.y, r_begin, r_end, call.avx512);
     } else {
-      detail::multiply_rows_packed(call.w, call.x, call.batch, call.y, r_begin, r_end, call.avx512, scratch);
+      // The packed path's f32 panel: per thread, reused across calls.
+      thread_local AlignedBuffer<float> panel;
+      detail::multiply_rows_packed(call.w, call.x, call.batch, call.y, r_begin, r_end, call.avx512, panel);
     }
   };
   // Below ~20 us of work, waking the other threads costs more than it saves

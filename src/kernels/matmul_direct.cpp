@@ -64,15 +64,14 @@ struct F16Rows {
   static float at(const uint16_t* p, int64_t k) { return f16_to_f32(p[k]); }
 };
 
-// Q8_0 rows of one chunk, with every block's scale already converted to f32
-// in a table shared by all batch groups: the inner loop is int8 -> f32 and a
-// multiply by a broadcast scale, no f16 conversion. The table is block-major
-// ([block][kRowChunk]) so one pointer reaches the scales of all rows of a
-// tile; its own loop (dot_tile below) walks whole blocks.
+// Q8_0 rows: each block's f16 scale is converted in the tile, once per block
+// and row, where the block is read anyway. (A per-chunk f32 scale table
+// gathered the scales column by column before the tiles ran: a strided pass
+// over DRAM that measured 43% of a B = 8 decode step.)
 struct Q8_0Rows {
   const tensor::BlockQ8_0* base;
-  int64_t stride;       // blocks between rows
-  const float* scales;  // scales[j * kRowChunk + r] = f32 of row r's block j
+  int64_t stride;  // blocks between rows
+  Q8_0Rows offset(int64_t r) const { return {base + r * stride, stride}; }
 };
 
 // Makes the compiler materialise v in a register. Without it g++ 12 folds the
@@ -86,10 +85,17 @@ inline void keep_in_register(V& v) {
 // The same rows from element k0 on (k0 a multiple of the block size).
 F32Rows skip_k(const F32Rows& w, int64_t k0) { return {w.base + k0, w.stride}; }
 F16Rows skip_k(const F16Rows& w, int64_t k0) { return {w.base + k0, w.stride}; }
-Q8_0Rows skip_k(const Q8_0Rows& w, int64_t k0) {
-  const int64_t j0 = k0 / tensor::kQK8_0;
-  return {w.base + j0, w.stride, w.scales + j0 * kRowChunk};
-}
+Q8_0Rows skip_k(const Q8_0Rows& w, int64_t k0) { return {w.base + k0 / tensor::kQK8_0, w.stride}; }
+
+// Software prefetch in a tile's k loop. The hardware prefetcher alone kept
+// too few lines in flight for the 3-8 row streams of a tile that reads its
+// weights from DRAM (docs/perf-notes.md M5, M6).
+enum class Prefetch {
+  none,       // the chunk is already in cache (a later batch group)
+  ahead,      // the first pass over a chunk: each row kPrefetchAhead bytes ahead
+  next_tile,  // 8-row tiles: the next tile's rows at the same k
+};
+constexpr int64_t kPrefetchAhead = 1024;
 
 // Rows per register tile for MB batch rows: MB*NR accumulators plus the live
 // weight vectors fit the register file. Every value divides kRowChunk.
@@ -103,7 +109,7 @@ constexpr int tile_rows(int mb) {
 // X(b, k) = x[b*ldx + k*KMUL + ...]: KMUL = 1 is plain row-major x; KMUL = MB
 // is the interleaved copy (pack_x_groups: ldx = kLanes, a vector of each
 // batch row per kLanes of k, so the MB loads of one k step are contiguous).
-template <class S, int MB, int NR, int KMUL = 1, class Rows>
+template <class S, int MB, int NR, int KMUL, Prefetch P, class Rows>
 void dot_tile(const Rows& w, const int64_t (&row_ids)[NR], const float* x, int64_t ldx, int64_t n_k,
               float (&out)[MB][NR]) {
   decltype(w.row(0)) rows[NR];
@@ -115,11 +121,14 @@ void dot_tile(const Rows& w, const int64_t (&row_ids)[NR], const float* x, int64
   for (; k + S::kLanes <= n_k; k += S::kLanes) {
     typename S::V wv[NR];
     for (int r = 0; r < NR; ++r) wv[r] = Rows::template load<S>(rows[r], k);
-    if constexpr (KMUL != 1) {
-      // The 8-row tile reads each weight once per 8 batch rows, so its 3 row
-      // streams come from DRAM: fetch the next tile's rows (NR further) ahead.
+    if constexpr (P == Prefetch::next_tile) {
       for (int r = 0; r < NR; ++r)
         _mm_prefetch(reinterpret_cast<const char*>(rows[r] + NR * w.stride + k), _MM_HINT_T0);
+    } else if constexpr (P == Prefetch::ahead) {
+      constexpr int64_t kElements = kPrefetchAhead / int64_t(sizeof(*rows[0]));
+      if (k % (64 / int64_t(sizeof(*rows[0]))) == 0)  // once per cache line
+        for (int r = 0; r < NR; ++r)
+          _mm_prefetch(reinterpret_cast<const char*>(rows[r] + k + kElements), _MM_HINT_T0);
     }
     for (int b = 0; b < MB; ++b) {
       typename S::V xv = S::load(x + b * ldx + k * KMUL);
@@ -141,29 +150,30 @@ void dot_tile(const Rows& w, const int64_t (&row_ids)[NR], const float* x, int64
 
 // The same product for Q8_0, block by block: per block the 8-bit values of
 // each row become f32 and are scaled by that row's block scale.
-template <class S, int MB, int NR, int KMUL = 1>
+template <class S, int MB, int NR, int KMUL, Prefetch P>
 void dot_tile(const Q8_0Rows& w, const int64_t (&row_ids)[NR], const float* x, int64_t ldx, int64_t n_k,
               float (&out)[MB][NR]) {
   constexpr int kVectors = tensor::kQK8_0 / S::kLanes;
   const tensor::BlockQ8_0* rows[NR];
   for (int r = 0; r < NR; ++r) rows[r] = w.base + row_ids[r] * w.stride;
-  // Tile rows are consecutive from row_ids[0] (a tile never crosses its
-  // chunk); rows clamped past a short chunk's end read zero scales, and their
-  // sums are discarded.
-  const float* scales = w.scales + row_ids[0];
   typename S::V acc[MB][NR];
   for (int b = 0; b < MB; ++b)
     for (int r = 0; r < NR; ++r) acc[b][r] = S::zero();
   const int64_t n_blocks = n_k / tensor::kQK8_0;
-  for (int64_t j = 0; j < n_blocks; ++j, scales += kRowChunk) {
-    if constexpr (KMUL != 1) {  // as in the f32/f16 tile: the next tile's rows, a block ahead
+  for (int64_t j = 0; j < n_blocks; ++j) {
+    if constexpr (P == Prefetch::next_tile) {
       for (int r = 0; r < NR; ++r)
         _mm_prefetch(reinterpret_cast<const char*>(rows[r] + NR * w.stride + j), _MM_HINT_T0);
+    } else if constexpr (P == Prefetch::ahead) {
+      constexpr int64_t kBlocks = kPrefetchAhead / int64_t(sizeof(tensor::BlockQ8_0));
+      for (int r = 0; r < NR; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + j + kBlocks), _MM_HINT_T0);
     }
+    typename S::V scale[NR];
+    for (int r = 0; r < NR; ++r) scale[r] = S::set1(f16_to_f32(rows[r][j].d));
     for (int v = 0; v < kVectors; ++v) {
       typename S::V wv[NR];
-      for (int r = 0; r < NR; ++r)
-        wv[r] = S::mul(S::load_i8(rows[r][j].qs + v * S::kLanes), S::set1(scales[r]));
+      for (int r = 0; r < NR; ++r) wv[r] = S::mul(S::load_i8(rows[r][j].qs + v * S::kLanes), scale[r]);
       const float* xk = x + (j * tensor::kQK8_0 + v * S::kLanes) * KMUL;
       for (int b = 0; b < MB; ++b) {
         typename S::V xv = S::load(xk + b * ldx);
@@ -189,9 +199,10 @@ struct TileJob {
   // (pack_x_groups layout) for the 8-row tiles, or null.
   const float* x8;
   int64_t n_groups8;
+  bool weights_in_dram;  // mapped weights (prefetch them), not a panel in cache
 };
 
-template <class S, int MB, class Rows, int KMUL = 1>
+template <class S, int MB, class Rows, int KMUL = 1, Prefetch P = Prefetch::none>
 void run_tiles_mb(const Rows& w, const TileJob& job) {
   constexpr int NR = KMUL == 1 ? tile_rows<S>(MB) : kRowsPer8Tile;
   for (int64_t r0 = 0; r0 < job.n_rows; r0 += NR) {
@@ -199,13 +210,23 @@ void run_tiles_mb(const Rows& w, const TileJob& job) {
     int64_t ids[NR];
     for (int r = 0; r < NR; ++r) ids[r] = std::min(r0 + r, job.n_rows - 1);
     float out[MB][NR];
-    dot_tile<S, MB, NR, KMUL>(w, ids, job.x, job.ldx, job.n_k, out);
+    dot_tile<S, MB, NR, KMUL, P>(w, ids, job.x, job.ldx, job.n_k, out);
     const int valid = int(std::min<int64_t>(NR, job.n_rows - r0));
     for (int b = 0; b < MB; ++b) {
       float* yb = job.y + b * job.ldy + r0;
       for (int r = 0; r < valid; ++r) yb[r] = job.accumulate ? yb[r] + out[b][r] : out[b][r];
     }
   }
+}
+
+// MB batch rows of plain x against one chunk; the first group to pass over a
+// chunk of mapped weights reads it from DRAM and prefetches ahead.
+template <class S, int MB, class Rows>
+void run_group(const Rows& chunk, const TileJob& job, bool first_pass) {
+  if (first_pass)
+    run_tiles_mb<S, MB, Rows, 1, Prefetch::ahead>(chunk, job);
+  else
+    run_tiles_mb<S, MB, Rows, 1, Prefetch::none>(chunk, job);
 }
 
 // All batch rows against all rows of one chunk: first the groups of 8 that
@@ -220,43 +241,43 @@ void run_chunk(const Rows& chunk, const TileJob& job, int64_t batch) {
       part.x = job.x8 + g * 8 * job.ldx;  // direct path: ldx is the full row length
       part.ldx = S::kLanes;
       part.y = job.y + b0 * job.ldy;
-      run_tiles_mb<S, 8, Rows, 8>(chunk, part);
+      run_tiles_mb<S, 8, Rows, 8, Prefetch::next_tile>(chunk, part);
     }
   }
   for (; b0 < batch; b0 += 4) {
     TileJob part = job;
     part.x = job.x + b0 * job.ldx;
     part.y = job.y + b0 * job.ldy;
+    const bool first_pass = b0 == 0 && job.weights_in_dram;
     switch (std::min<int64_t>(4, batch - b0)) {
       case 1:
-        run_tiles_mb<S, 1>(chunk, part);
+        run_group<S, 1>(chunk, part, first_pass);
         break;
       case 2:
-        run_tiles_mb<S, 2>(chunk, part);
+        run_group<S, 2>(chunk, part, first_pass);
         break;
       case 3:
-        run_tiles_mb<S, 3>(chunk, part);
+        run_group<S, 3>(chunk, part, first_pass);
         break;
       default:
-        run_tiles_mb<S, 4>(chunk, part);
+        run_group<S, 4>(chunk, part, first_pass);
         break;
     }
   }
 }
 
-// Rows [r_begin, r_end) chunk by chunk; `make_rows(r0, n)` gives the decoder
-// for rows r0..r0+n (and may fill per-chunk tables such as Q8_0 scales).
+// All rows of `w` (a row decoder; job.n_rows of them) chunk by chunk.
 // With the 8-row tiles each chunk is also cut into K-blocks so that a batch
 // group's slice of x (8 rows x kKBlock floats = 32 KiB) stays in L1 while the
 // chunk's tiles pass over it; tiles add their partial sums to y.
-template <class S, class MakeRows>
-void run_rows(const TileJob& job, int64_t batch, MakeRows make_rows) {
+template <class S, class Rows>
+void run_rows(const TileJob& job, int64_t batch, const Rows& w) {
   const int64_t k_block = job.n_groups8 > 0 ? kKBlock : job.n_k;
   for (int64_t r0 = 0; r0 < job.n_rows; r0 += kRowChunk) {
     TileJob part = job;
     part.y = job.y + r0;
     part.n_rows = std::min(kRowChunk, job.n_rows - r0);
-    const auto rows = make_rows(r0, part.n_rows);
+    const Rows rows = w.offset(r0);
     for (int64_t k0 = 0; k0 < job.n_k; k0 += k_block) {
       TileJob block = part;
       block.x = job.x + k0;
@@ -270,34 +291,25 @@ void run_rows(const TileJob& job, int64_t batch, MakeRows make_rows) {
 
 template <class S>
 void multiply_rows_direct_isa(const WeightMatrix& w, const float* x, const PackedX& x8, int64_t batch,
-                              float* y, int64_t r_begin, int64_t r_end, AlignedBuffer<float>& scratch) {
-  const TileJob job{x, w.cols, w.cols, y + r_begin, w.rows, r_end - r_begin, false, x8.data, x8.n_groups};
+                              float* y, int64_t r_begin, int64_t r_end) {
+  const TileJob job{x,     w.cols,  w.cols,      y + r_begin, w.rows, r_end - r_begin,
+                    false, x8.data, x8.n_groups, true};
   const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
   const uint8_t* first = static_cast<const uint8_t*>(w.data) + r_begin * row_bytes;
   switch (w.type) {
     case GgmlType::F32: {
       const F32Rows rows{reinterpret_cast<const float*>(first), w.cols};
-      run_rows<S>(job, batch, [&](int64_t r0, int64_t) { return rows.offset(r0); });
+      run_rows<S>(job, batch, rows);
       break;
     }
     case GgmlType::F16: {
       const F16Rows rows{reinterpret_cast<const uint16_t*>(first), w.cols};
-      run_rows<S>(job, batch, [&](int64_t r0, int64_t) { return rows.offset(r0); });
+      run_rows<S>(job, batch, rows);
       break;
     }
     case GgmlType::Q8_0: {
-      const auto* blocks = reinterpret_cast<const tensor::BlockQ8_0*>(first);
-      const int64_t n_blocks = w.cols / tensor::kQK8_0;
-      scratch.resize(size_t(kRowChunk * n_blocks));
-      run_rows<S>(job, batch, [&](int64_t r0, int64_t n) {
-        const tensor::BlockQ8_0* chunk = blocks + r0 * n_blocks;
-        for (int64_t j = 0; j < n_blocks; ++j) {
-          float* column = scratch.data() + j * kRowChunk;
-          for (int64_t r = 0; r < n; ++r) column[r] = f16_to_f32(chunk[r * n_blocks + j].d);
-          std::fill(column + n, column + kRowChunk, 0.0f);  // tiles of a short chunk read past its end
-        }
-        return Q8_0Rows{chunk, n_blocks, scratch.data()};
-      });
+      const Q8_0Rows rows{reinterpret_cast<const tensor::BlockQ8_0*>(first), w.cols / tensor::kQK8_0};
+      run_rows<S>(job, batch, rows);
       break;
     }
     default:
@@ -312,24 +324,23 @@ bool has_direct_path(GgmlType type) {
 }
 
 void multiply_panel_direct(const PanelProduct& p, bool avx512) {
-  const TileJob job{p.x, p.ldx, p.n_k, p.y, p.ldy, p.n_rows, p.accumulate, nullptr, 0};
+  const TileJob job{p.x, p.ldx, p.n_k, p.y, p.ldy, p.n_rows, p.accumulate, nullptr, 0, false};
   const F32Rows rows{p.panel, p.ld_panel};
 #ifdef __AVX512F__
-  if (avx512)
-    return run_rows<simd::Avx512>(job, p.batch, [&](int64_t r0, int64_t) { return rows.offset(r0); });
+  if (avx512) return run_rows<simd::Avx512>(job, p.batch, rows);
 #endif
   (void)avx512;
-  run_rows<simd::Avx2>(job, p.batch, [&](int64_t r0, int64_t) { return rows.offset(r0); });
+  run_rows<simd::Avx2>(job, p.batch, rows);
 }
 
 void multiply_rows_direct(const WeightMatrix& w, const float* x, const PackedX& x8, int64_t batch, float* y,
-                          int64_t r_begin, int64_t r_end, bool avx512, AlignedBuffer<float>& scratch) {
+                          int64_t r_begin, int64_t r_end, bool avx512) {
 #ifdef __AVX512F__
-  if (avx512) return multiply_rows_direct_isa<simd::Avx512>(w, x, x8, batch, y, r_begin, r_end, scratch);
+  if (avx512) return multiply_rows_direct_isa<simd::Avx512>(w, x, x8, batch, y, r_begin, r_end);
 #endif
   (void)avx512;
   require(x8.n_groups == 0, "matmul: interleaved x is only for the AVX-512 kernels");
-  multiply_rows_direct_isa<simd::Avx2>(w, x, PackedX{}, batch, y, r_begin, r_end, scratch);
+  multiply_rows_direct_isa<simd::Avx2>(w, x, PackedX{}, batch, y, r_begin, r_end);
 }
 
 PackedX pack_x_groups(const float* x, int64_t batch, int64_t cols, bool avx512,

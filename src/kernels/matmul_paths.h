@@ -31,10 +31,9 @@ struct PackedX {
 PackedX pack_x_groups(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer);
 
 // x[batch, w.cols] row-major; y[batch, w.rows] row-major; x8 is
-// pack_x_groups(x, ...) or {}. `scratch` is the calling thread's reusable
-// buffer (Q8_0 block scales).
+// pack_x_groups(x, ...) or {}.
 void multiply_rows_direct(const WeightMatrix& w, const float* x, const PackedX& x8, int64_t batch, float* y,
-                          int64_t r_begin, int64_t r_end, bool avx512, AlignedBuffer<float>& scratch);
+                          int64_t r_begin, int64_t r_end, bool avx512);
 
 // y[b, r] (+)= x[b, 0..n_k) · panel[r, 0..n_k) with the direct path's
 // dot-product tiles (the packed path's kernel).
