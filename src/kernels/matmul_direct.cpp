@@ -71,7 +71,8 @@ struct F16Rows {
 struct Q8_0Rows {
   const tensor::BlockQ8_0* base;
   int64_t stride;  // blocks between rows
-  Q8_0Rows offset(int64_t r) const { return {base + r * stride, stride}; }
+  const tensor::BlockQ8_0* row(int64_t r) const { return base + r * stride; }
+  Q8_0Rows offset(int64_t r) const { return {row(r), stride}; }
 };
 
 // Makes the compiler materialise v in a register. Without it g++ 12 folds the
@@ -87,6 +88,13 @@ F32Rows skip_k(const F32Rows& w, int64_t k0) { return {w.base + k0, w.stride}; }
 F16Rows skip_k(const F16Rows& w, int64_t k0) { return {w.base + k0, w.stride}; }
 Q8_0Rows skip_k(const Q8_0Rows& w, int64_t k0) { return {w.base + k0 / tensor::kQK8_0, w.stride}; }
 
+// Row r from element k on (k a multiple of the block size; may be negative).
+const float* row_at(const F32Rows& w, int64_t r, int64_t k) { return w.row(r) + k; }
+const uint16_t* row_at(const F16Rows& w, int64_t r, int64_t k) { return w.row(r) + k; }
+const tensor::BlockQ8_0* row_at(const Q8_0Rows& w, int64_t r, int64_t k) {
+  return w.row(r) + k / tensor::kQK8_0;
+}
+
 // Software prefetch in a tile's k loop. The hardware prefetcher alone kept
 // too few lines in flight for the 3-8 row streams of a tile that reads its
 // weights from DRAM (docs/perf-notes.md M5, M6).
@@ -96,6 +104,14 @@ enum class Prefetch {
   next_tile,  // 8-row tiles: the next tile's rows at the same k
 };
 constexpr int64_t kPrefetchAhead = 1024;
+
+// Where the tile that runs after this one reads (Prefetch::next_tile): its
+// first row and its first element relative to this tile's (negative when it
+// is the next chunk's first K-block).
+struct NextTile {
+  int64_t row;
+  int64_t k;
+};
 
 // Rows per register tile for MB batch rows: MB*NR accumulators plus the live
 // weight vectors fit the register file. Every value divides kRowChunk.
@@ -110,10 +126,11 @@ constexpr int tile_rows(int mb) {
 // is the interleaved copy (pack_x_groups: ldx = kLanes, a vector of each
 // batch row per kLanes of k, so the MB loads of one k step are contiguous).
 template <class S, int MB, int NR, int KMUL, Prefetch P, class Rows>
-void dot_tile(const Rows& w, const int64_t (&row_ids)[NR], const float* x, int64_t ldx, int64_t n_k,
-              float (&out)[MB][NR]) {
-  decltype(w.row(0)) rows[NR];
+void dot_tile(const Rows& w, const int64_t (&row_ids)[NR], const NextTile& next, const float* x, int64_t ldx,
+              int64_t n_k, float (&out)[MB][NR]) {
+  decltype(w.row(0)) rows[NR], ahead[NR];
   for (int r = 0; r < NR; ++r) rows[r] = w.row(row_ids[r]);
+  for (int r = 0; r < NR; ++r) ahead[r] = row_at(w, next.row + r, next.k);
   typename S::V acc[MB][NR];
   for (int b = 0; b < MB; ++b)
     for (int r = 0; r < NR; ++r) acc[b][r] = S::zero();
@@ -122,8 +139,7 @@ void dot_tile(const Rows& w, const int64_t (&row_ids)[NR], const float* x, int64
     typename S::V wv[NR];
     for (int r = 0; r < NR; ++r) wv[r] = Rows::template load<S>(rows[r], k);
     if constexpr (P == Prefetch::next_tile) {
-      for (int r = 0; r < NR; ++r)
-        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + NR * w.stride + k), _MM_HINT_T0);
+      for (int r = 0; r < NR; ++r) _mm_prefetch(reinterpret_cast<const char*>(ahead[r] + k), _MM_HINT_T0);
     } else if constexpr (P == Prefetch::ahead) {
       constexpr int64_t kElements = kPrefetchAhead / int64_t(sizeof(*rows[0]));
       if (k % (64 / int64_t(sizeof(*rows[0]))) == 0)  // once per cache line
@@ -151,19 +167,19 @@ void dot_tile(const Rows& w, const int64_t (&row_ids)[NR], const float* x, int64
 // The same product for Q8_0, block by block: per block the 8-bit values of
 // each row become f32 and are scaled by that row's block scale.
 template <class S, int MB, int NR, int KMUL, Prefetch P>
-void dot_tile(const Q8_0Rows& w, const int64_t (&row_ids)[NR], const float* x, int64_t ldx, int64_t n_k,
-              float (&out)[MB][NR]) {
+void dot_tile(const Q8_0Rows& w, const int64_t (&row_ids)[NR], const NextTile& next, const float* x,
+              int64_t ldx, int64_t n_k, float (&out)[MB][NR]) {
   constexpr int kVectors = tensor::kQK8_0 / S::kLanes;
-  const tensor::BlockQ8_0* rows[NR];
-  for (int r = 0; r < NR; ++r) rows[r] = w.base + row_ids[r] * w.stride;
+  const tensor::BlockQ8_0 *rows[NR], *ahead[NR];
+  for (int r = 0; r < NR; ++r) rows[r] = w.row(row_ids[r]);
+  for (int r = 0; r < NR; ++r) ahead[r] = row_at(w, next.row + r, next.k);
   typename S::V acc[MB][NR];
   for (int b = 0; b < MB; ++b)
     for (int r = 0; r < NR; ++r) acc[b][r] = S::zero();
   const int64_t n_blocks = n_k / tensor::kQK8_0;
   for (int64_t j = 0; j < n_blocks; ++j) {
     if constexpr (P == Prefetch::next_tile) {
-      for (int r = 0; r < NR; ++r)
-        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + NR * w.stride + j), _MM_HINT_T0);
+      for (int r = 0; r < NR; ++r) _mm_prefetch(reinterpret_cast<const char*>(ahead[r] + j), _MM_HINT_T0);
     } else if constexpr (P == Prefetch::ahead) {
       constexpr int64_t kBlocks = kPrefetchAhead / int64_t(sizeof(tensor::BlockQ8_0));
       for (int r = 0; r < NR; ++r)
@@ -200,6 +216,7 @@ struct TileJob {
   const float* x8;
   int64_t n_groups8;
   bool weights_in_dram;  // mapped weights (prefetch them), not a panel in cache
+  NextTile after_last;   // where the tile after the job's last one reads
 };
 
 template <class S, int MB, class Rows, int KMUL = 1, Prefetch P = Prefetch::none>
@@ -210,7 +227,8 @@ void run_tiles_mb(const Rows& w, const TileJob& job) {
     int64_t ids[NR];
     for (int r = 0; r < NR; ++r) ids[r] = std::min(r0 + r, job.n_rows - 1);
     float out[MB][NR];
-    dot_tile<S, MB, NR, KMUL, P>(w, ids, job.x, job.ldx, job.n_k, out);
+    const NextTile next = r0 + NR < job.n_rows ? NextTile{r0 + NR, 0} : job.after_last;
+    dot_tile<S, MB, NR, KMUL, P>(w, ids, next, job.x, job.ldx, job.n_k, out);
     const int valid = int(std::min<int64_t>(NR, job.n_rows - r0));
     for (int b = 0; b < MB; ++b) {
       float* yb = job.y + b * job.ldy + r0;
@@ -284,6 +302,9 @@ void run_rows(const TileJob& job, int64_t batch, const Rows& w) {
       block.x8 = job.x8 ? job.x8 + k0 * 8 : nullptr;  // interleaved: 8 floats per k
       block.n_k = std::min(k_block, job.n_k - k0);
       block.accumulate = job.accumulate || k0 > 0;
+      // After the chunk's last tile come its first rows in the next K-block,
+      // or after the last K-block the next chunk from k = 0.
+      block.after_last = k0 + k_block < job.n_k ? NextTile{0, block.n_k} : NextTile{part.n_rows, -k0};
       run_chunk<S>(skip_k(rows, k0), block, batch);
     }
   }
@@ -293,7 +314,7 @@ template <class S>
 void multiply_rows_direct_isa(const WeightMatrix& w, const float* x, const PackedX& x8, int64_t batch,
                               float* y, int64_t r_begin, int64_t r_end) {
   const TileJob job{x,     w.cols,  w.cols,      y + r_begin, w.rows, r_end - r_begin,
-                    false, x8.data, x8.n_groups, true};
+                    false, x8.data, x8.n_groups, true,        {}};
   const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
   const uint8_t* first = static_cast<const uint8_t*>(w.data) + r_begin * row_bytes;
   switch (w.type) {
@@ -324,7 +345,7 @@ bool has_direct_path(GgmlType type) {
 }
 
 void multiply_panel_direct(const PanelProduct& p, bool avx512) {
-  const TileJob job{p.x, p.ldx, p.n_k, p.y, p.ldy, p.n_rows, p.accumulate, nullptr, 0, false};
+  const TileJob job{p.x, p.ldx, p.n_k, p.y, p.ldy, p.n_rows, p.accumulate, nullptr, 0, false, {}};
   const F32Rows rows{p.panel, p.ld_panel};
 #ifdef __AVX512F__
   if (avx512) return run_rows<simd::Avx512>(job, p.batch, rows);
