@@ -22,6 +22,7 @@
 #include "cli/bench_sweep.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli_support.h"
 #include "gguf/gguf_file.h"
 #include "model/model.h"
 #include "model/model_shapes.h"
@@ -223,17 +224,23 @@ TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
   BenchReport report;
   report.counts = ModelCounts{2, 4, 2, 16, 1e6, 5e5};
   report.ceilings = MachineCeilings{1e9, 1e10};
-  report.rows = {measured_row(100, 4, AttentionMode::bifurcated, 10), measured_row(100, 4, AttentionMode::replicated, 30)};
+  report.rows = {measured_row(100, 4, AttentionMode::bifurcated, 10), measured_row(100, 4, AttentionMode::replicated, 30),
+                 measured_row(100, 8, AttentionMode::bifurcated, 10)};
   report.rows[1].skipped = true;
+  // Row 3: a preempted step pulled the mean up (10 ms) above the median (8 ms),
+  // and its own bandwidth probe found 2 GB/s instead of the sweep's 1 GB/s.
+  report.rows[2].step_median_seconds = 8e-3;
+  report.rows[2].read_bytes_per_second = 2e9;
   compute_roofline(report, 2);
   std::ostringstream out;
   write_csv(out, report);
   const std::vector<std::string> lines = split(out.str(), '\n');
-  ASSERT_EQ(lines.size(), 4u);  // header, 2 rows, trailing empty
+  ASSERT_EQ(lines.size(), 5u);  // header, 3 rows, trailing empty
   const std::vector<std::string> header = split(lines[0], ',');
   for (const char* column : {"mode", "pp", "tg", "b", "n_kv", "t_pp", "s_pp", "t_tg", "s_tg", "t", "s",
                              "step_ms_mean", "step_ms_median", "attention_share", "kv_bytes", "peak_rss_bytes",
-                             "weights_bytes", "attention_bytes", "floor_ms", "measured_over_floor"}) {
+                             "weights_bytes", "attention_bytes", "floor_ms", "measured_over_floor", "rounds",
+                             "timed_steps", "step_ms_min", "step_ms_max", "read_gb_per_s", "bw_scope"}) {
     EXPECT_NE(std::find(header.begin(), header.end(), column), header.end()) << column;
   }
   EXPECT_EQ(header, csv_columns());
@@ -251,11 +258,27 @@ TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
   // attention 256 B * (100 + 4*5.5) / 1e9 = 0.031232 ms (vs 4*2*4*4*16*105.5 / 1e10).
   EXPECT_NEAR(std::stod(field(1, "floor_ms")), 1.0 + 256.0 * 122 / 1e6, 1e-9);
   EXPECT_NEAR(std::stod(field(1, "measured_over_floor")), 10.0 / (1.0 + 256.0 * 122 / 1e6), 1e-6);
+  EXPECT_EQ(std::stod(field(1, "read_gb_per_s")), 1.0);
+  EXPECT_EQ(field(1, "bw_scope"), "sweep");
+  EXPECT_EQ(field(1, "timed_steps"), "8");
+  // Row 3 (B=8, m_d = 5.5): weights max(1e6 B / 2e9 B/s, 8e6 FLOP / 1e10) = 0.8 ms (FLOP-bound now);
+  // attention max(256 B * (100 + 8*5.5) / 2e9 = 0.018432 ms, 4*2*8*4*16*105.5 FLOP / 1e10 = 0.0432128 ms).
+  const double floor3 = 0.8 + 4.0 * 2 * 8 * 4 * 16 * 105.5 / 1e7;
+  EXPECT_NEAR(std::stod(field(3, "floor_ms")), floor3, 1e-9);
+  EXPECT_EQ(std::stod(field(3, "read_gb_per_s")), 2.0);
+  EXPECT_EQ(field(3, "bw_scope"), "row");
+  EXPECT_NEAR(std::stod(field(3, "measured_over_floor")), 8.0 / floor3, 1e-6);  // the median, not the 10 ms mean
 
   std::ostringstream json;
   write_json(json, report);
-  EXPECT_EQ(count(json.str(), "\"step_ms_mean\""), 2u);
+  EXPECT_EQ(count(json.str(), "\"step_ms_mean\""), 3u);
   EXPECT_NE(json.str().find("\"read_bytes_per_second\""), std::string::npos);
+
+  std::ostringstream table;
+  print_rows_table(table, report);
+  // Row 3: 2 GB/s, floor 0.843 ms, x floor 8 / 0.8432128 = 9.49.
+  EXPECT_NE(table.str().find("| BW GB/s | floor ms | x floor |"), std::string::npos) << table.str();
+  EXPECT_NE(table.str().find("|     2.0 |      0.8 |    9.49 |"), std::string::npos) << table.str();
 }
 
 TEST(BenchReport, SpeedupIsReplicatedOverBifurcatedStepLatency) {
@@ -263,11 +286,13 @@ TEST(BenchReport, SpeedupIsReplicatedOverBifurcatedStepLatency) {
   report.rows = {measured_row(100, 1, AttentionMode::bifurcated, 10), measured_row(100, 2, AttentionMode::bifurcated, 10),
                  measured_row(100, 1, AttentionMode::replicated, 15), measured_row(100, 2, AttentionMode::replicated, 40)};
   report.rows[3].skipped = true;
+  report.rows[2].step_mean_seconds = 60e-3;  // one preempted step: the mean moves, the median (15 ms) does not
   EXPECT_DOUBLE_EQ(*find_speedup(report.rows, 100, 1), 1.5);
   EXPECT_FALSE(find_speedup(report.rows, 100, 2).has_value());
   std::ostringstream out;
   print_speedup_table(out, report);
   EXPECT_NE(out.str().find("1.50x"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("median decode-step latency"), std::string::npos) << out.str();
   EXPECT_NE(out.str().find("skipped"), std::string::npos) << out.str();
 }
 
@@ -323,6 +348,78 @@ TEST_F(BenchTest, TinySweepRunsEveryRowInOrderWithMeasuredFigures) {
   }
   // The 70-token prompt continues the 40-token one: T_PP(70) includes T_PP(40).
   EXPECT_GT(rows[4].prefill_seconds, rows[0].prefill_seconds);
+}
+
+TEST(BenchSweep, PoolTimedStepsUsesEveryStepOfEveryRound) {
+  BenchRow row;
+  row.ntg = 3;
+  row.rounds = 2;
+  row.samples = 1;
+  // Two rounds of 3 steps; one preempted step (100 ms) in the second round.
+  pool_timed_steps({0.005, 0.001, 0.003, 0.100, 0.002, 0.004}, row);
+  EXPECT_NEAR(row.decode_seconds, 0.115 / 2, 1e-15);        // one round's T_TG on average
+  EXPECT_NEAR(row.step_mean_seconds, 0.115 / 6, 1e-15);
+  EXPECT_NEAR(row.step_median_seconds, (0.003 + 0.004) / 2, 1e-15);  // sorted: 1 2 3 4 5 100
+  EXPECT_DOUBLE_EQ(row.step_min_seconds, 0.001);
+  EXPECT_DOUBLE_EQ(row.step_max_seconds, 0.100);
+  EXPECT_NEAR(row.s_tg(), 1.0 * 3 / (0.115 / 2), 1e-9);
+  row.rounds = 1;
+  pool_timed_steps({0.002, 0.009, 0.001}, row);  // odd count: the middle one
+  EXPECT_DOUBLE_EQ(row.step_median_seconds, 0.002);
+  EXPECT_THROW(pool_timed_steps({}, row), Error);
+}
+
+// --repeat: each row runs N rounds of fresh sequences, a warm-up and ntg
+// timed steps; the probe hook runs once before each row that runs.
+TEST_F(BenchTest, RepeatedRowsRunEveryRoundAndProbeOncePerRow) {
+  const auto loaded = model::Model::load(model_path());
+  ThreadPool pool(2);
+  SweepConfig config = tiny_sweep();
+  config.contexts = {40};
+  config.repeat = 3;
+  std::vector<std::string> lines;
+  int probes = 0;
+  SweepHooks hooks;
+  hooks.progress = [&](std::string_view line) { lines.emplace_back(line); };
+  hooks.probe_bandwidth = [&] { return 1e9 * ++probes; };
+  const std::vector<BenchRow> rows = run_sweep(*loaded, config, pool, hooks);
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(probes, 4);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const BenchRow& r = rows[i];
+    SCOPED_TRACE(i);
+    EXPECT_EQ(r.rounds, 3);
+    EXPECT_EQ(r.timed_steps(), 9);
+    EXPECT_EQ(r.read_bytes_per_second, 1e9 * double(i + 1));  // the probe right before this row
+    // Timed steps seen in the progress lines: rounds 1..3, steps 1..3 each.
+    const std::string name = str("row PP=40 B=", r.samples, " ", mode_name(r.mode), ": round ");
+    int timed = 0;
+    for (int round = 1; round <= 3; ++round) {
+      for (int step = 1; step <= 3; ++step) {
+        timed += int(std::count(lines.begin(), lines.end(), str(name, round, "/3, step ", step, "/3")));
+      }
+    }
+    EXPECT_EQ(timed, 9);
+    EXPECT_EQ(std::count(lines.begin(), lines.end(), str(name, "4/3, step 1/3")), 0);
+    EXPECT_NEAR(r.decode_seconds, 3 * r.step_mean_seconds, 1e-12);  // T_TG: one round of 3 steps
+    EXPECT_LE(r.step_min_seconds, r.step_median_seconds);
+    EXPECT_LE(r.step_median_seconds, r.step_max_seconds);
+    EXPECT_LT(r.step_min_seconds, r.step_max_seconds);  // 9 wall-clock timings are never all equal
+    EXPECT_GT(r.attention_share, 0);
+    EXPECT_LT(r.attention_share, 1);
+    // The rounds are identical in memory: what one round of 1 + 3 tokens per sequence holds.
+    const std::size_t kv = r.mode == AttentionMode::bifurcated
+                               ? (blocks(40) + std::size_t(r.samples) * blocks(4)) * kTinyBlockBytes
+                               : std::size_t(r.samples) * blocks(40 + 4) * kTinyBlockBytes;
+    EXPECT_EQ(r.kv_bytes, kv);
+  }
+  config.repeat = 0;
+  try {
+    run_sweep(*loaded, config, pool, {});
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--repeat"), std::string::npos) << e.what();
+  }
 }
 
 // The incremental prefill (40 then 30 more tokens) leaves exactly the K/V a
@@ -443,6 +540,17 @@ TEST_F(BenchTest, CommandWritesTableCsvJsonAndPlot) {
   EXPECT_NE(out.find("plot written to " + svg), std::string::npos);
   EXPECT_EQ(split(read_text(csv), '\n').size(), 10u);  // header + 8 rows + trailing empty
   EXPECT_EQ(count(read_text(json), "\"mode\""), 8u);
+  // --no-roofline: no bandwidth probe, no floor; one round of 2 steps.
+  const cli_test::Json doc = cli_test::parse_json(read_text(json));
+  ASSERT_EQ(doc["rows"].size(), 8u);
+  for (const cli_test::Json& row : doc["rows"].array) {
+    EXPECT_EQ(row["read_gb_per_s"].kind, cli_test::Json::kNull);
+    EXPECT_EQ(row["floor_ms"].kind, cli_test::Json::kNull);
+    EXPECT_EQ(row["measured_over_floor"].kind, cli_test::Json::kNull);
+    EXPECT_EQ(row["rounds"].number, 1);
+    EXPECT_EQ(row["timed_steps"].number, 2);
+  }
+  EXPECT_EQ(doc["ceilings"].kind, cli_test::Json::kNull);
   const std::string plot = read_text(svg);
   expect_well_formed_xml(plot);
   EXPECT_EQ(count(plot, "<polyline class='series'"), 4u);  // 2 contexts x 2 modes
@@ -452,6 +560,83 @@ TEST_F(BenchTest, CommandWritesTableCsvJsonAndPlot) {
   std::vector<char*> bad_argv;
   for (std::string& a : bad) bad_argv.push_back(a.data());
   EXPECT_THROW(run_bench(int(bad_argv.size()), bad_argv.data()), UsageError);
+}
+
+using cli_test::run_bifurcate;
+
+// The real program: --repeat 2 with the roofline on; the JSON rows pool
+// 2 x ntg steps, carry the bandwidth probed before each row, and x floor is
+// the median step over the floor.
+TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthPerRow) {
+  if (!fs::exists(cli_test::program_path())) GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
+  const std::string json = path("repeat.json"), csv = path("repeat.csv");
+  const cli_test::RunResult r = run_bifurcate(str("bench -m '", model_path(), "' --npp 40 --ntg 3 --npl 1,2 -j 2 --repeat 2 --no-plot --json '",
+                                                  json, "' --csv '", csv, "'"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("rows: 2 rounds of 1 warm-up + 3 timed steps"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| BW GB/s | floor ms | x floor |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("roofline: DRAM read"), std::string::npos) << r.out;  // the start-of-sweep line stays
+  const cli_test::Json doc = cli_test::parse_json(read_text(json));
+  ASSERT_EQ(doc["rows"].size(), 4u);
+  for (std::size_t i = 0; i < 4; ++i) {
+    const cli_test::Json& row = doc["rows"][i];
+    SCOPED_TRACE(i);
+    EXPECT_EQ(row["rounds"].number, 2);
+    EXPECT_EQ(row["timed_steps"].number, 6);
+    const double mean = row["step_ms_mean"].number, median = row["step_ms_median"].number;
+    const double lo = row["step_ms_min"].number, hi = row["step_ms_max"].number;
+    EXPECT_GT(lo, 0);
+    EXPECT_LE(lo, median);
+    EXPECT_LE(median, hi);
+    EXPECT_LE(lo, mean);
+    EXPECT_LE(mean, hi);
+    // T_TG is one round's 3 steps on average: sum of the 6 / 2 = 3 x mean.
+    EXPECT_NEAR(row["t_tg"].number, 3 * mean / 1e3, 1e-9 + 1e-6 * row["t_tg"].number);
+    EXPECT_NEAR(row["s_tg"].number, row["b"].number * 3 / row["t_tg"].number, 1e-6 * row["s_tg"].number);
+    ASSERT_EQ(row["read_gb_per_s"].kind, cli_test::Json::kNumber);
+    EXPECT_GT(row["read_gb_per_s"].number, 0.1);   // > 100 MB/s on any machine
+    EXPECT_LT(row["read_gb_per_s"].number, 1e4);   // < 10 TB/s: a skipped read would exceed it
+    EXPECT_EQ(row["bw_scope"].string, "row");
+    EXPECT_NEAR(row["measured_over_floor"].number, median / row["floor_ms"].number,
+                1e-6 * row["measured_over_floor"].number);
+  }
+  // Each row's floor uses its own bandwidth and the sweep's GEMM peak,
+  // recomputed here from the file's tensor table: tiny has L = 2, g = 2,
+  // h = 4, k = 16, f16 KV; m_c = 40, m_d = (3 + 3) / 2 = 3.
+  double elements = 0, weight_bytes = 0;
+  const gguf::GgufFile file = gguf::GgufFile::open(model_path());
+  for (const gguf::TensorInfo& t : file.tensors()) {
+    if (t.dims.size() != 2 || t.name == "token_embd.weight") continue;
+    elements += double(t.n_elements());
+    weight_bytes += double(t.n_bytes);
+  }
+  const double peak = doc["ceilings"]["flops_per_second"].number;
+  for (std::size_t i = 0; i < 4; ++i) {
+    const cli_test::Json& row = doc["rows"][i];
+    const double b = row["b"].number, bw = 1e9 * row["read_gb_per_s"].number;
+    const double kv_bytes = 2.0 * 2 * 2 * 16 * 2 * (row["mode"].string == "bifurcated" ? 40 + b * 3 : b * (40 + 3));
+    const double attn_flops = 4.0 * 2 * b * 4 * 16 * (40 + 3);
+    const double floor = std::max(weight_bytes / bw, 2 * b * elements / peak) + std::max(kv_bytes / bw, attn_flops / peak);
+    EXPECT_NEAR(row["floor_ms"].number, 1e3 * floor, 1e-6 * 1e3 * floor) << i;
+  }
+  const std::vector<std::string> lines = split(read_text(csv), '\n');
+  ASSERT_EQ(lines.size(), 6u);
+  const std::vector<std::string> header = split(lines[0], ',');
+  const auto column = std::find(header.begin(), header.end(), "timed_steps") - header.begin();
+  for (int i = 1; i <= 4; ++i) EXPECT_EQ(split(lines[std::size_t(i)], ',')[std::size_t(column)], "6");
+}
+
+TEST_F(BenchTest, ProgramRejectsARepeatBelowOneOrNotANumber) {
+  if (!fs::exists(cli_test::program_path())) GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
+  for (const char* bad : {"0", "x", "-1"}) {
+    SCOPED_TRACE(bad);
+    const cli_test::RunResult r =
+        run_bifurcate(str("bench -m '", model_path(), "' --npp 40 --ntg 1 --npl 1 --no-roofline --no-plot --repeat ", bad));
+    EXPECT_EQ(r.exit_code, 2) << r.out;
+    EXPECT_NE(r.err.find("--repeat"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(bad), std::string::npos) << r.err;
+    EXPECT_EQ(r.out.find("| bifurcated |"), std::string::npos) << "no row may run: " << r.out;
+  }
 }
 
 }  // namespace

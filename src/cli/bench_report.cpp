@@ -35,6 +35,8 @@ std::vector<Field> row_fields(const BenchRow& r, const RowRoofline* f) {
       {"status", std::string(ran ? "ok" : "skipped")},
       {"pp", int64_t(r.context)},
       {"tg", int64_t(r.ntg)},
+      {"rounds", int64_t(r.rounds)},
+      {"timed_steps", measured_int(std::size_t(r.timed_steps()))},
       {"b", int64_t(r.samples)},
       {"n_kv", r.n_kv()},
       {"t_pp", r.prefill_seconds},
@@ -45,6 +47,8 @@ std::vector<Field> row_fields(const BenchRow& r, const RowRoofline* f) {
       {"s", measured(r.s_total())},
       {"step_ms_mean", measured(1e3 * r.step_mean_seconds)},
       {"step_ms_median", measured(1e3 * r.step_median_seconds)},
+      {"step_ms_min", measured(1e3 * r.step_min_seconds)},
+      {"step_ms_max", measured(1e3 * r.step_max_seconds)},
       {"attention_share", measured(r.attention_share)},
       {"kv_bytes", measured_int(r.kv_bytes)},
       {"kv_needed_bytes", int64_t(r.kv_needed_bytes)},
@@ -55,6 +59,8 @@ std::vector<Field> row_fields(const BenchRow& r, const RowRoofline* f) {
       {"weights_flops", roof(f ? f->cost.weights.flops : 0)},
       {"attention_bytes", roof(f ? f->cost.attention.bytes : 0)},
       {"attention_flops", roof(f ? f->cost.attention.flops : 0)},
+      {"read_gb_per_s", roof(f ? f->read_bytes_per_second / 1e9 : 0)},
+      {"bw_scope", f ? FieldValue(std::string(f->row_bandwidth ? "row" : "sweep")) : FieldValue()},
       {"floor_ms", roof(f ? 1e3 * f->floor_seconds : 0)},
       {"measured_over_floor", ran && f ? FieldValue(f->measured_over_floor) : FieldValue()},
   };
@@ -86,8 +92,10 @@ RowRoofline row_roofline(const BenchRow& row, const ModelCounts& counts, const M
   RowRoofline f;
   f.cost = decode_step_cost(counts, row.samples, row.context, mean_decoded_tokens(row.ntg),
                             row.mode == AttentionMode::bifurcated, kv_elem_bytes);
-  f.floor_seconds = floor_seconds(f.cost, machine);
-  f.measured_over_floor = row.skipped ? 0 : row.step_mean_seconds / f.floor_seconds;
+  f.row_bandwidth = row.read_bytes_per_second > 0;
+  f.read_bytes_per_second = f.row_bandwidth ? row.read_bytes_per_second : machine.read_bytes_per_second;
+  f.floor_seconds = floor_seconds(f.cost, MachineCeilings{f.read_bytes_per_second, machine.flops_per_second});
+  f.measured_over_floor = row.skipped ? 0 : row.step_median_seconds / f.floor_seconds;
   return f;
 }
 
@@ -106,9 +114,9 @@ std::string describe_ceilings(const MachineCeilings& m) {
 
 void print_rows_header(std::ostream& out) {
   out << "|       mode |    PP |  TG |   B |   N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s |    T s |  S t/s "
-         "| step ms | med ms | attn % | KV GiB | RSS GiB | floor ms | x floor |\n"
+         "| step ms | med ms | attn % | KV GiB | RSS GiB | BW GB/s | floor ms | x floor |\n"
          "|------------|-------|-----|-----|--------|--------|----------|--------|----------|--------|--------"
-         "|---------|--------|--------|--------|---------|----------|---------|\n";
+         "|---------|--------|--------|--------|---------|---------|----------|---------|\n";
 }
 
 void print_row(std::ostream& out, const BenchRow& r, const RowRoofline* f) {
@@ -128,10 +136,11 @@ void print_row(std::ostream& out, const BenchRow& r, const RowRoofline* f) {
                 gib(double(r.peak_rss_bytes)), r.rss_reset ? " " : "*");
   out << tail;
   if (f != nullptr) {
-    std::snprintf(tail, sizeof tail, " %8.1f | %7.2f |\n", 1e3 * f->floor_seconds, f->measured_over_floor);
+    std::snprintf(tail, sizeof tail, " %7.1f | %8.1f | %7.2f |\n", f->read_bytes_per_second / 1e9,
+                  1e3 * f->floor_seconds, f->measured_over_floor);
     out << tail;
   } else {
-    out << "        - |       - |\n";
+    out << "       - |        - |       - |\n";
   }
 }
 
@@ -153,7 +162,7 @@ void print_floor_table(std::ostream& out, const BenchReport& report) {
   for (std::size_t i = 0; i < report.rows.size() && i < report.roofline.size(); ++i) {
     const BenchRow& r = report.rows[i];
     const RowRoofline& f = report.roofline[i];
-    const MachineCeilings& m = *report.ceilings;
+    const MachineCeilings m{f.read_bytes_per_second, report.ceilings->flops_per_second};
     // The phase that dominates the floor, and whether it is bytes or FLOPs there.
     const double w = std::max(f.cost.weights.bytes / m.read_bytes_per_second, f.cost.weights.flops / m.flops_per_second);
     const PhaseCost& p = f.floor_seconds - w > w ? f.cost.attention : f.cost.weights;
@@ -170,14 +179,14 @@ void print_floor_table(std::ostream& out, const BenchReport& report) {
 std::optional<double> find_speedup(const std::vector<BenchRow>& rows, int context, int samples) {
   const BenchRow* b = find_row(rows, context, samples, AttentionMode::bifurcated);
   const BenchRow* r = find_row(rows, context, samples, AttentionMode::replicated);
-  if (b == nullptr || r == nullptr || b->skipped || r->skipped || b->step_mean_seconds <= 0) return std::nullopt;
-  return r->step_mean_seconds / b->step_mean_seconds;
+  if (b == nullptr || r == nullptr || b->skipped || r->skipped || b->step_median_seconds <= 0) return std::nullopt;
+  return r->step_median_seconds / b->step_median_seconds;
 }
 
 void print_speedup_table(std::ostream& out, const BenchReport& report) {
   std::vector<int> samples = distinct(report.rows, &BenchRow::samples);
   std::sort(samples.begin(), samples.end());
-  out << "speedup (replicated / bifurcated mean decode-step latency)\n|  context |";
+  out << "speedup (replicated / bifurcated median decode-step latency)\n|  context |";
   for (int b : samples) {
     char cell[32];
     std::snprintf(cell, sizeof cell, " %7s |", str("B=", b).c_str());

@@ -1,6 +1,6 @@
 // Everything `bifurcate bench` prints or writes about a finished sweep: the
 // batched-bench table with the roofline columns, CSV, JSON, and the speedup
-// table (replicated / bifurcated mean step latency per context and B).
+// table (replicated / bifurcated median step latency per context and B).
 #pragma once
 
 #include <optional>
@@ -15,11 +15,15 @@ namespace bifurcate::cli {
 
 struct RowRoofline {
   StepCost cost;
+  double read_bytes_per_second = 0;  // the bandwidth behind floor_seconds
+  bool row_bandwidth = false;        // true: probed right before the row; false: the sweep's start figure
   double floor_seconds = 0;
-  double measured_over_floor = 0;  // mean step latency / floor
+  double measured_over_floor = 0;    // median step latency / floor (a preempted step does not move it)
 };
 
-// The floor of one measured row's mean step (m_d from mean_decoded_tokens).
+// The floor of one row's step (m_d from mean_decoded_tokens) with the row's
+// own bandwidth when it was probed, else the machine's; the GEMM peak is the
+// machine's.
 RowRoofline row_roofline(const BenchRow& row, const ModelCounts& counts, const MachineCeilings& machine,
                          int kv_elem_bytes);
 
@@ -50,7 +54,7 @@ void print_row(std::ostream& out, const BenchRow& row, const RowRoofline* roofli
 void print_rows_footer(std::ostream& out, const std::vector<BenchRow>& rows);
 // Per row: each phase's bytes and FLOPs, the floor, and what bounds it (needs report.ceilings).
 void print_floor_table(std::ostream& out, const BenchReport& report);
-// Rows: context; columns: B; cells: replicated / bifurcated mean step latency.
+// Rows: context; columns: B; cells: replicated / bifurcated median step latency.
 void print_speedup_table(std::ostream& out, const BenchReport& report);
 
 // The CSV header's columns, in order (also the JSON row keys).
@@ -58,7 +62,7 @@ const std::vector<std::string>& csv_columns();
 void write_csv(std::ostream& out, const BenchReport& report);
 void write_json(std::ostream& out, const BenchReport& report);
 
-// The speedup of one (context, B), if both of its rows were measured.
+// The speedup (median step latencies) of one (context, B), if both of its rows were measured.
 std::optional<double> find_speedup(const std::vector<BenchRow>& rows, int context, int samples);
 
 }  // namespace bifurcate::cli

@@ -6,6 +6,7 @@
 #include <span>
 #include <memory>
 #include <random>
+#include <utility>
 
 #include "cli/bench_memory.h"
 #include "model/transformer.h"
@@ -32,6 +33,7 @@ void validate(const SweepConfig& c, const model::ModelConfig& m) {
   require(!c.contexts.empty() && !c.samples.empty() && !c.modes.empty(),
           "bench needs at least one context (--npp), one sample count (--npl) and one attention mode");
   require(c.ntg >= 1, "bench --ntg must be >= 1, got ", c.ntg);
+  require(c.repeat >= 1, "bench --repeat must be >= 1, got ", c.repeat);
   require(c.prefill_chunk >= 1, "prefill chunk must be >= 1, got ", c.prefill_chunk);
   for (int pp : c.contexts) {
     require(pp >= 1, "bench --npp values must be >= 1, got ", pp);
@@ -133,10 +135,22 @@ class SweepRunner {
     return now_seconds() - t0;
   }
 
+  // What the rounds of one row add up.
+  struct RoundTotals {
+    std::vector<double> steps;  // every timed step of every round, seconds
+    double attention_seconds = 0;
+    double forward_seconds = 0;
+  };
+
+  std::string row_name(const ContextState& s, AttentionMode mode, int b) const {
+    return str("row PP=", s.context, " B=", b, " ", mode_name(mode));
+  }
+
   BenchRow run_row(ContextState& s, AttentionMode mode, int b) {
     BenchRow row;
     row.context = s.context;
     row.ntg = config_.ntg;
+    row.rounds = config_.repeat;
     row.samples = b;
     row.mode = mode;
     row.prefill_seconds = s.prefill_seconds;
@@ -145,52 +159,66 @@ class SweepRunner {
     row.kv_budget_bytes = budget.budget_bytes;
     if (!budget.fits) {
       row.skipped = true;
-      progress(str("row PP=", s.context, " B=", b, " ", mode_name(mode), ": skipped, ", row.skip_reason()));
+      progress(str(row_name(s, mode, b), ": skipped, ", row.skip_reason()));
       return row;
     }
-    progress(str("row PP=", s.context, " B=", b, " ", mode_name(mode), ": preparing ..."));
+    if (hooks_.probe_bandwidth) {
+      progress(str(row_name(s, mode, b), ": probing DRAM read bandwidth ..."));
+      row.read_bytes_per_second = hooks_.probe_bandwidth();
+    }
+    progress(str(row_name(s, mode, b), ": preparing ..."));
     row.rss_reset = reset_peak_rss();
+    RoundTotals totals;
+    for (int round = 0; round < config_.repeat; ++round) run_round(s, row, round, totals);
+    row.attention_share = totals.forward_seconds > 0 ? totals.attention_seconds / totals.forward_seconds : 0;
+    pool_timed_steps(std::move(totals.steps), row);
+    row.peak_rss_bytes = read_peak_rss_bytes();
+    return row;
+  }
+
+  // Makes the row's B sequences, decodes them, records the KV they hold at
+  // the end, and releases them (the rounds are identical in memory).
+  void run_round(ContextState& s, BenchRow& row, int round, RoundTotals& totals) {
+    const int b = row.samples;
     const std::size_t prompt_bytes = s.cache->bytes_in_use();
     std::vector<kv::SegmentId> leaves;
     try {
       const double t0 = now_seconds();
       for (int i = 0; i < b; ++i) {
-        leaves.push_back(mode == AttentionMode::bifurcated ? s.cache->fork(s.root) : s.cache->copy_path(s.root));
+        leaves.push_back(row.mode == AttentionMode::bifurcated ? s.cache->fork(s.root) : s.cache->copy_path(s.root));
       }
-      progress(str("row PP=", s.context, " B=", b, " ", mode_name(mode), ": ", b, mode == AttentionMode::bifurcated ? " leaves forked in " : " private copies made in ",
-                   seconds_text(now_seconds() - t0)));
-      decode_row(s, leaves, row);
+      if (round == 0) {
+        progress(str(row_name(s, row.mode, b), ": ", b,
+                     row.mode == AttentionMode::bifurcated ? " leaves forked in " : " private copies made in ",
+                     seconds_text(now_seconds() - t0)));
+      }
+      decode_round(s, leaves, row, round, totals);
     } catch (...) {
       for (kv::SegmentId leaf : leaves) s.cache->release(leaf);
       throw;
     }
     // The replicated sequences do not need the prompt this bench keeps for the next rows.
-    row.kv_bytes = s.cache->bytes_in_use() - (mode == AttentionMode::replicated ? prompt_bytes : 0);
-    row.peak_rss_bytes = read_peak_rss_bytes();
+    row.kv_bytes = s.cache->bytes_in_use() - (row.mode == AttentionMode::replicated ? prompt_bytes : 0);
     for (kv::SegmentId leaf : leaves) s.cache->release(leaf);
-    return row;
   }
 
   // One untimed warm-up step, then config_.ntg timed steps.
-  void decode_row(ContextState& s, const std::vector<kv::SegmentId>& leaves, BenchRow& row) {
+  void decode_round(ContextState& s, const std::vector<kv::SegmentId>& leaves, const BenchRow& row, int round,
+                    RoundTotals& totals) {
     const int b = int(leaves.size());
     logits_.resize(std::size_t(b) * std::size_t(n_vocab_));
-    std::vector<double> steps;
     for (int step = 0; step <= config_.ntg; ++step) {
       const std::vector<int32_t> tokens = random_tokens(rng_, b, n_vocab_);
       if (step == 1) transformer_.reset_timings();
       const double t0 = now_seconds();
       transformer_.decode(*s.cache, leaves, tokens, logits_.data(), pool_);
-      if (step > 0) steps.push_back(now_seconds() - t0);
-      progress(str("row PP=", s.context, " B=", b, " ", mode_name(row.mode), ": step ", step, "/", config_.ntg));
+      if (step > 0) totals.steps.push_back(now_seconds() - t0);
+      progress(str(row_name(s, row.mode, b), ": round ", round + 1, "/", config_.repeat, ", step ", step, "/",
+                   config_.ntg));
     }
     const model::ForwardTimings& t = transformer_.timings();
-    row.attention_share = t.total > 0 ? t.attention / t.total : 0;
-    for (double x : steps) row.decode_seconds += x;
-    row.step_mean_seconds = row.decode_seconds / double(steps.size());
-    std::sort(steps.begin(), steps.end());
-    const std::size_t n = steps.size();
-    row.step_median_seconds = n % 2 == 1 ? steps[n / 2] : 0.5 * (steps[n / 2 - 1] + steps[n / 2]);
+    totals.attention_seconds += t.attention;
+    totals.forward_seconds += t.total;
   }
 
   const SweepConfig& config_;
@@ -214,6 +242,20 @@ std::string BenchRow::skip_reason() const {
   std::snprintf(text, sizeof text, "needs %.2f GiB > budget %.2f GiB", double(kv_needed_bytes) / gib,
                 double(kv_budget_bytes) / gib);
   return text;
+}
+
+void pool_timed_steps(std::vector<double> steps, BenchRow& row) {
+  require(!steps.empty() && row.rounds >= 1, "pool_timed_steps needs steps and rounds >= 1, got ", steps.size(),
+          " steps, ", row.rounds, " rounds");
+  double sum = 0;
+  for (double x : steps) sum += x;
+  row.decode_seconds = sum / double(row.rounds);
+  row.step_mean_seconds = sum / double(steps.size());
+  std::sort(steps.begin(), steps.end());
+  const std::size_t n = steps.size();
+  row.step_median_seconds = n % 2 == 1 ? steps[n / 2] : 0.5 * (steps[n / 2 - 1] + steps[n / 2]);
+  row.step_min_seconds = steps.front();
+  row.step_max_seconds = steps.back();
 }
 
 int64_t BenchRow::n_kv() const {

@@ -31,6 +31,7 @@ struct BenchArgs {
   std::string model;
   std::string npp = "2048,8192";
   int64_t ntg = 16;
+  int64_t repeat = 1;
   std::string npl = "1,2,4,8,16,32";
   std::string attention = "bifurcated,replicated";
   int64_t threads = 0;
@@ -49,7 +50,9 @@ struct BenchArgs {
   void for_each(Visitor& v) {
     v(model, "model", 'm', "GGUF model file (default: the 7b-mha-2l F16 random-weight model, created once)");
     v(npp, "npp", '\0', "context (prompt) lengths, comma-separated; each is prefilled once");
-    v(ntg, "ntg", '\0', "timed decode steps per row (after one warm-up step)");
+    v(ntg, "ntg", '\0', "timed decode steps per round (after one warm-up step)");
+    v(repeat, "repeat", '\0', "rounds per row (fresh sequences, warm-up, ntg timed steps each); the row's mean, "
+                              "median and attention share pool all repeat*ntg steps, T_TG is per round");
     v(npl, "npl", '\0', "numbers of samples B, comma-separated");
     v(attention, "attention", 'a', "attention modes, comma-separated: bifurcated, replicated");
     v(threads, "threads", 'j', "worker threads (0 = all hardware threads)");
@@ -62,7 +65,8 @@ struct BenchArgs {
                           "default: bench-latency.svg in the build directory, else the current directory");
     v(no_plot, "no-plot", '\0', "do not draw the plot");
     v(roofline, "roofline", '\0', "only measure the machine's ceilings and print each row's floor");
-    v(no_roofline, "no-roofline", '\0', "skip measuring the ceilings before the sweep (no floor columns)");
+    v(no_roofline, "no-roofline", '\0', "skip measuring the ceilings before the sweep and the DRAM read "
+                                         "bandwidth before each row (no BW/floor columns)");
     v(model_cache, "model-cache", '\0', "directory of the default model (default: <build>/models or the user cache)");
   }
 };
@@ -112,6 +116,10 @@ SweepConfig make_sweep_config(const BenchArgs& a) {
   c.modes = parse_modes(a.attention);
   if (a.ntg < 1 || a.ntg > 100000) throw UsageError(str("flag --ntg: ", a.ntg, " is out of range [1, 100000]"));
   c.ntg = int(a.ntg);
+  if (a.repeat < 1 || a.repeat > 10000) {
+    throw UsageError(str("flag --repeat: ", a.repeat, " is out of range [1, 10000] (rounds per row)"));
+  }
+  c.repeat = int(a.repeat);
   c.kv_type = parse_kv_type_flag(a.kv_type) == KvPrecision::f32 ? kernels::KvType::f32 : kernels::KvType::f16;
   c.kv_budget_bytes = parse_kv_budget_flag(a.kv_budget_gib);
   c.seed = a.seed;
@@ -208,7 +216,7 @@ void write_outputs(const BenchArgs& a, const BenchReport& report) {
                       report.ceilings ? ", " + describe_ceilings(*report.ceilings) : std::string(), ", ",
                       report.date);
   spec.x_label = "samples B (log2)";
-  spec.y_label = "mean decode-step latency (ms, log)";
+  spec.y_label = "mean decode-step latency (ms, log)";  // the median is in the table, CSV and JSON
   spec.series = latency_series(report.rows);
   if (spec.series.empty()) {
     std::cout << "plot not written: no row was measured\n";
@@ -275,15 +283,25 @@ int run_bench(int argc, char** argv) {
     return 0;
   }
 
+  if (config.repeat > 1) {
+    std::cout << "rows: " << config.repeat << " rounds of 1 warm-up + " << config.ntg
+              << " timed steps; step figures pool all " << config.repeat * config.ntg << " timed steps\n";
+  }
   print_rows_header(std::cout);
   SweepHooks hooks;
   hooks.progress = [&](std::string_view line) {
-    if (line.find(": step ") != std::string_view::npos || line.ends_with("...")) {
+    if (line.find(", step ") != std::string_view::npos || line.ends_with("...")) {
       progress.transient(line);
     } else {
       progress.lasting(line);
     }
   };
+  if (report.ceilings) {
+    // The bandwidth left to us swings between minutes on a shared machine:
+    // each row's floor uses a figure taken right before it. 256 MiB is far
+    // above the L3 (32 MiB), so this is DRAM.
+    hooks.probe_bandwidth = [&] { return measure_read_bandwidth(pool, std::size_t(256) << 20, 3); };
+  }
   hooks.on_row = [&](const BenchRow& row) {
     progress.clear();
     std::optional<RowRoofline> f;
