@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "tensor/dtype.h"
@@ -45,6 +46,24 @@ const char* isa_name(MatmulIsa isa) {
   return isa == MatmulIsa::avx2 || !matmul_has_avx512() ? "avx2" : "avx512";
 }
 
+// y[b][r] against a float64 sum over the dequantized weights, relative to
+// the sum of |terms| (cancellation cannot be blamed on the kernel).
+void expect_matches_reference(const EncodedWeights& w, const std::vector<float>& x,
+                              const std::vector<float>& y, int64_t rows, int64_t cols, int64_t batch) {
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t r = 0; r < rows; ++r) {
+      double want = 0, magnitude = 0;
+      for (int64_t k = 0; k < cols; ++k) {
+        const double term = double(x[size_t(b * cols + k)]) * w.dequantized[size_t(r * cols + k)];
+        want += term;
+        magnitude += std::fabs(term);
+      }
+      const double got = y[size_t(b * rows + r)];
+      ASSERT_LE(std::fabs(got - want), 1e-5 * std::max(magnitude, 1e-30)) << "b=" << b << " r=" << r;
+    }
+  }
+}
+
 void check_matmul(GgmlType type, int64_t rows, int64_t cols, int64_t batch, ThreadPool& pool,
                   MatmulIsa isa = MatmulIsa::best) {
   SCOPED_TRACE(testing::Message() << gguf::ggml_type_traits(type).name << " rows=" << rows << " cols=" << cols
@@ -57,19 +76,7 @@ void check_matmul(GgmlType type, int64_t rows, int64_t cols, int64_t batch, Thre
   for (auto& v : x) v = dist(rng);
   std::vector<float> y(size_t(batch * rows), -12345.0f);
   matmul(WeightMatrix{w.bytes.data(), type, rows, cols}, x.data(), batch, y.data(), pool, isa);
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t r = 0; r < rows; ++r) {
-      double want = 0, magnitude = 0;
-      for (int64_t k = 0; k < cols; ++k) {
-        const double term = double(x[size_t(b * cols + k)]) * w.dequantized[size_t(r * cols + k)];
-        want += term;
-        magnitude += std::fabs(term);
-      }
-      // Relative to the sum of |terms|: cancellation cannot be blamed on the kernel.
-      const double got = y[size_t(b * rows + r)];
-      ASSERT_LE(std::fabs(got - want), 1e-5 * std::max(magnitude, 1e-30)) << "b=" << b << " r=" << r;
-    }
-  }
+  expect_matches_reference(w, x, y, rows, cols, batch);
 }
 
 struct TypeCase {
@@ -192,6 +199,59 @@ TEST(Matmul, RejectsBadShapesAndTypes) {
   EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::Q8_0, 2, 48}, x.data(), 1, y.data(), one), Error);
   EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::Q5_K, 1, 256}, x.data(), 1, y.data(), one), Error);
   EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::F16, 2, 0}, x.data(), 1, y.data(), one), Error);
+}
+
+TEST(Matmul, SharedInputTargetsMatchSeparateCallsAndReference) {
+  // Mixed types (direct and packed paths) and row counts that split into
+  // tasks unevenly; one pool pass must give each target exactly what its
+  // own matmul() gives.
+  const int64_t cols = 512;
+  const struct {
+    GgmlType type;
+    int64_t rows;
+  } shapes[] = {{GgmlType::F16, 200}, {GgmlType::Q8_0, 72}, {GgmlType::Q4_K, 30}, {GgmlType::F32, 1}};
+  std::vector<EncodedWeights> weights;
+  for (const auto& s : shapes) weights.push_back(make_weights(s.type, s.rows, cols, uint32_t(s.rows)));
+  ThreadPool two(2);
+  for (MatmulIsa isa : isas()) {
+    for (int64_t batch : {1, 8, 13}) {
+      SCOPED_TRACE(testing::Message() << "batch=" << batch << " isa=" << isa_name(isa));
+      std::vector<float> x(size_t(batch * cols));
+      for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::cos(double(i) * 0.37));
+      std::vector<std::vector<float>> shared, separate;
+      std::vector<MatmulTarget> targets;
+      for (size_t i = 0; i < weights.size(); ++i) {
+        shared.emplace_back(size_t(batch * shapes[i].rows), -1.0f);
+        separate.emplace_back(size_t(batch * shapes[i].rows), -2.0f);
+      }
+      for (size_t i = 0; i < weights.size(); ++i)
+        targets.push_back(
+            {{weights[i].bytes.data(), shapes[i].type, shapes[i].rows, cols}, shared[i].data()});
+      matmul_shared_input(targets, x.data(), batch, two, isa);
+      for (size_t i = 0; i < weights.size(); ++i) {
+        matmul(targets[i].w, x.data(), batch, separate[i].data(), two, isa);
+        EXPECT_EQ(shared[i], separate[i]) << gguf::ggml_type_traits(shapes[i].type).name;
+        expect_matches_reference(weights[i], x, shared[i], shapes[i].rows, cols, batch);
+      }
+    }
+  }
+}
+
+TEST(Matmul, SharedInputRejectsUnequalColsAndTooManyTargets) {
+  ThreadPool one(1);
+  std::vector<uint16_t> bytes(4096);
+  std::vector<float> x(512), y(512);
+  const WeightMatrix w64{bytes.data(), GgmlType::F16, 2, 64}, w32{bytes.data(), GgmlType::F16, 2, 32};
+  const MatmulTarget unequal[] = {{w64, y.data()}, {w32, y.data()}};
+  try {
+    matmul_shared_input(unequal, x.data(), 1, one);
+    FAIL() << "unequal cols accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("64 and 32"), std::string::npos) << e.what();
+  }
+  const MatmulTarget five[] = {
+      {w64, y.data()}, {w64, y.data()}, {w64, y.data()}, {w64, y.data()}, {w64, y.data()}};
+  EXPECT_THROW(matmul_shared_input(five, x.data(), 1, one), Error);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <array>
 
 #include "kernels/matmul_paths.h"
 #include "tensor/dtype.h"
@@ -40,48 +41,83 @@ bool matmul_has_avx512() {
 }
 
 void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, ThreadPool& pool, MatmulIsa isa) {
-  const auto& traits = gguf::ggml_type_traits(w.type);
-  require(tensor::is_supported_weight_type(w.type), "matmul: unsupported weight type ", traits.name);
-  require(w.rows >= 0 && w.cols > 0 && w.cols % traits.block_size == 0, "matmul: bad ", traits.name,
-          " weight shape ", w.rows, "x", w.cols, " (cols must be a positive multiple of ", traits.block_size,
-          ")");
+  const MatmulTarget target{w, y};
+  matmul_shared_input(std::span(&target, 1), x, batch, pool, isa);
+}
+
+void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t batch,
+                         ThreadPool& pool, MatmulIsa isa) {
+  // A fixed plan table keeps the call free of heap allocation.
+  constexpr std::size_t kMaxTargets = 4;
+  require(targets.size() <= kMaxTargets, "matmul: at most ", kMaxTargets, " targets share an input, got ",
+          targets.size());
   require(batch >= 0, "matmul: negative batch ", batch);
-  if (batch == 0 || w.rows == 0) return;
+  for (const MatmulTarget& t : targets) {
+    const auto& traits = gguf::ggml_type_traits(t.w.type);
+    require(tensor::is_supported_weight_type(t.w.type), "matmul: unsupported weight type ", traits.name);
+    require(t.w.rows >= 0 && t.w.cols > 0 && t.w.cols % traits.block_size == 0, "matmul: bad ", traits.name,
+            " weight shape ", t.w.rows, "x", t.w.cols, " (cols must be a positive multiple of ",
+            traits.block_size, ")");
+    require(t.w.cols == targets[0].w.cols, "matmul: targets sharing an input need equal cols, got ",
+            targets[0].w.cols, " and ", t.w.cols);
+  }
+  if (batch == 0 || targets.empty()) return;
+
+  // Tasks of target i are [first_task[i], first_task[i + 1]).
+  struct Plan {
+    const MatmulTarget* target;
+    bool direct;
+    int64_t rows_per_task, first_task;
+  };
+  std::array<Plan, kMaxTargets + 1> plans{};
+  int64_t n_tasks = 0, macs = 0;
+  bool any_direct = false;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    const WeightMatrix& w = targets[i].w;
+    const bool direct = detail::has_direct_path(w.type);
+    const int64_t rows_per_task = direct ? direct_task_rows(w.rows, pool.size()) : kPackedTaskRows;
+    plans[i] = {&targets[i], direct, rows_per_task, n_tasks};
+    n_tasks += (w.rows + rows_per_task - 1) / rows_per_task;
+    macs += w.rows * w.cols * batch;
+    any_direct = any_direct || direct;
+  }
+  plans[targets.size()].first_task = n_tasks;
 
   const bool avx512 = isa == MatmulIsa::best && matmul_has_avx512();
-  const bool direct = detail::has_direct_path(w.type);
-  const int64_t rows_per_task = direct ? direct_task_rows(w.rows, pool.size()) : kPackedTaskRows;
-  const int64_t n_tasks = (w.rows + rows_per_task - 1) / rows_per_task;
-
-  // One captured reference keeps std::function's small-buffer storage: no allocation.
-  struct Call {
-    const WeightMatrix& w;
-    const float* x;
-    int64_t batch;
-    float* y;
-    bool direct, avx512;
-    int64_t rows_per_task;
-    detail::PackedX x8;
-  } call{w, x, batch, y, direct, avx512, rows_per_task, {}};
   // The direct path's 8-row tiles read x interleaved (no L1 set aliasing of
   // 8 rows 4*cols bytes apart); packed once per call by the calling thread.
   thread_local AlignedBuffer<float> x8_buffer;
-  if (direct) call.x8 = detail::pack_x_groups(x, batch, w.cols, avx512, x8_buffer);
+  const detail::PackedX x8 =
+      any_direct ? detail::pack_x_groups(x, batch, targets[0].w.cols, avx512, x8_buffer) : detail::PackedX{};
+  // One captured reference keeps std::function's small-buffer storage: no allocation.
+  struct Call {
+    const std::array<Plan, kMaxTargets + 1>& plans;
+    std::size_t n_targets;
+    const float* x;
+    int64_t batch;
+    bool avx512;
+    detail::PackedX x8;
+  } call{plans, targets.size(), x, batch, avx512, x8};
   const auto task = [&call](std::size_t t, int /*thread*/) {
-    const int64_t r_begin = int64_t(t) * call.rows_per_task;
-    const int64_t r_end = std::min(call.w.rows, r_begin + call.rows_per_task);
-    if (call.direct) {
-      detail::multiply_rows_direct(call.w, call.x, call.x8, call.batch, call.y, r_begin, r_end, call.avx512);
+    std::size_t i = 0;
+    while (int64_t(t) >= call.plans[i + 1].first_task) ++i;
+    const Plan& plan = call.plans[i];
+    const WeightMatrix& w = plan.target->w;
+    const int64_t r_begin = (int64_t(t) - plan.first_task) * plan.rows_per_task;
+    const int64_t r_end = std::min(w.rows, r_begin + plan.rows_per_task);
+    if (plan.direct) {
+      detail::multiply_rows_direct(w, call.x, call.x8, call.batch, plan.target->y, r_begin, r_end,
+                                   call.avx512);
     } else {
       // The packed path's f32 panel: per thread, reused across calls.
       thread_local AlignedBuffer<float> panel;
-      detail::multiply_rows_packed(call.w, call.x, call.batch, call.y, r_begin, r_end, call.avx512, panel);
+      detail::multiply_rows_packed(w, call.x, call.batch, plan.target->y, r_begin, r_end, call.avx512, panel);
     }
   };
   // Below ~20 us of work, waking the other threads costs more than it saves
   // (and on an oversubscribed machine a wake-up can cost a whole time slice).
   constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
-  if (w.rows * w.cols * batch < kMinParallelMacs) {
+  if (macs < kMinParallelMacs) {
     for (int64_t t = 0; t < n_tasks; ++t) task(size_t(t), 0);
     return;
   }

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "gguf/ggml_types.h"
 #include "util/thread_pool.h"
@@ -41,5 +42,18 @@ bool matmul_has_avx512();
 // reused across calls).
 void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, ThreadPool& pool,
             MatmulIsa isa = MatmulIsa::best);
+
+// One product of a group that shares its input: y[batch, w.rows] = x · wᵀ.
+struct MatmulTarget {
+  WeightMatrix w;
+  float* y;
+};
+
+// Every target against the same x[batch, cols] (all targets have w.cols =
+// cols) in ONE pass of the thread pool: the attention projections q/k/v and
+// the feed-forward gate/up. Same results as one matmul() per target, with
+// one wait for the slowest thread instead of one per matrix.
+void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t batch,
+                         ThreadPool& pool, MatmulIsa isa = MatmulIsa::best);
 
 }  // namespace bifurcate::kernels

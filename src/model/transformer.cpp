@@ -102,9 +102,8 @@ void Transformer::run_layers(kv::KvCache& cache, const Rows& rows, ThreadPool& p
       kernels::rmsnorm(x_.data() + size_t(i) * c.dim, L.attn_norm.data(), c.dim, c.rms_eps,
                        xb_.data() + size_t(i) * c.dim);
     }
-    kernels::matmul(L.wq, xb_.data(), n, q_.data(), pool);
-    kernels::matmul(L.wk, xb_.data(), n, k_.data(), pool);
-    kernels::matmul(L.wv, xb_.data(), n, v_.data(), pool);
+    const kernels::MatmulTarget qkv[] = {{L.wq, q_.data()}, {L.wk, k_.data()}, {L.wv, v_.data()}};
+    kernels::matmul_shared_input(qkv, xb_.data(), n, pool);
     for (int i = 0; i < n; ++i) {
       float* q = q_.data() + size_t(i) * q_dim;
       float* k = k_.data() + size_t(i) * kv_dim;
@@ -136,8 +135,8 @@ void Transformer::run_layers(kv::KvCache& cache, const Rows& rows, ThreadPool& p
       kernels::rmsnorm(x_.data() + size_t(i) * c.dim, L.ffn_norm.data(), c.dim, c.rms_eps,
                        xb_.data() + size_t(i) * c.dim);
     }
-    kernels::matmul(L.w_gate, xb_.data(), n, gate_.data(), pool);
-    kernels::matmul(L.w_up, xb_.data(), n, up_.data(), pool);
+    const kernels::MatmulTarget gate_up[] = {{L.w_gate, gate_.data()}, {L.w_up, up_.data()}};
+    kernels::matmul_shared_input(gate_up, xb_.data(), n, pool);
     kernels::swiglu(gate_.data(), up_.data(), int64_t(n) * c.ffn_dim, gate_.data());
     kernels::matmul(L.w_down, gate_.data(), n, xb_.data(), pool);
     kernels::add(x_.data(), xb_.data(), int64_t(n) * c.dim);
@@ -201,7 +200,7 @@ void Transformer::decode(kv::KvCache& cache, std::span<const kv::SegmentId> leav
   const int n = int(leaves.size());
   Rows rows;
   rows.n = n;
-    for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < n; ++i) {
     const int position = cache.path_tokens(leaves[size_t(i)]);
     require(position < config_.context_length, "sequence ", i, " is at position ", position,
             ", the model's context length is ", config_.context_length);
