@@ -153,8 +153,8 @@ std::vector<PlotSeries> latency_series(const std::vector<BenchRow>& rows) {
       for (const BenchRow& r : rows) {
         if (r.context != contexts[c] || r.mode != mode) continue;
         if (r.skipped) skipped += str(skipped.empty() ? "" : ",", r.samples);
-        if (!r.skipped && r.step_mean_seconds > 0) {
-          series.points.emplace_back(double(r.samples), 1e3 * r.step_mean_seconds);
+        if (!r.skipped && r.step_median_seconds > 0) {
+          series.points.emplace_back(double(r.samples), 1e3 * r.step_median_seconds);
         }
       }
       if (!skipped.empty()) series.label += str(" (B=", skipped, ": KV > budget)");
