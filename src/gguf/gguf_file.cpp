@@ -6,7 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "util/error.h"
@@ -27,7 +30,43 @@ uint64_t TensorInfo::n_rows() const {
 
 // ---------------------------------------------------------------- FileMapping
 
-FileMapping::FileMapping(const std::string& path) {
+namespace {
+
+constexpr std::size_t kHugePage = std::size_t(2) << 20;
+constexpr std::size_t kHugeCopyMinBytes = std::size_t(64) << 20;
+
+// MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
+std::size_t available_memory_bytes() {
+  int fd = ::open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char text[4096];
+  const ssize_t n = ::read(fd, text, sizeof text - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  text[n] = '\0';
+  const char* line = std::strstr(text, "MemAvailable:");
+  return line == nullptr ? 0 : std::size_t(std::strtoull(line + 13, nullptr, 10)) * 1024;
+}
+
+// Reads all `size` bytes of fd into dst; false (errno set) on a read error or early end.
+bool read_all(int fd, uint8_t* dst, std::size_t size) {
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n =
+        ::pread(fd, dst + done, std::min<std::size_t>(size - done, std::size_t(1) << 30), off_t(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = EIO;  // the file shrank under us
+      return false;
+    }
+    done += std::size_t(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+FileMapping::FileMapping(const std::string& path, FileResidency residency) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(str(path, ": cannot open: ", std::strerror(errno)));
   struct stat st {};
@@ -41,6 +80,29 @@ FileMapping::FileMapping(const std::string& path) {
     throw Error(str(path, ": not a regular file"));
   }
   size_ = std::size_t(st.st_size);
+  if (residency == FileResidency::huge_pages && size_ >= kHugeCopyMinBytes &&
+      size_ <= available_memory_bytes() / 2) {
+    // A reservation one huge page larger, so the copy can start 2 MiB-aligned.
+    region_bytes_ = (size_ + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
+    region_ = ::mmap(nullptr, region_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region_ != MAP_FAILED) {
+      auto* start = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(region_) + kHugePage - 1) &
+                                               ~uintptr_t(kHugePage - 1));
+      ::madvise(start, size_, MADV_HUGEPAGE);  // advice only: without THP it is an ordinary copy
+      if (read_all(fd, start, size_)) {
+        ::mprotect(region_, region_bytes_, PROT_READ);
+        data_ = start;
+        copied_ = true;
+        ::close(fd);
+        return;
+      }
+      int err = errno;
+      ::munmap(region_, region_bytes_);
+      ::close(fd);
+      region_ = nullptr;
+      throw Error(str(path, ": cannot read ", size_, " bytes: ", std::strerror(err)));
+    }
+  }
   if (size_ > 0) {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
@@ -49,28 +111,42 @@ FileMapping::FileMapping(const std::string& path) {
       throw Error(str(path, ": cannot mmap ", size_, " bytes: ", std::strerror(err)));
     }
     data_ = static_cast<const uint8_t*>(p);
+    region_ = p;
+    region_bytes_ = size_;
   }
   ::close(fd);  // the mapping stays valid without the descriptor
 }
 
-FileMapping::FileMapping(FileMapping&& other) noexcept : data_(other.data_), size_(other.size_) {
+FileMapping::FileMapping(FileMapping&& other) noexcept
+    : data_(other.data_),
+      size_(other.size_),
+      region_(other.region_),
+      region_bytes_(other.region_bytes_),
+      copied_(other.copied_) {
   other.data_ = nullptr;
   other.size_ = 0;
+  other.region_ = nullptr;
+  other.region_bytes_ = 0;
 }
 
 FileMapping& FileMapping::operator=(FileMapping&& other) noexcept {
   if (this != &other) {
-    if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+    if (region_ != nullptr) ::munmap(region_, region_bytes_);
     data_ = other.data_;
     size_ = other.size_;
+    region_ = other.region_;
+    region_bytes_ = other.region_bytes_;
+    copied_ = other.copied_;
     other.data_ = nullptr;
     other.size_ = 0;
+    other.region_ = nullptr;
+    other.region_bytes_ = 0;
   }
   return *this;
 }
 
 FileMapping::~FileMapping() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (region_ != nullptr) ::munmap(region_, region_bytes_);
 }
 
 // ------------------------------------------------------------------ metadata
@@ -141,7 +217,8 @@ const TensorInfo* GgufFile::find_tensor(std::string_view name) const {
 
 const TensorInfo& GgufFile::tensor(std::string_view name) const {
   const TensorInfo* t = find_tensor(name);
-  if (t == nullptr) throw Error(str(path_, ": tensor '", name, "' not found (file has ", tensors_.size(), " tensors)"));
+  if (t == nullptr)
+    throw Error(str(path_, ": tensor '", name, "' not found (file has ", tensors_.size(), " tensors)"));
   return *t;
 }
 

@@ -273,8 +273,8 @@ class GgufParser {
   std::string context_;  // what is being read, for error messages: "metadata key 'x'"
 };
 
-GgufFile GgufFile::open(const std::string& path) {
-  GgufFile file(path, FileMapping(path));
+GgufFile GgufFile::open(const std::string& path, FileResidency residency) {
+  GgufFile file(path, FileMapping(path, residency));
   GgufParser(file).parse();
   return file;
 }
