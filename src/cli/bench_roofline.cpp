@@ -1,12 +1,15 @@
 #include "cli/bench_roofline.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
 #include "kernels/matmul.h"
-#include "util/aligned_buffer.h"
 #include "util/error.h"
 #include "util/f16.h"
 #include "util/timer.h"
@@ -34,10 +37,18 @@ double matrix_elements(const kernels::WeightMatrix& w) { return double(w.rows) *
 }  // namespace
 
 double measure_read_bandwidth(ThreadPool& pool, std::size_t bytes, int reps) {
-  require(bytes >= 4096 && reps >= 1, "bandwidth probe needs >= 4096 bytes and >= 1 rep, got ", bytes, " bytes, ",
-          reps, " reps");
+  require(bytes >= 4096 && reps >= 1, "bandwidth probe needs >= 4096 bytes and >= 1 rep, got ", bytes,
+          " bytes, ", reps, " reps");
   const std::size_t n_words = bytes / sizeof(uint64_t);
-  AlignedBuffer<uint64_t> buffer(n_words);
+  // On transparent huge pages, as the model's weights and KV slabs are: the
+  // ceiling must not be lowered by TLB misses the engine does not pay.
+  constexpr std::size_t kHugePage = std::size_t(2) << 20;
+  const std::size_t buffer_bytes = (n_words * sizeof(uint64_t) + kHugePage - 1) / kHugePage * kHugePage;
+  const std::unique_ptr<uint64_t, decltype(&std::free)> storage(
+      static_cast<uint64_t*>(std::aligned_alloc(kHugePage, buffer_bytes)), &std::free);
+  require(storage != nullptr, "bandwidth probe: cannot allocate ", buffer_bytes, " bytes");
+  ::madvise(storage.get(), buffer_bytes, MADV_HUGEPAGE);  // advice only
+  uint64_t* const buffer = storage.get();
   // Touch every page from the thread that will later read it (first-touch placement).
   const std::size_t grain = std::size_t(1) << 16;
   pool.parallel_for(n_words, grain, [&](std::size_t begin, std::size_t end, int) {
@@ -48,7 +59,7 @@ double measure_read_bandwidth(ThreadPool& pool, std::size_t bytes, int reps) {
   for (int r = 0; r < reps; ++r) {
     const double t0 = now_seconds();
     pool.parallel_for(n_words, grain, [&](std::size_t begin, std::size_t end, int thread) {
-      sums[std::size_t(thread)] += sum_words(buffer.data() + begin, end - begin);
+      sums[std::size_t(thread)] += sum_words(buffer + begin, end - begin);
     });
     const double seconds = now_seconds() - t0;
     best = std::max(best, double(n_words * sizeof(uint64_t)) / seconds);
@@ -62,8 +73,8 @@ double measure_read_bandwidth(ThreadPool& pool, std::size_t bytes, int reps) {
 
 double measure_matmul_peak(ThreadPool& pool, int rows, int cols, int batch, int reps) {
   require(rows >= 1 && cols >= 1 && cols % 32 == 0 && batch >= 1 && reps >= 1,
-          "matmul probe needs rows, batch, reps >= 1 and cols a multiple of 32, got ", rows, "x", cols, " batch ",
-          batch, " reps ", reps);
+          "matmul probe needs rows, batch, reps >= 1 and cols a multiple of 32, got ", rows, "x", cols,
+          " batch ", batch, " reps ", reps);
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> uniform(-0.05f, 0.05f);
   std::vector<uint16_t> weights(std::size_t(rows) * std::size_t(cols));
@@ -88,8 +99,8 @@ MachineCeilings measure_machine_ceilings(ThreadPool& pool) {
   m.read_bytes_per_second = measure_read_bandwidth(pool, std::size_t(1) << 30, 3);
   // Batch 64 takes the packed path, batch 32 the direct one (matmul.h); the
   // peak is the faster, so no measured step can beat its own floor's FLOP term.
-  m.flops_per_second = std::max(measure_matmul_peak(pool, 4096, 4096, 64, 5),
-                                measure_matmul_peak(pool, 4096, 4096, 32, 5));
+  m.flops_per_second =
+      std::max(measure_matmul_peak(pool, 4096, 4096, 64, 5), measure_matmul_peak(pool, 4096, 4096, 32, 5));
   return m;
 }
 
@@ -111,10 +122,11 @@ ModelCounts count_model(const model::ModelConfig& config, const model::ModelWeig
   return m;
 }
 
-StepCost decode_step_cost(const ModelCounts& m, int samples, int context, double mean_decoded, bool bifurcated,
-                          int kv_elem_bytes) {
+StepCost decode_step_cost(const ModelCounts& m, int samples, int context, double mean_decoded,
+                          bool bifurcated, int kv_elem_bytes) {
   const double B = samples, mc = context, md = mean_decoded;
-  const double kv_row = 2.0 * m.n_layers * m.n_kv_heads * m.head_size * kv_elem_bytes;  // K and V, every layer
+  const double kv_row =
+      2.0 * m.n_layers * m.n_kv_heads * m.head_size * kv_elem_bytes;  // K and V, every layer
   StepCost c;
   c.weights.bytes = m.matrix_bytes;
   c.weights.flops = 2.0 * B * m.matrix_elements;
