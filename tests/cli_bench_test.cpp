@@ -7,20 +7,20 @@
 
 #include <algorithm>
 #include <cmath>
-#include <span>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "cli/args.h"
 #include "cli/bench_memory.h"
 #include "cli/bench_plot.h"
 #include "cli/bench_report.h"
 #include "cli/bench_roofline.h"
 #include "cli/bench_sweep.h"
-#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli_support.h"
 #include "gguf/gguf_file.h"
@@ -86,7 +86,8 @@ void expect_well_formed_xml(const std::string& xml) {
     const std::string tag = xml.substr(i + 1, end - i - 1);
     ASSERT_EQ(count(tag, "'") % 2, 0u) << "unbalanced quotes in <" << tag << ">";
     if (tag.front() == '?') continue;
-    const std::string name = tag.substr(tag.front() == '/' ? 1 : 0, tag.find_first_of(" />", 1) - (tag.front() == '/' ? 1 : 0));
+    const std::string name =
+        tag.substr(tag.front() == '/' ? 1 : 0, tag.find_first_of(" />", 1) - (tag.front() == '/' ? 1 : 0));
     if (tag.front() == '/') {
       ASSERT_FALSE(open.empty()) << "closing </" << name << "> with nothing open";
       ASSERT_EQ(open.back(), name);
@@ -111,8 +112,8 @@ TEST(BenchRoofline, FloorFormulasMatchHandComputedNumbers) {
   const StepCost rep = decode_step_cost(m, 4, 100, 5.0, false, 2);
   EXPECT_DOUBLE_EQ(bif.weights.bytes, 1e6);
   EXPECT_DOUBLE_EQ(bif.weights.flops, 2.0 * 4 * 5e5);
-  EXPECT_DOUBLE_EQ(bif.attention.bytes, 256.0 * (100 + 4 * 5));   // context once + 4 own parts
-  EXPECT_DOUBLE_EQ(rep.attention.bytes, 256.0 * 4 * (100 + 5));   // 4 full copies
+  EXPECT_DOUBLE_EQ(bif.attention.bytes, 256.0 * (100 + 4 * 5));  // context once + 4 own parts
+  EXPECT_DOUBLE_EQ(rep.attention.bytes, 256.0 * 4 * (100 + 5));  // 4 full copies
   EXPECT_DOUBLE_EQ(bif.attention.flops, 4.0 * 2 * 4 * 4 * 16 * 105);
   EXPECT_DOUBLE_EQ(rep.attention.flops, bif.attention.flops);
   // 1 MB/s and 100 MFLOP/s: weights are bytes-bound (1 s vs 0.04 s); attention
@@ -152,15 +153,16 @@ TEST(BenchRoofline, ProbesMeasurePositiveFiniteCeilings) {
   ThreadPool pool(2);
   const double bw = measure_read_bandwidth(pool, std::size_t(16) << 20, 2);
   const double peak = measure_matmul_peak(pool, 64, 128, 8, 2);
-  EXPECT_GT(bw, 1e7);       // > 10 MB/s on any machine
-  EXPECT_LT(bw, 1e13);      // < 10 TB/s: a broken timer or skipped reads would exceed it
+  EXPECT_GT(bw, 1e7);   // > 10 MB/s on any machine
+  EXPECT_LT(bw, 1e13);  // < 10 TB/s: a broken timer or skipped reads would exceed it
   EXPECT_GT(peak, 1e6);
   EXPECT_LT(peak, 1e14);
   EXPECT_THROW(measure_matmul_peak(pool, 64, 100, 8, 1), Error);  // cols not a multiple of 32
 }
 
 TEST(BenchMemory, ParsesVmHwm) {
-  EXPECT_EQ(parse_vm_hwm_bytes("Name:\tx\nVmPeak:\t  99 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 5 kB\n"), 1234u * 1024);
+  EXPECT_EQ(parse_vm_hwm_bytes("Name:\tx\nVmPeak:\t  99 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 5 kB\n"),
+            1234u * 1024);
   EXPECT_EQ(parse_vm_hwm_bytes("VmRSS:\t 5 kB\n"), 0u);
   EXPECT_EQ(parse_vm_hwm_bytes("VmHWM:\t garbage\n"), 0u);
   EXPECT_GT(read_peak_rss_bytes(), 0u);
@@ -202,10 +204,9 @@ TEST(BenchPlot, SvgHasOneLinePerSeriesAndOneMarkerPerPoint) {
 }
 
 TEST(BenchPlot, SeriesFromRowsSkipTheSkippedAndGroupByContextAndMode) {
-  std::vector<BenchRow> rows = {measured_row(64, 1, AttentionMode::bifurcated, 5),
-                                measured_row(64, 2, AttentionMode::bifurcated, 6),
-                                measured_row(64, 1, AttentionMode::replicated, 5),
-                                measured_row(128, 1, AttentionMode::bifurcated, 7)};
+  std::vector<BenchRow> rows = {
+      measured_row(64, 1, AttentionMode::bifurcated, 5), measured_row(64, 2, AttentionMode::bifurcated, 6),
+      measured_row(64, 1, AttentionMode::replicated, 5), measured_row(128, 1, AttentionMode::bifurcated, 7)};
   BenchRow skipped = measured_row(64, 2, AttentionMode::replicated, 0);
   skipped.skipped = true;
   rows.push_back(skipped);
@@ -225,7 +226,8 @@ TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
   BenchReport report;
   report.counts = ModelCounts{2, 4, 2, 16, 1e6, 5e5};
   report.ceilings = MachineCeilings{1e9, 1e10};
-  report.rows = {measured_row(100, 4, AttentionMode::bifurcated, 10), measured_row(100, 4, AttentionMode::replicated, 30),
+  report.rows = {measured_row(100, 4, AttentionMode::bifurcated, 10),
+                 measured_row(100, 4, AttentionMode::replicated, 30),
                  measured_row(100, 8, AttentionMode::bifurcated, 10)};
   report.rows[1].skipped = true;
   // Row 3: a preempted step pulled the mean up (10 ms) above the median (8 ms),
@@ -238,10 +240,32 @@ TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
   const std::vector<std::string> lines = split(out.str(), '\n');
   ASSERT_EQ(lines.size(), 5u);  // header, 3 rows, trailing empty
   const std::vector<std::string> header = split(lines[0], ',');
-  for (const char* column : {"mode", "pp", "tg", "b", "n_kv", "t_pp", "s_pp", "t_tg", "s_tg", "t", "s",
-                             "step_ms_mean", "step_ms_median", "attention_share", "kv_bytes", "peak_rss_bytes",
-                             "weights_bytes", "attention_bytes", "floor_ms", "measured_over_floor", "rounds",
-                             "timed_steps", "step_ms_min", "step_ms_max", "read_gb_per_s", "bw_scope"}) {
+  for (const char* column : {"mode",
+                             "pp",
+                             "tg",
+                             "b",
+                             "n_kv",
+                             "t_pp",
+                             "s_pp",
+                             "t_tg",
+                             "s_tg",
+                             "t",
+                             "s",
+                             "step_ms_mean",
+                             "step_ms_median",
+                             "attention_share",
+                             "kv_bytes",
+                             "peak_rss_bytes",
+                             "weights_bytes",
+                             "attention_bytes",
+                             "floor_ms",
+                             "measured_over_floor",
+                             "rounds",
+                             "timed_steps",
+                             "step_ms_min",
+                             "step_ms_max",
+                             "read_gb_per_s",
+                             "bw_scope"}) {
     EXPECT_NE(std::find(header.begin(), header.end(), column), header.end()) << column;
   }
   EXPECT_EQ(header, csv_columns());
@@ -250,8 +274,8 @@ TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
     EXPECT_EQ(f.size(), header.size());
     return f[std::size_t(std::find(header.begin(), header.end(), column) - header.begin())];
   };
-  EXPECT_EQ(field(1, "n_kv"), "132");   // PP + B*TG = 100 + 4*8
-  EXPECT_EQ(field(2, "n_kv"), "432");   // B*(PP+TG) = 4*108
+  EXPECT_EQ(field(1, "n_kv"), "132");  // PP + B*TG = 100 + 4*8
+  EXPECT_EQ(field(2, "n_kv"), "432");  // B*(PP+TG) = 4*108
   EXPECT_EQ(std::stod(field(1, "s_tg")), 4.0 * 8 / 0.08);
   EXPECT_EQ(field(2, "status"), "skipped");
   EXPECT_EQ(field(2, "step_ms_mean"), "");
@@ -268,7 +292,8 @@ TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
   EXPECT_NEAR(std::stod(field(3, "floor_ms")), floor3, 1e-9);
   EXPECT_EQ(std::stod(field(3, "read_gb_per_s")), 2.0);
   EXPECT_EQ(field(3, "bw_scope"), "row");
-  EXPECT_NEAR(std::stod(field(3, "measured_over_floor")), 8.0 / floor3, 1e-6);  // the median, not the 10 ms mean
+  EXPECT_NEAR(std::stod(field(3, "measured_over_floor")), 8.0 / floor3,
+              1e-6);  // the median, not the 10 ms mean
 
   std::ostringstream json;
   write_json(json, report);
@@ -284,10 +309,13 @@ TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
 
 TEST(BenchReport, SpeedupIsReplicatedOverBifurcatedStepLatency) {
   BenchReport report;
-  report.rows = {measured_row(100, 1, AttentionMode::bifurcated, 10), measured_row(100, 2, AttentionMode::bifurcated, 10),
-                 measured_row(100, 1, AttentionMode::replicated, 15), measured_row(100, 2, AttentionMode::replicated, 40)};
+  report.rows = {measured_row(100, 1, AttentionMode::bifurcated, 10),
+                 measured_row(100, 2, AttentionMode::bifurcated, 10),
+                 measured_row(100, 1, AttentionMode::replicated, 15),
+                 measured_row(100, 2, AttentionMode::replicated, 40)};
   report.rows[3].skipped = true;
-  report.rows[2].step_mean_seconds = 60e-3;  // one preempted step: the mean moves, the median (15 ms) does not
+  report.rows[2].step_mean_seconds =
+      60e-3;  // one preempted step: the mean moves, the median (15 ms) does not
   EXPECT_DOUBLE_EQ(*find_speedup(report.rows, 100, 1), 1.5);
   EXPECT_FALSE(find_speedup(report.rows, 100, 2).has_value());
   std::ostringstream out;
@@ -358,7 +386,7 @@ TEST(BenchSweep, PoolTimedStepsUsesEveryStepOfEveryRound) {
   row.samples = 1;
   // Two rounds of 3 steps; one preempted step (100 ms) in the second round.
   pool_timed_steps({0.005, 0.001, 0.003, 0.100, 0.002, 0.004}, row);
-  EXPECT_NEAR(row.decode_seconds, 0.115 / 2, 1e-15);        // one round's T_TG on average
+  EXPECT_NEAR(row.decode_seconds, 0.115 / 2, 1e-15);  // one round's T_TG on average
   EXPECT_NEAR(row.step_mean_seconds, 0.115 / 6, 1e-15);
   EXPECT_NEAR(row.step_median_seconds, (0.003 + 0.004) / 2, 1e-15);  // sorted: 1 2 3 4 5 100
   EXPECT_DOUBLE_EQ(row.step_min_seconds, 0.001);
@@ -371,8 +399,9 @@ TEST(BenchSweep, PoolTimedStepsUsesEveryStepOfEveryRound) {
 }
 
 // --repeat: each row runs N rounds of fresh sequences, a warm-up and ntg
-// timed steps; the probe hook runs once before each row that runs.
-TEST_F(BenchTest, RepeatedRowsRunEveryRoundAndProbeOncePerRow) {
+// timed steps, round r of every row in pass r over the sweep; the probe hook
+// runs before every round, and a row's bandwidth is the median of its probes.
+TEST_F(BenchTest, RepeatedRowsRunEveryRoundInPassesAndProbeBeforeEachRound) {
   const auto loaded = model::Model::load(model_path());
   ThreadPool pool(2);
   SweepConfig config = tiny_sweep();
@@ -385,13 +414,21 @@ TEST_F(BenchTest, RepeatedRowsRunEveryRoundAndProbeOncePerRow) {
   hooks.probe_bandwidth = [&] { return 1e9 * ++probes; };
   const std::vector<BenchRow> rows = run_sweep(*loaded, config, pool, hooks);
   ASSERT_EQ(rows.size(), 4u);
-  EXPECT_EQ(probes, 4);
+  EXPECT_EQ(probes, 12);
+  // Passes: the first row's second round comes after the last row's first.
+  const auto line_of = [&](const std::string& text) {
+    return std::find(lines.begin(), lines.end(), text) - lines.begin();
+  };
+  EXPECT_LT(
+      line_of(str("row PP=40 B=", rows[3].samples, " ", mode_name(rows[3].mode), ": round 1/3, step 1/3")),
+      line_of(str("row PP=40 B=", rows[0].samples, " ", mode_name(rows[0].mode), ": round 2/3, step 1/3")));
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const BenchRow& r = rows[i];
     SCOPED_TRACE(i);
     EXPECT_EQ(r.rounds, 3);
     EXPECT_EQ(r.timed_steps(), 9);
-    EXPECT_EQ(r.read_bytes_per_second, 1e9 * double(i + 1));  // the probe right before this row
+    // Its probes ran before its rounds in passes 1, 2, 3: i + 1, i + 5, i + 9 GB/s; the median is i + 5.
+    EXPECT_EQ(r.read_bytes_per_second, 1e9 * double(i + 5));
     // Timed steps seen in the progress lines: rounds 1..3, steps 1..3 each.
     const std::string name = str("row PP=40 B=", r.samples, " ", mode_name(r.mode), ": round ");
     int timed = 0;
@@ -487,7 +524,8 @@ TEST_F(BenchTest, RowsThatExceedTheBudgetAreSkippedWithWhatTheyNeed) {
   const RowBudget rep3 = check_row_budget(cache, AttentionMode::replicated, 70, 3, 4);
   EXPECT_FALSE(rep3.fits);
   EXPECT_EQ(rep3.needed_bytes, (3 + 3 * 3) * kTinyBlockBytes);
-  const RowBudget bif = check_row_budget(cache, AttentionMode::bifurcated, 70, 7, 33);  // 1 + 1 blocks per leaf
+  const RowBudget bif =
+      check_row_budget(cache, AttentionMode::bifurcated, 70, 7, 33);  // 1 + 1 blocks per leaf
   EXPECT_FALSE(bif.fits);
   EXPECT_EQ(bif.needed_bytes, (3 + 7 * 2) * kTinyBlockBytes);
 }
@@ -527,8 +565,9 @@ TEST_F(BenchTest, SweepRejectsContextsBeyondTheModel) {
 
 TEST_F(BenchTest, CommandWritesTableCsvJsonAndPlot) {
   const std::string csv = path("rows.csv"), json = path("rows.json"), svg = path("plot.svg");
-  std::vector<std::string> args = {"bench", "-m", model_path(), "--npp", "40,80", "--ntg", "2", "--npl", "1,2",
-                                   "-j", "2", "--no-roofline", "--csv", csv, "--json", json, "--plot", svg};
+  std::vector<std::string> args = {"bench", "-m",    model_path(), "--npp", "40,80",  "--ntg",
+                                   "2",     "--npl", "1,2",        "-j",    "2",      "--no-roofline",
+                                   "--csv", csv,     "--json",     json,    "--plot", svg};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   testing::internal::CaptureStdout();
@@ -569,10 +608,12 @@ using cli_test::run_bifurcate;
 // 2 x ntg steps, carry the bandwidth probed before each row, and x floor is
 // the median step over the floor.
 TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthPerRow) {
-  if (!fs::exists(cli_test::program_path())) GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
+  if (!fs::exists(cli_test::program_path()))
+    GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
   const std::string json = path("repeat.json"), csv = path("repeat.csv");
-  const cli_test::RunResult r = run_bifurcate(str("bench -m '", model_path(), "' --npp 40 --ntg 3 --npl 1,2 -j 2 --repeat 2 --no-plot --json '",
-                                                  json, "' --csv '", csv, "'"));
+  const cli_test::RunResult r = run_bifurcate(
+      str("bench -m '", model_path(), "' --npp 40 --ntg 3 --npl 1,2 -j 2 --repeat 2 --no-plot --json '", json,
+          "' --csv '", csv, "'"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("rows: 2 rounds of 1 warm-up + 3 timed steps"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| BW GB/s | floor ms | x floor |"), std::string::npos) << r.out;
@@ -595,8 +636,8 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthPerRow) {
     EXPECT_NEAR(row["t_tg"].number, 3 * mean / 1e3, 1e-9 + 1e-6 * row["t_tg"].number);
     EXPECT_NEAR(row["s_tg"].number, row["b"].number * 3 / row["t_tg"].number, 1e-6 * row["s_tg"].number);
     ASSERT_EQ(row["read_gb_per_s"].kind, cli_test::Json::kNumber);
-    EXPECT_GT(row["read_gb_per_s"].number, 0.1);   // > 100 MB/s on any machine
-    EXPECT_LT(row["read_gb_per_s"].number, 1e4);   // < 10 TB/s: a skipped read would exceed it
+    EXPECT_GT(row["read_gb_per_s"].number, 0.1);  // > 100 MB/s on any machine
+    EXPECT_LT(row["read_gb_per_s"].number, 1e4);  // < 10 TB/s: a skipped read would exceed it
     EXPECT_EQ(row["bw_scope"].string, "row");
     EXPECT_NEAR(row["measured_over_floor"].number, median / row["floor_ms"].number,
                 1e-6 * row["measured_over_floor"].number);
@@ -615,9 +656,11 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthPerRow) {
   for (std::size_t i = 0; i < 4; ++i) {
     const cli_test::Json& row = doc["rows"][i];
     const double b = row["b"].number, bw = 1e9 * row["read_gb_per_s"].number;
-    const double kv_bytes = 2.0 * 2 * 2 * 16 * 2 * (row["mode"].string == "bifurcated" ? 40 + b * 3 : b * (40 + 3));
+    const double kv_bytes =
+        2.0 * 2 * 2 * 16 * 2 * (row["mode"].string == "bifurcated" ? 40 + b * 3 : b * (40 + 3));
     const double attn_flops = 4.0 * 2 * b * 4 * 16 * (40 + 3);
-    const double floor = std::max(weight_bytes / bw, 2 * b * elements / peak) + std::max(kv_bytes / bw, attn_flops / peak);
+    const double floor =
+        std::max(weight_bytes / bw, 2 * b * elements / peak) + std::max(kv_bytes / bw, attn_flops / peak);
     EXPECT_NEAR(row["floor_ms"].number, 1e3 * floor, 1e-6 * 1e3 * floor) << i;
   }
   const std::vector<std::string> lines = split(read_text(csv), '\n');
@@ -628,11 +671,12 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthPerRow) {
 }
 
 TEST_F(BenchTest, ProgramRejectsARepeatBelowOneOrNotANumber) {
-  if (!fs::exists(cli_test::program_path())) GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
+  if (!fs::exists(cli_test::program_path()))
+    GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
   for (const char* bad : {"0", "x", "-1"}) {
     SCOPED_TRACE(bad);
-    const cli_test::RunResult r =
-        run_bifurcate(str("bench -m '", model_path(), "' --npp 40 --ntg 1 --npl 1 --no-roofline --no-plot --repeat ", bad));
+    const cli_test::RunResult r = run_bifurcate(
+        str("bench -m '", model_path(), "' --npp 40 --ntg 1 --npl 1 --no-roofline --no-plot --repeat ", bad));
     EXPECT_EQ(r.exit_code, 2) << r.out;
     EXPECT_NE(r.err.find("--repeat"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find(bad), std::string::npos) << r.err;

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <span>
 #include <memory>
 #include <random>
+#include <span>
 #include <utility>
 
 #include "cli/bench_memory.h"
@@ -55,8 +55,10 @@ kv::SegmentId copy_prefix(const kv::KvCache& src, kv::SegmentId from, int n, kv:
     const kv::KvCache::Slot from_slot = src.slot(from, i);
     for (int layer = 0; layer < layout.n_layers; ++layer) {
       for (int head = 0; head < layout.n_kv_heads; ++head) {
-        std::memcpy(dst.k_row(slots[std::size_t(i)], layer, head), src.k_row(from_slot, layer, head), layout.row_bytes());
-        std::memcpy(dst.v_row(slots[std::size_t(i)], layer, head), src.v_row(from_slot, layer, head), layout.row_bytes());
+        std::memcpy(dst.k_row(slots[std::size_t(i)], layer, head), src.k_row(from_slot, layer, head),
+                    layout.row_bytes());
+        std::memcpy(dst.v_row(slots[std::size_t(i)], layer, head), src.v_row(from_slot, layer, head),
+                    layout.row_bytes());
       }
     }
   }
@@ -65,7 +67,8 @@ kv::SegmentId copy_prefix(const kv::KvCache& src, kv::SegmentId from, int n, kv:
 
 // Everything one context's rows share: its cache, prefilled prompt and figures.
 struct ContextState {
-  std::unique_ptr<kv::KvCache> cache;  // one per context: its pool's memory goes back when the context is done
+  std::unique_ptr<kv::KvCache>
+      cache;  // one per context: its pool's memory goes back when the context is done
   kv::SegmentId root = kv::kNoSegment;
   kv::SegmentId keeper = kv::kNoSegment;  // an empty leaf that keeps the root alive between rows
   int context = 0;
@@ -91,32 +94,53 @@ class SweepRunner {
     // `context` tokens of a causal prefill are that context's prefill.
     // Room for the whole prompt plus the block each incremental append may
     // conservatively reserve (check_budget assumes a fresh block per append).
-    const std::size_t blocks = std::size_t(contexts.back()) / std::size_t(layout.block_tokens) + contexts.size() + 2;
+    const std::size_t blocks =
+        std::size_t(contexts.back()) / std::size_t(layout.block_tokens) + contexts.size() + 2;
     kv::KvCache prompt_cache(layout, blocks * (layout.block_bytes() + 64));
     const kv::SegmentId prompt_root = prompt_cache.create_root();
     const std::vector<int32_t> prompt = random_tokens(rng_, contexts.back(), n_vocab_);
-    double prefill_seconds = 0;
+    std::vector<double> prefill_seconds;  // cumulative, per context
     int prefilled = 0;
-    std::vector<BenchRow> rows;
     for (int context : contexts) {
-      prefill_seconds += prefill(prompt_cache, prompt_root, std::span(prompt).subspan(std::size_t(prefilled),
-                                                                                      std::size_t(context - prefilled)));
+      const double before = prefill_seconds.empty() ? 0 : prefill_seconds.back();
+      prefill_seconds.push_back(
+          before +
+          prefill(prompt_cache, prompt_root,
+                  std::span(prompt).subspan(std::size_t(prefilled), std::size_t(context - prefilled))));
       prefilled = context;
-      progress(str("prefill: ", context, " tokens in ", seconds_text(prefill_seconds)));
-      ContextState state;
-      state.cache = std::make_unique<kv::KvCache>(layout, config_.kv_budget_bytes);
-      state.context = context;
-      state.prefill_seconds = prefill_seconds;
-      state.root = copy_prefix(prompt_cache, prompt_root, context, *state.cache);
-      state.keeper = state.cache->fork(state.root);
-      for (AttentionMode mode : {AttentionMode::bifurcated, AttentionMode::replicated}) {
-        if (std::find(config_.modes.begin(), config_.modes.end(), mode) == config_.modes.end()) continue;
-        for (int b : samples) {
-          rows.push_back(run_row(state, mode, b));
-          if (hooks_.on_row) hooks_.on_row(rows.back());
+      progress(str("prefill: ", context, " tokens in ", seconds_text(prefill_seconds.back())));
+    }
+    // Round r of every row runs in pass r, so a row's rounds are spread over
+    // the whole sweep: a burst of load on the shared machine (seconds long)
+    // hits one round of a row, and the median over its steps sets it aside.
+    std::vector<BenchRow> rows;
+    std::vector<RoundTotals> totals;
+    for (int pass = 0; pass < config_.repeat; ++pass) {
+      std::size_t index = 0;
+      for (std::size_t c = 0; c < contexts.size(); ++c) {
+        ContextState state;
+        state.cache = std::make_unique<kv::KvCache>(layout, config_.kv_budget_bytes);
+        state.context = contexts[c];
+        state.prefill_seconds = prefill_seconds[c];
+        state.root = copy_prefix(prompt_cache, prompt_root, contexts[c], *state.cache);
+        state.keeper = state.cache->fork(state.root);
+        for (AttentionMode mode : {AttentionMode::bifurcated, AttentionMode::replicated}) {
+          if (std::find(config_.modes.begin(), config_.modes.end(), mode) == config_.modes.end()) continue;
+          for (int b : samples) {
+            if (pass == 0) {
+              rows.push_back(plan_row(state, mode, b));
+              totals.emplace_back();
+            }
+            run_row_round(state, rows[index], pass, totals[index]);
+            if (pass == config_.repeat - 1) {
+              finish_row(rows[index], std::move(totals[index]));
+              if (hooks_.on_row) hooks_.on_row(rows[index]);
+            }
+            ++index;
+          }
         }
-      }
-    }  // each context's cache (and the memory its pool took) is freed here
+      }  // each context's cache (and the memory its pool took) is freed after every pass
+    }
     return rows;
   }
 
@@ -137,7 +161,8 @@ class SweepRunner {
 
   // What the rounds of one row add up.
   struct RoundTotals {
-    std::vector<double> steps;  // every timed step of every round, seconds
+    std::vector<double> steps;      // every timed step of every round, seconds
+    std::vector<double> bandwidth;  // the DRAM probe before each round, bytes/s
     double attention_seconds = 0;
     double forward_seconds = 0;
   };
@@ -146,7 +171,9 @@ class SweepRunner {
     return str("row PP=", s.context, " B=", b, " ", mode_name(mode));
   }
 
-  BenchRow run_row(ContextState& s, AttentionMode mode, int b) {
+  // The row's identity and whether it fits the KV budget (checked once: every
+  // pass starts from the same fresh cache holding the prompt).
+  BenchRow plan_row(const ContextState& s, AttentionMode mode, int b) {
     BenchRow row;
     row.context = s.context;
     row.ntg = config_.ntg;
@@ -160,20 +187,37 @@ class SweepRunner {
     if (!budget.fits) {
       row.skipped = true;
       progress(str(row_name(s, mode, b), ": skipped, ", row.skip_reason()));
-      return row;
     }
+    return row;
+  }
+
+  // One round of a row, preceded by a bandwidth probe. Peak RSS is taken in
+  // the first pass, where rows run in the order that makes it the row's own.
+  void run_row_round(ContextState& s, BenchRow& row, int pass, RoundTotals& totals) {
+    if (row.skipped) return;
     if (hooks_.probe_bandwidth) {
-      progress(str(row_name(s, mode, b), ": probing DRAM read bandwidth ..."));
-      row.read_bytes_per_second = hooks_.probe_bandwidth();
+      progress(str(row_name(s, row.mode, row.samples), ": probing DRAM read bandwidth ..."));
+      totals.bandwidth.push_back(hooks_.probe_bandwidth());
     }
-    progress(str(row_name(s, mode, b), ": preparing ..."));
-    row.rss_reset = reset_peak_rss();
-    RoundTotals totals;
-    for (int round = 0; round < config_.repeat; ++round) run_round(s, row, round, totals);
+    if (pass == 0) {
+      progress(str(row_name(s, row.mode, row.samples), ": preparing ..."));
+      row.rss_reset = reset_peak_rss();
+    }
+    run_round(s, row, pass, totals);
+    if (pass == 0) row.peak_rss_bytes = read_peak_rss_bytes();
+  }
+
+  // The row's figures from all its rounds; its bandwidth is the median probe.
+  static void finish_row(BenchRow& row, RoundTotals totals) {
+    if (row.skipped) return;
     row.attention_share = totals.forward_seconds > 0 ? totals.attention_seconds / totals.forward_seconds : 0;
     pool_timed_steps(std::move(totals.steps), row);
-    row.peak_rss_bytes = read_peak_rss_bytes();
-    return row;
+    if (!totals.bandwidth.empty()) {
+      std::sort(totals.bandwidth.begin(), totals.bandwidth.end());
+      const std::size_t n = totals.bandwidth.size();
+      row.read_bytes_per_second = n % 2 == 1 ? totals.bandwidth[n / 2]
+                                             : 0.5 * (totals.bandwidth[n / 2 - 1] + totals.bandwidth[n / 2]);
+    }
   }
 
   // Makes the row's B sequences, decodes them, records the KV they hold at
@@ -185,12 +229,14 @@ class SweepRunner {
     try {
       const double t0 = now_seconds();
       for (int i = 0; i < b; ++i) {
-        leaves.push_back(row.mode == AttentionMode::bifurcated ? s.cache->fork(s.root) : s.cache->copy_path(s.root));
+        leaves.push_back(row.mode == AttentionMode::bifurcated ? s.cache->fork(s.root)
+                                                               : s.cache->copy_path(s.root));
       }
       if (round == 0) {
-        progress(str(row_name(s, row.mode, b), ": ", b,
-                     row.mode == AttentionMode::bifurcated ? " leaves forked in " : " private copies made in ",
-                     seconds_text(now_seconds() - t0)));
+        progress(
+            str(row_name(s, row.mode, b), ": ", b,
+                row.mode == AttentionMode::bifurcated ? " leaves forked in " : " private copies made in ",
+                seconds_text(now_seconds() - t0)));
       }
       decode_round(s, leaves, row, round, totals);
     } catch (...) {
@@ -245,8 +291,8 @@ std::string BenchRow::skip_reason() const {
 }
 
 void pool_timed_steps(std::vector<double> steps, BenchRow& row) {
-  require(!steps.empty() && row.rounds >= 1, "pool_timed_steps needs steps and rounds >= 1, got ", steps.size(),
-          " steps, ", row.rounds, " rounds");
+  require(!steps.empty() && row.rounds >= 1, "pool_timed_steps needs steps and rounds >= 1, got ",
+          steps.size(), " steps, ", row.rounds, " rounds");
   double sum = 0;
   for (double x : steps) sum += x;
   row.decode_seconds = sum / double(row.rounds);
@@ -263,7 +309,8 @@ int64_t BenchRow::n_kv() const {
                                            : int64_t(samples) * (int64_t(context) + ntg);
 }
 
-RowBudget check_row_budget(const kv::KvCache& cache, AttentionMode mode, int context, int samples, int steps) {
+RowBudget check_row_budget(const kv::KvCache& cache, AttentionMode mode, int context, int samples,
+                           int steps) {
   // Bifurcated: B fresh leaves of `steps` tokens. Replicated: B private copies
   // of the prompt, each growing by `steps` tokens. A decode step takes a new
   // block only for a sequence whose last block is full, so whole blocks of

@@ -3,14 +3,16 @@
 // first PP tokens of a causal prefill are PP's prefill, so T_PP(PP) is the
 // cumulative prefill time up to PP. Each context's rows get a KV cache of
 // their own (budget = --kv-budget-gib) holding a copy of those PP tokens; per
-// (mode, B) `repeat` rounds each make the B sequences from it (fork:
-// bifurcated; private copy: replicated), decode one warm-up step plus `ntg`
-// timed steps of random tokens, and release them; the row's figures pool the
-// repeat·ntg timed steps (a machine shared with others swings between
-// minutes, so one round is one sample of it). Rows run bifurcated first, then replicated, B
-// ascending, so the KV pool (which keeps freed blocks until the context's
-// cache is destroyed) only grows with the row that needs it and each row's
-// peak RSS is its own.
+// (mode, B) a round makes the B sequences from it (fork: bifurcated; private
+// copy: replicated), decodes one warm-up step plus `ntg` timed steps of
+// random tokens, and releases them. The sweep runs `repeat` passes, round r
+// of every row in pass r (each pass builds the contexts' caches afresh), so a
+// row's rounds are spread over the run: a machine shared with others swings
+// over seconds to minutes, and a burst hits one round, which the row's median
+// over all repeat·ntg timed steps sets aside. Within a pass rows run
+// bifurcated first, then replicated, B ascending, so the KV pool (which keeps
+// freed blocks until the context's cache is destroyed) only grows with the
+// row that needs it and each row's peak RSS (taken in the first pass) is its own.
 #pragma once
 
 #include <cstddef>
@@ -31,43 +33,43 @@ enum class AttentionMode { bifurcated, replicated };
 std::string_view mode_name(AttentionMode mode);
 
 struct SweepConfig {
-  std::vector<int> contexts;               // PP values; run ascending
-  int ntg = 32;                            // timed decode steps per round (TG)
-  int repeat = 1;                          // rounds per row, each a warm-up step + ntg timed steps
-  std::vector<int> samples;                // B values; run ascending
-  std::vector<AttentionMode> modes;        // run bifurcated first whatever the order here
+  std::vector<int> contexts;         // PP values; run ascending
+  int ntg = 32;                      // timed decode steps per round (TG)
+  int repeat = 1;                    // rounds per row, each a warm-up step + ntg timed steps
+  std::vector<int> samples;          // B values; run ascending
+  std::vector<AttentionMode> modes;  // run bifurcated first whatever the order here
   kernels::KvType kv_type = kernels::KvType::f16;
   std::size_t kv_budget_bytes = std::size_t(8) << 30;
-  uint64_t seed = 1;                       // prompt and decode tokens
+  uint64_t seed = 1;  // prompt and decode tokens
   int prefill_chunk = 256;
 };
 
 // One (context, B, mode) row. Seconds and bytes are measured.
 struct BenchRow {
-  int context = 0;    // PP
-  int ntg = 0;        // TG: timed steps per round
-  int rounds = 1;     // N: rounds pooled in the figures below
-  int samples = 0;    // B
+  int context = 0;  // PP
+  int ntg = 0;      // TG: timed steps per round
+  int rounds = 1;   // N: rounds pooled in the figures below
+  int samples = 0;  // B
   AttentionMode mode = AttentionMode::bifurcated;
   bool skipped = false;
   std::size_t kv_needed_bytes = 0;  // what the row needs (prompt held + its sequences' growth)
   std::size_t kv_budget_bytes = 0;
 
-  double prefill_seconds = 0;       // T_PP: the one prefill of this context
-  double decode_seconds = 0;        // T_TG: one round's ntg timed steps, averaged over the rounds
-  double step_mean_seconds = 0;     // the step statistics pool all N·TG timed steps
+  double prefill_seconds = 0;    // T_PP: the one prefill of this context
+  double decode_seconds = 0;     // T_TG: one round's ntg timed steps, averaged over the rounds
+  double step_mean_seconds = 0;  // the step statistics pool all N·TG timed steps
   double step_median_seconds = 0;
   double step_min_seconds = 0;
   double step_max_seconds = 0;
-  double attention_share = 0;       // attention seconds / forward seconds over all timed steps
-  double read_bytes_per_second = 0; // DRAM read bandwidth probed right before the row; 0: not probed
-  std::size_t kv_bytes = 0;         // KV the row's B sequences hold at its end (bifurcated: incl. the shared prompt)
-  std::size_t peak_rss_bytes = 0;   // VmHWM after the row
-  bool rss_reset = false;           // false: VmHWM is the process-wide peak
+  double attention_share = 0;        // attention seconds / forward seconds over all timed steps
+  double read_bytes_per_second = 0;  // DRAM read bandwidth probed right before the row; 0: not probed
+  std::size_t kv_bytes = 0;  // KV the row's B sequences hold at its end (bifurcated: incl. the shared prompt)
+  std::size_t peak_rss_bytes = 0;  // VmHWM after the row
+  bool rss_reset = false;          // false: VmHWM is the process-wide peak
 
   int timed_steps() const { return rounds * ntg; }
   // The batched-bench columns (llama.cpp's llama-batched-bench).
-  int64_t n_kv() const;             // PP + B·TG shared prompt, B·(PP+TG) replicated
+  int64_t n_kv() const;  // PP + B·TG shared prompt, B·(PP+TG) replicated
   // Why a skipped row was skipped: "needs 1.50 GiB > budget 1.00 GiB".
   std::string skip_reason() const;
   double s_pp() const { return prefill_seconds > 0 ? context / prefill_seconds : 0; }

@@ -51,8 +51,9 @@ struct BenchArgs {
     v(model, "model", 'm', "GGUF model file (default: the 7b-mha-2l F16 random-weight model, created once)");
     v(npp, "npp", '\0', "context (prompt) lengths, comma-separated; each is prefilled once");
     v(ntg, "ntg", '\0', "timed decode steps per round (after one warm-up step)");
-    v(repeat, "repeat", '\0', "rounds per row (fresh sequences, warm-up, ntg timed steps each); the row's mean, "
-                              "median and attention share pool all repeat*ntg steps, T_TG is per round");
+    v(repeat, "repeat", '\0',
+      "passes over the sweep, one round per row each (fresh sequences, warm-up, ntg timed "
+      "steps); a row's mean, median and attention share pool its repeat*ntg steps, T_TG is per round");
     v(npl, "npl", '\0', "numbers of samples B, comma-separated");
     v(attention, "attention", 'a', "attention modes, comma-separated: bifurcated, replicated");
     v(threads, "threads", 'j', "worker threads (0 = all hardware threads)");
@@ -61,13 +62,16 @@ struct BenchArgs {
     v(seed, "seed", 's', "seed of the random prompt and decode tokens");
     v(csv, "csv", '\0', "write every figure of every row to this CSV file");
     v(json, "json", '\0', "write every figure of every row to this JSON file");
-    v(plot, "plot", '\0', "SVG plot of step latency vs B (and .png beside it when a converter exists); "
-                          "default: bench-latency.svg in the build directory, else the current directory");
+    v(plot, "plot", '\0',
+      "SVG plot of step latency vs B (and .png beside it when a converter exists); "
+      "default: bench-latency.svg in the build directory, else the current directory");
     v(no_plot, "no-plot", '\0', "do not draw the plot");
     v(roofline, "roofline", '\0', "only measure the machine's ceilings and print each row's floor");
-    v(no_roofline, "no-roofline", '\0', "skip measuring the ceilings before the sweep and the DRAM read "
-                                         "bandwidth before each row (no BW/floor columns)");
-    v(model_cache, "model-cache", '\0', "directory of the default model (default: <build>/models or the user cache)");
+    v(no_roofline, "no-roofline", '\0',
+      "skip measuring the ceilings before the sweep and the DRAM read "
+      "bandwidth before each row (no BW/floor columns)");
+    v(model_cache, "model-cache", '\0',
+      "directory of the default model (default: <build>/models or the user cache)");
   }
 };
 
@@ -102,7 +106,8 @@ std::vector<AttentionMode> parse_modes(const std::string& text) {
     } else if (item == "replicated") {
       modes.push_back(AttentionMode::replicated);
     } else {
-      throw UsageError(str("flag --attention: unknown mode '", item, "' (expected bifurcated and/or replicated)"));
+      throw UsageError(
+          str("flag --attention: unknown mode '", item, "' (expected bifurcated and/or replicated)"));
     }
   }
   if (modes.empty()) throw UsageError("flag --attention: needs at least one mode");
@@ -114,7 +119,8 @@ SweepConfig make_sweep_config(const BenchArgs& a) {
   c.contexts = parse_int_list(a.npp, "npp");
   c.samples = parse_int_list(a.npl, "npl");
   c.modes = parse_modes(a.attention);
-  if (a.ntg < 1 || a.ntg > 100000) throw UsageError(str("flag --ntg: ", a.ntg, " is out of range [1, 100000]"));
+  if (a.ntg < 1 || a.ntg > 100000)
+    throw UsageError(str("flag --ntg: ", a.ntg, " is out of range [1, 100000]"));
   c.ntg = int(a.ntg);
   if (a.repeat < 1 || a.repeat > 10000) {
     throw UsageError(str("flag --repeat: ", a.repeat, " is out of range [1, 10000] (rounds per row)"));
@@ -212,9 +218,9 @@ void write_outputs(const BenchArgs& a, const BenchReport& report) {
   if (a.no_plot) return;
   PlotSpec spec;
   spec.title = str("Decode-step latency vs samples: ", report.model_name);
-  spec.subtitle = str(report.machine, ", KV ", report.kv_type, ", TG ", report.rows.empty() ? 0 : report.rows[0].ntg,
-                      report.ceilings ? ", " + describe_ceilings(*report.ceilings) : std::string(), ", ",
-                      report.date);
+  spec.subtitle =
+      str(report.machine, ", KV ", report.kv_type, ", TG ", report.rows.empty() ? 0 : report.rows[0].ntg,
+          report.ceilings ? ", " + describe_ceilings(*report.ceilings) : std::string(), ", ", report.date);
   spec.x_label = "samples B (log2)";
   spec.y_label = "median decode-step latency (ms, log)";  // as the speedup table and x floor
   spec.series = latency_series(report.rows);
@@ -240,8 +246,10 @@ int run_bench(int argc, char** argv) {
   }
   const SweepConfig config = make_sweep_config(args);
   const int threads_flag = parse_threads_flag(args.threads);
-  if (args.roofline && args.no_roofline) throw UsageError("flags --roofline and --no-roofline exclude each other");
-  const int threads = threads_flag > 0 ? threads_flag : int(std::max(1u, std::thread::hardware_concurrency()));
+  if (args.roofline && args.no_roofline)
+    throw UsageError("flags --roofline and --no-roofline exclude each other");
+  const int threads =
+      threads_flag > 0 ? threads_flag : int(std::max(1u, std::thread::hardware_concurrency()));
 
   Progress progress;
   const std::string model_path = resolve_model(args, progress);
@@ -250,8 +258,8 @@ int run_bench(int argc, char** argv) {
 
   BenchReport report;
   report.model_path = model_path;
-  report.model_name = model->config().name.empty() ? std::filesystem::path(model_path).stem().string()
-                                                   : model->config().name;
+  report.model_name =
+      model->config().name.empty() ? std::filesystem::path(model_path).stem().string() : model->config().name;
   report.machine = machine_description(threads);
   report.date = now_text();
   report.threads = threads;
@@ -260,8 +268,10 @@ int run_bench(int argc, char** argv) {
   const int kv_elem = int(kernels::kv_type_bytes(config.kv_type));
   std::cout << "model: " << model_path << " (" << report.model_name << ", " << model->config().n_layers
             << " layers, dim " << model->config().dim << ", " << model->config().n_heads << " heads / "
-            << model->config().n_kv_heads << " KV heads, weights " << report.counts.matrix_bytes / 1e9 << " GB)\n"
-            << "machine: " << report.machine << ", " << report.date << ", load average " << load_average() << '\n';
+            << model->config().n_kv_heads << " KV heads, weights " << report.counts.matrix_bytes / 1e9
+            << " GB)\n"
+            << "machine: " << report.machine << ", " << report.date << ", load average " << load_average()
+            << '\n';
 
   if (!args.no_roofline) {
     progress.transient("roofline: measuring DRAM read bandwidth and F16 GEMM peak ...");
