@@ -596,6 +596,18 @@ TEST_F(BenchTest, CommandWritesTableCsvJsonAndPlot) {
   EXPECT_EQ(count(plot, "<polyline class='series'"), 4u);  // 2 contexts x 2 modes
   EXPECT_EQ(count(plot, "class='marker'"), 8u);
 
+  // One mode: rows, but no speedup table (it would be all dashes).
+  std::vector<std::string> one_mode = {
+      "bench", "-m", model_path(), "--npp",         "40",       "--ntg", "1", "--npl",
+      "1",     "-a", "bifurcated", "--no-roofline", "--no-plot"};
+  std::vector<char*> one_argv;
+  for (std::string& a : one_mode) one_argv.push_back(a.data());
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(run_bench(int(one_argv.size()), one_argv.data()), 0);
+  const std::string one_out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(count(one_out, "| bifurcated |"), 1u) << one_out;
+  EXPECT_EQ(one_out.find("speedup"), std::string::npos) << one_out;
+
   std::vector<std::string> bad = {"bench", "-m", model_path(), "--npl", "1,x"};
   std::vector<char*> bad_argv;
   for (std::string& a : bad) bad_argv.push_back(a.data());

@@ -324,8 +324,15 @@ int run_bench(int argc, char** argv) {
   print_rows_footer(std::cout, report.rows);
   compute_roofline(report, kv_elem);
 
-  std::cout << "load average at the end: " << load_average() << "\n\n";
-  print_speedup_table(std::cout, report);
+  std::cout << "load average at the end: " << load_average() << "\n";
+  // The ratio needs both modes; with one (-a bifurcated) the table would be all dashes.
+  const auto has = [&](AttentionMode m) {
+    return std::find(config.modes.begin(), config.modes.end(), m) != config.modes.end();
+  };
+  if (has(AttentionMode::bifurcated) && has(AttentionMode::replicated)) {
+    std::cout << '\n';
+    print_speedup_table(std::cout, report);
+  }
   write_outputs(args, report);
   return 0;
 }
