@@ -3,9 +3,11 @@
 //  - direct (F32/F16/Q8_0, any batch): weights are decoded in registers
 //    straight from the mapped rows into dot-product tiles of up to 4 batch
 //    rows (8 with AVX-512 at batch 8..64, over an interleaved copy of x made
-//    once per call); a 24-row chunk is reused from cache by every batch group, so DRAM
-//    reads each weight once. At batch 1-4 this is the bandwidth-bound GEMV,
-//    from ~8 on FMA-bound; Q8_0 block scales are converted once per chunk.
+//    once per call; a lone batch row over rows of <= 4096 columns goes one
+//    weight row at a time); a 24-row chunk is reused from cache by every
+//    batch group, so DRAM reads each weight once. At batch 1-4 this is the
+//    bandwidth-bound GEMV, from ~8 on FMA-bound; Q8_0 block scales are
+//    converted in the tile, once per block and row.
 //  - packed (BF16, Q4_0, Q4_K, Q6_K): a panel of weight rows × a K-block is
 //    dequantized to f32 once and multiplied by x with the same tiles.
 // Both run AVX-512 kernels when built with it (-march=native on a machine

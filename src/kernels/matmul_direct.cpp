@@ -7,7 +7,9 @@
 // it, so DRAM reads each weight once however large the batch; at batch 1-4
 // this is the bandwidth-bound GEMV, from ~8 on the FMA-bound tile loop (at
 // prefill batches x streams from L3 once per chunk, which measured cheaper
-// than packing the weights to f32).
+// than packing the weights to f32). A lone batch row over rows of <= 4096
+// columns runs one weight row at a time instead (run_row_streams: one
+// sequential DRAM stream per thread).
 #include <algorithm>
 
 #include "kernels/matmul_paths.h"
