@@ -16,9 +16,9 @@ namespace bifurcate::cli {
 struct RowRoofline {
   StepCost cost;
   double read_bytes_per_second = 0;  // the bandwidth behind floor_seconds
-  bool row_bandwidth = false;        // true: probed right before the row; false: the sweep's start figure
+  bool row_bandwidth = false;        // true: the row's own probes (median); false: the sweep's start figure
   double floor_seconds = 0;
-  double measured_over_floor = 0;    // median step latency / floor (a preempted step does not move it)
+  double measured_over_floor = 0;  // median step latency / floor (a preempted step does not move it)
 };
 
 // The floor of one row's step (m_d from mean_decoded_tokens) with the row's
@@ -29,15 +29,15 @@ RowRoofline row_roofline(const BenchRow& row, const ModelCounts& counts, const M
 
 struct BenchReport {
   std::string model_path;
-  std::string model_name;   // general.name or the file name
-  std::string machine;      // CPU model and thread count, for titles
-  std::string date;         // ISO date-time of the run
+  std::string model_name;  // general.name or the file name
+  std::string machine;     // CPU model and thread count, for titles
+  std::string date;        // ISO date-time of the run
   int threads = 0;
   std::string kv_type;
   ModelCounts counts;
   std::optional<MachineCeilings> ceilings;  // absent with --no-roofline
   std::vector<BenchRow> rows;
-  std::vector<RowRoofline> roofline;        // one per row when ceilings are present (skipped rows: zeros)
+  std::vector<RowRoofline> roofline;  // one per row when ceilings are present (skipped rows: zeros)
 };
 
 // Fills report.roofline from report.ceilings (cleared when absent).

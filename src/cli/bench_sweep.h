@@ -62,7 +62,7 @@ struct BenchRow {
   double step_min_seconds = 0;
   double step_max_seconds = 0;
   double attention_share = 0;        // attention seconds / forward seconds over all timed steps
-  double read_bytes_per_second = 0;  // DRAM read bandwidth probed right before the row; 0: not probed
+  double read_bytes_per_second = 0;  // median of the DRAM read probes before its rounds; 0: not probed
   std::size_t kv_bytes = 0;  // KV the row's B sequences hold at its end (bifurcated: incl. the shared prompt)
   std::size_t peak_rss_bytes = 0;  // VmHWM after the row
   bool rss_reset = false;          // false: VmHWM is the process-wide peak
@@ -97,8 +97,9 @@ void pool_timed_steps(std::vector<double> steps, BenchRow& row);
 struct SweepHooks {
   std::function<void(std::string_view line)> progress;  // one status line (no newline)
   std::function<void(const BenchRow&)> on_row;          // each row as soon as it is measured
-  // Called right before each row that runs (not for skipped rows); the
-  // bytes/s it returns become the row's read_bytes_per_second.
+  // Called right before each round of a row that runs (not for skipped
+  // rows); the median of the bytes/s it returns for a row becomes the row's
+  // read_bytes_per_second.
   std::function<double()> probe_bandwidth;
 };
 
