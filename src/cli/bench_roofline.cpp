@@ -1,7 +1,5 @@
 #include "cli/bench_roofline.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +10,7 @@
 #include "kernels/matmul.h"
 #include "util/error.h"
 #include "util/f16.h"
+#include "util/huge_pages.h"
 #include "util/timer.h"
 
 namespace bifurcate::cli {
@@ -42,12 +41,9 @@ double measure_read_bandwidth(ThreadPool& pool, std::size_t bytes, int reps) {
   const std::size_t n_words = bytes / sizeof(uint64_t);
   // On transparent huge pages, as the model's weights and KV slabs are: the
   // ceiling must not be lowered by TLB misses the engine does not pay.
-  constexpr std::size_t kHugePage = std::size_t(2) << 20;
-  const std::size_t buffer_bytes = (n_words * sizeof(uint64_t) + kHugePage - 1) / kHugePage * kHugePage;
   const std::unique_ptr<uint64_t, decltype(&std::free)> storage(
-      static_cast<uint64_t*>(std::aligned_alloc(kHugePage, buffer_bytes)), &std::free);
-  require(storage != nullptr, "bandwidth probe: cannot allocate ", buffer_bytes, " bytes");
-  ::madvise(storage.get(), buffer_bytes, MADV_HUGEPAGE);  // advice only
+      static_cast<uint64_t*>(allocate_on_huge_pages(n_words * sizeof(uint64_t))), &std::free);
+  require(storage != nullptr, "bandwidth probe: cannot allocate ", n_words * sizeof(uint64_t), " bytes");
   uint64_t* const buffer = storage.get();
   // Touch every page from the thread that will later read it (first-touch placement).
   const std::size_t grain = std::size_t(1) << 16;

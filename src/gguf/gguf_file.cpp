@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "util/error.h"
+#include "util/huge_pages.h"
 
 namespace bifurcate::gguf {
 
@@ -32,7 +33,6 @@ uint64_t TensorInfo::n_rows() const {
 
 namespace {
 
-constexpr std::size_t kHugePage = std::size_t(2) << 20;
 constexpr std::size_t kHugeCopyMinBytes = std::size_t(64) << 20;
 
 // MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
@@ -83,12 +83,12 @@ FileMapping::FileMapping(const std::string& path, FileResidency residency) {
   if (residency == FileResidency::huge_pages && size_ >= kHugeCopyMinBytes &&
       size_ <= available_memory_bytes() / 2) {
     // A reservation one huge page larger, so the copy can start 2 MiB-aligned.
-    region_bytes_ = (size_ + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
+    region_bytes_ = round_up_to_huge_pages(size_) + kHugePageBytes;
     region_ = ::mmap(nullptr, region_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (region_ != MAP_FAILED) {
-      auto* start = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(region_) + kHugePage - 1) &
-                                               ~uintptr_t(kHugePage - 1));
-      ::madvise(start, size_, MADV_HUGEPAGE);  // advice only: without THP it is an ordinary copy
+      auto* start = reinterpret_cast<uint8_t*>(
+          round_up_to_huge_pages(reinterpret_cast<uintptr_t>(region_)));  // without THP: an ordinary copy
+      advise_huge_pages(start, round_up_to_huge_pages(size_));
       if (read_all(fd, start, size_)) {
         ::mprotect(region_, region_bytes_, PROT_READ);
         data_ = start;

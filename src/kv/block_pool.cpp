@@ -1,18 +1,12 @@
 #include "kv/block_pool.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cstdlib>
 
 #include "util/error.h"
+#include "util/huge_pages.h"
 
 namespace bifurcate::kv {
-namespace {
-
-constexpr std::size_t kHugePage = std::size_t(2) << 20;
-
-}  // namespace
 
 void BlockPool::FreeSlab::operator()(uint8_t* p) const { std::free(p); }
 
@@ -50,13 +44,10 @@ void BlockPool::carve_slab() {
   std::size_t n_blocks = std::min(per_slab, remaining);
   // Slabs of a huge page or more start on a huge-page boundary and are
   // advised onto transparent huge pages: attention streams the context's K/V
-  // every step, and through 4 KiB pages every 4 KiB is a TLB miss. The size
-  // is rounded up to the alignment, as aligned_alloc requires.
-  std::size_t bytes = n_blocks * block_stride_;
-  const std::size_t alignment = bytes >= kHugePage ? kHugePage : kAlignment;
-  bytes = (bytes + alignment - 1) / alignment * alignment;
-  auto* slab = static_cast<uint8_t*>(std::aligned_alloc(alignment, bytes));
-  if (slab != nullptr && alignment == kHugePage) ::madvise(slab, bytes, MADV_HUGEPAGE);  // advice only
+  // every step. Smaller slabs: a multiple of kAlignment, as aligned_alloc requires.
+  const std::size_t bytes = n_blocks * block_stride_;
+  auto* slab = static_cast<uint8_t*>(bytes >= kHugePageBytes ? allocate_on_huge_pages(bytes)
+                                                             : std::aligned_alloc(kAlignment, bytes));
   if (slab == nullptr) {
     throw Error(str("KV cache: the OS refused a slab of ", bytes, " bytes (", bytes_reserved(),
                     " bytes already reserved, budget ", budget_bytes_, ")"));
