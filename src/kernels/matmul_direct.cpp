@@ -85,16 +85,17 @@ inline void keep_in_register(V& v) {
   asm("" : "+v"(v));
 }
 
-// The same rows from element k0 on (k0 a multiple of the block size).
-F32Rows skip_k(const F32Rows& w, int64_t k0) { return {w.base + k0, w.stride}; }
-F16Rows skip_k(const F16Rows& w, int64_t k0) { return {w.base + k0, w.stride}; }
-Q8_0Rows skip_k(const Q8_0Rows& w, int64_t k0) { return {w.base + k0 / tensor::kQK8_0, w.stride}; }
-
 // Row r from element k on (k a multiple of the block size; may be negative).
 const float* row_at(const F32Rows& w, int64_t r, int64_t k) { return w.row(r) + k; }
 const uint16_t* row_at(const F16Rows& w, int64_t r, int64_t k) { return w.row(r) + k; }
 const tensor::BlockQ8_0* row_at(const Q8_0Rows& w, int64_t r, int64_t k) {
   return w.row(r) + k / tensor::kQK8_0;
+}
+
+// The same rows from element k0 on (k0 a multiple of the block size).
+template <class Rows>
+Rows skip_k(const Rows& w, int64_t k0) {
+  return {row_at(w, 0, k0), w.stride};
 }
 
 // Software prefetch in a tile's k loop. The hardware prefetcher alone kept
