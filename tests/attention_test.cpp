@@ -222,14 +222,16 @@ TEST(AttendSegment, KeySubRangeAndRowLimitsMatchReference) {
 }
 
 // Every stacked row count 1..40 reaches one of the kernel's paths (one-row f16 GEMV; with
-// AVX-512 up to 8 rows as key-half lane pairs, else 16-row groups; 8-row groups otherwise),
-// with partial groups and odd tiles (ragged chunks, 203 keys); each row checked with its LSE.
+// AVX-512 and k % 16 == 0 up to 16 rows with head dims in lanes, in 4-row blocks and 64-,
+// 48- or 16-column P.V blocks (k = 48, 80, 128), else up to 8 rows as key-half lane pairs,
+// else 16-row groups; 8-row groups otherwise), with partial groups and odd tiles (ragged
+// chunks, 203 keys); each row checked with its LSE.
 TEST(AttendSegment, EveryRowCountMatchesReference) {
   const unsigned seed = fresh_seed();
   SCOPED_TRACE(testing::Message() << "seed=" << seed);
   std::mt19937 rng(seed);
   for (KvType type : {KvType::f16, KvType::f32})
-    for (int k : {8, 24, 128}) {
+    for (int k : {8, 24, 48, 80, 128}) {
       const AttentionShape shape = make_shape(1, 1, k, type);
       KvData kv = random_kv(rng, 1, k, 203, type);
       StoredSegment st = store(kv, type, Layout::ragged, rng);

@@ -7,6 +7,7 @@
 
 #include "kernels/attention_lanes.h"
 #include "kernels/attention_microkernels.h"
+#include "kernels/attention_rows.h"
 #include "kernels/attention_simd.h"
 #include "kernels/attention_state.h"
 #include "util/f16.h"
@@ -15,6 +16,9 @@ namespace bifurcate::kernels {
 namespace {
 
 constexpr int kTile = kSegmentTileTokens;
+// Up to this many stacked rows take the head-dims-in-lanes kernel (attention_rows.h); more
+// take Lanes16, whose broadcast K loads amortise its tile conversion over 16-row groups.
+constexpr int kRowsPathMaxRows = 16;
 
 int padded_size(int head_size) { return (head_size + 7) / 8 * 8; }
 
@@ -374,6 +378,49 @@ void attend_lanes(const AttentionShape& shape, const SegmentKeys& keys, const St
   }
 }
 
+#ifdef __AVX512F__
+// Stacked rows with head dimensions in lanes (attention_rows.h): K and V read
+// straight from the KV memory, no converted tile. Non-causal, k % 16 == 0.
+bool rows_path(const AttentionShape& shape, const StackedQueries& queries) {
+  return queries.key_end == nullptr && shape.head_size % 16 == 0 && queries.n_rows <= kRowsPathMaxRows;
+}
+
+template <class T>
+void attend_rows(const AttentionShape& shape, const SegmentKeys& keys, const StackedQueries& queries, int end,
+                 float* out, float* lse, SegmentScratch& s) {
+  const int k = shape.head_size, R = queries.n_rows;
+  const std::size_t row_floats = std::size_t(R) * std::size_t(k);
+  s.q.resize(row_floats);
+  s.acc.resize(row_floats);
+  s.scores.resize(std::size_t(R) * kTile);
+  s.row_max.resize(std::size_t(R));
+  s.row_sum.resize(std::size_t(R));
+  for (int r = 0; r < R; ++r)
+    for (int d = 0; d < k; ++d) s.q[std::size_t(r) * k + std::size_t(d)] = shape.scale * queries.rows[r][d];
+  std::fill(s.acc.begin(), s.acc.end(), 0.0f);
+  std::fill(s.row_max.begin(), s.row_max.end(), kEmptyLse);
+  std::fill(s.row_sum.begin(), s.row_sum.end(), 0.0f);
+  for_each_tile(shape, keys, end, [&](const TileSource& tile, NextTilePrefetch& prefetch) {
+    const std::size_t blocks = std::size_t(rows::blocks_per_tile(R, tile.n, k));
+    const std::size_t lines_per_block = (prefetch.total_lines() + blocks - 1) / blocks;
+    auto between_blocks = [&] { prefetch.issue(lines_per_block); };
+    rows::score_tile(s.q.data(), R, reinterpret_cast<const T*>(tile.k), k, tile.n, s.scores.data(), kTile,
+                     between_blocks);
+    for (int r = 0; r < R; ++r)
+      rows::softmax_row(s.scores.data() + std::size_t(r) * kTile, tile.n, &s.row_max[std::size_t(r)],
+                        &s.row_sum[std::size_t(r)], s.acc.data() + std::size_t(r) * k, k);
+    rows::accumulate_tile(s.scores.data(), R, kTile, reinterpret_cast<const T*>(tile.v), k, tile.n, s.acc.data(),
+                          between_blocks);
+    prefetch.issue(prefetch.total_lines());
+  });
+  for (int r = 0; r < R; ++r) {
+    const float* o = s.acc.data() + std::size_t(r) * k;
+    finish_row(s.row_max[std::size_t(r)], s.row_sum[std::size_t(r)], k, [&](int d) { return o[d]; },
+               out + std::size_t(r) * k, lse + r);
+  }
+}
+#endif
+
 }  // namespace
 
 void attend_segment(const AttentionShape& shape, const SegmentKeys& keys,
@@ -394,6 +441,14 @@ void attend_segment(const AttentionShape& shape, const SegmentKeys& keys,
     return;
   }
 #ifdef __AVX512F__
+  if (rows_path(shape, queries)) {
+    if (shape.kv_type == KvType::f16) {
+      attend_rows<uint16_t>(shape, keys, queries, end, out, lse, s);
+    } else {
+      attend_rows<float>(shape, keys, queries, end, out, lse, s);
+    }
+    return;
+  }
   // 512-bit lanes: 16 rows per group, or up to 8 rows twice over (key halves).
   if (queries.n_rows > lanes::Lanes8::kWidth) {
     attend_lanes<lanes::Lanes16>(shape, keys, queries, end, out, lse, s);
