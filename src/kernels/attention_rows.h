@@ -7,7 +7,7 @@
 //   scores  4 rows x 4 keys per register block: 16 accumulators of q_i * key_j
 //           over the head dimensions, then one 16-way horizontal reduction
 //           (hsum16) gives the block's 16 scores in one vector;
-//   softmax per row on the scores (the caller);
+//   softmax online, per row (softmax_row);
 //   P.V     4 rows x 64 columns per register block: per key, 4 value loads and
 //           4 probability broadcasts feed 16 FMAs.
 // Each K/V vector is loaded once per 4-row block from L1 (the tile is a few KiB).
@@ -22,14 +22,26 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <utility>
 
 #include "kernels/attention_simd.h"
 
 namespace bifurcate::kernels::rows {
 
-inline constexpr int kRowBlock = 4;   // rows per register block
-inline constexpr int kKeyBlock = 4;   // keys per score register block
+// 4 x 4 score blocks and 4-row x 64-column P.V blocks: 8 x 2 and 4 x 2 measured no faster.
+inline constexpr int kRowBlock = 4;     // rows per register block
+inline constexpr int kKeyBlock = 4;     // keys per score register block (kRowBlock * kKeyBlock = 16)
 inline constexpr int kColumnBlock = 4;  // 16-column vectors per P.V register block
+static_assert(kRowBlock * kKeyBlock == 16, "a score block is one 16-lane vector of scores");
+
+// f(std::integral_constant<int, R>{}) for the run-time row count 1 <= rows <= kRowBlock.
+template <class F, int... R>
+void dispatch_rows(int rows, F&& f, std::integer_sequence<int, R...>) {
+  ((rows == R + 1 ? (f(std::integral_constant<int, R + 1>{}), 0) : 0), ...);
+}
+template <class F>
+void with_rows(int rows, F&& f) { dispatch_rows(rows, f, std::make_integer_sequence<int, kRowBlock>{}); }
 
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load16(const uint16_t* p) {
@@ -69,8 +81,8 @@ inline __m512 add_lane_pairs(__m512 a, __m512 b) {
   return add_lane_pairs(s3[0], s3[1]);  // 128-bit lane q: the full sums of v[4q .. 4q + 3]
 }
 
-// The 16 scores of rows i < R (lane 4i + j: row i, key j) against n_keys (<= 4)
-// keys; missing keys repeat the last one, missing rows score 0.
+// The 16 scores of rows i < R (lane kKeyBlock i + j: row i, key j) against n_keys
+// (<= kKeyBlock) keys; missing keys repeat the last one, missing rows score 0.
 template <int R, class T>
 [[gnu::always_inline]] inline __m512 score_block(const float* q, const T* keys, int k, int n_keys) {
   const T* key[kKeyBlock];
@@ -80,13 +92,13 @@ template <int R, class T>
   for (__m512& a : acc) a = _mm512_setzero_ps();
   for (int d = 0; d < k; d += 16) {
     __m512 kv[kKeyBlock];
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (int j = 0; j < kKeyBlock; ++j) kv[j] = load16(key[j] + d);
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (int i = 0; i < R; ++i) {
       __m512 qv = _mm512_loadu_ps(q + std::size_t(i) * std::size_t(k) + d);
       asm("" : "+v"(qv));  // one load per row, not one memory operand per FMA (load ports are the limit)
-      _Pragma("GCC unroll 4")
+      _Pragma("GCC unroll 8")
       for (int j = 0; j < kKeyBlock; ++j) acc[kKeyBlock * i + j] = _mm512_fmadd_ps(qv, kv[j], acc[kKeyBlock * i + j]);
     }
   }
@@ -96,23 +108,23 @@ template <int R, class T>
 // s[i][t] = q_i . key_t for all R rows and n keys (rows of lds floats), in blocks
 // of kKeyBlock keys x kRowBlock rows; between_blocks() after each key block.
 template <class T, class Between>
-void score_tile(const float* q, int R, const T* keys, int k, int n, float* s, int lds, Between&& between_blocks) {
+[[gnu::flatten]] void score_tile(const float* q, int R, const T* keys, int k, int n, float* s, int lds, Between&& between_blocks) {
   for (int t = 0; t < n; t += kKeyBlock, between_blocks()) {
     const int n_keys = std::min(kKeyBlock, n - t);
-    const __mmask8 present = __mmask8((1u << n_keys) - 1);
     const T* kt = keys + std::size_t(t) * std::size_t(k);
     for (int r = 0; r < R; r += kRowBlock) {
       const float* qr = q + std::size_t(r) * std::size_t(k);
       alignas(64) float block[16];
       const int rows = std::min(kRowBlock, R - r);
-      switch (rows) {
-        case 1: _mm512_store_ps(block, score_block<1>(qr, kt, k, n_keys)); break;
-        case 2: _mm512_store_ps(block, score_block<2>(qr, kt, k, n_keys)); break;
-        case 3: _mm512_store_ps(block, score_block<3>(qr, kt, k, n_keys)); break;
-        default: _mm512_store_ps(block, score_block<4>(qr, kt, k, n_keys)); break;
+      with_rows(rows, [&](auto rows_c) { _mm512_store_ps(block, score_block<rows_c()>(qr, kt, k, n_keys)); });
+      for (int i = 0; i < rows; ++i) {
+        float* dst = s + std::size_t(r + i) * std::size_t(lds) + std::size_t(t);
+        if (n_keys == kKeyBlock) {
+          std::memcpy(dst, block + kKeyBlock * i, sizeof(float) * kKeyBlock);  // one store per row
+        } else {
+          for (int j = 0; j < n_keys; ++j) dst[j] = block[kKeyBlock * i + j];
+        }
       }
-      for (int i = 0; i < rows; ++i)
-        _mm_mask_storeu_ps(s + std::size_t(r + i) * std::size_t(lds) + t, present, _mm_load_ps(block + kKeyBlock * i));
     }
   }
 }
@@ -155,36 +167,35 @@ inline void softmax_row(float* s, int n, float* m, float* l, float* o, int k) {
 template <int R, int DV, class T>
 void accumulate_block(const float* p, int lds, const T* values, int k, int n, int col, float* o) {
   __m512 acc[R][DV];
-  _Pragma("GCC unroll 4")
+  _Pragma("GCC unroll 8")
   for (int i = 0; i < R; ++i)
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (int j = 0; j < DV; ++j) acc[i][j] = _mm512_loadu_ps(o + std::size_t(i) * std::size_t(k) + col + 16 * j);
   const T* v = values + col;
   for (int t = 0; t < n; ++t, v += k) {
     __m512 vv[DV];
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (int j = 0; j < DV; ++j) vv[j] = load16(v + 16 * j);
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (int i = 0; i < R; ++i) {
       const __m512 pb = _mm512_set1_ps(p[std::size_t(i) * std::size_t(lds) + std::size_t(t)]);
-      _Pragma("GCC unroll 4")
+      _Pragma("GCC unroll 8")
       for (int j = 0; j < DV; ++j) acc[i][j] = _mm512_fmadd_ps(pb, vv[j], acc[i][j]);
     }
   }
-  _Pragma("GCC unroll 4")
+  _Pragma("GCC unroll 8")
   for (int i = 0; i < R; ++i)
-    _Pragma("GCC unroll 4")
+    _Pragma("GCC unroll 8")
     for (int j = 0; j < DV; ++j) _mm512_storeu_ps(o + std::size_t(i) * std::size_t(k) + col + 16 * j, acc[i][j]);
 }
 
 template <int R, class T>
 void accumulate_columns(const float* p, int lds, const T* values, int k, int n, int col, float* o) {
-  switch (std::min(kColumnBlock, (k - col) / 16)) {
-    case 1: accumulate_block<R, 1>(p, lds, values, k, n, col, o); break;
-    case 2: accumulate_block<R, 2>(p, lds, values, k, n, col, o); break;
-    case 3: accumulate_block<R, 3>(p, lds, values, k, n, col, o); break;
-    default: accumulate_block<R, 4>(p, lds, values, k, n, col, o); break;
-  }
+  const int vectors = std::min(kColumnBlock, (k - col) / 16);
+  if constexpr (kColumnBlock >= 4) if (vectors == 4) return accumulate_block<R, 4>(p, lds, values, k, n, col, o);
+  if constexpr (kColumnBlock >= 3) if (vectors == 3) return accumulate_block<R, 3>(p, lds, values, k, n, col, o);
+  if constexpr (kColumnBlock >= 2) if (vectors == 2) return accumulate_block<R, 2>(p, lds, values, k, n, col, o);
+  accumulate_block<R, 1>(p, lds, values, k, n, col, o);
 }
 
 // o[R][k] += P[R][n] . V[n][k], in blocks of kRowBlock rows x 16 kColumnBlock columns; between_blocks() after each.
@@ -194,12 +205,8 @@ void accumulate_tile(const float* p, int R, int lds, const T* values, int k, int
     const float* pr = p + std::size_t(r) * std::size_t(lds);
     float* orow = o + std::size_t(r) * std::size_t(k);
     for (int col = 0; col < k; col += 16 * kColumnBlock, between_blocks()) {
-      switch (std::min(kRowBlock, R - r)) {
-        case 1: accumulate_columns<1>(pr, lds, values, k, n, col, orow); break;
-        case 2: accumulate_columns<2>(pr, lds, values, k, n, col, orow); break;
-        case 3: accumulate_columns<3>(pr, lds, values, k, n, col, orow); break;
-        default: accumulate_columns<4>(pr, lds, values, k, n, col, orow); break;
-      }
+      with_rows(std::min(kRowBlock, R - r),
+                [&](auto rows_c) { accumulate_columns<rows_c()>(pr, lds, values, k, n, col, orow); });
     }
   }
 }

@@ -12,8 +12,10 @@
 //   4. acc[rows, k] += P[rows, tile] . V.
 // One row with f16 K/V and head size a multiple of 8 (replicated decode, the
 // per-sample leaves) skips the f32 tile: a GEMV reading f16 straight into the
-// FMAs (attention_microkernels.h). Either way the next tile is prefetched
-// while the current one computes.
+// FMAs (attention_microkernels.h). With AVX-512, 2..16 non-causal rows and a
+// head size that is a multiple of 16 skip it too: head dimensions in lanes,
+// 4 x 4 register blocks (attention_rows.h). Either way the next tile is
+// prefetched while the current one computes.
 // The result is the normalised partial output and LSE per row (attention_state.h),
 // ready to be merged with the row's other segments or key ranges.
 #pragma once
