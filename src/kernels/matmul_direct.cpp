@@ -107,6 +107,10 @@ enum class Prefetch {
   next_tile,  // 8-row tiles: the next tile's rows at the same k
 };
 constexpr int64_t kPrefetchAhead = 1024;
+// A row stream (one sequential stream per thread) prefetches this far ahead:
+// 1 KiB is ~40 ns of reading at 27 GB/s, well short of DRAM latency; 4-16 KiB
+// measured +15-35 % GB/s at batch 1 (docs/perf-notes.md M12).
+constexpr int64_t kStreamAhead = 8192;
 
 // Where the tile that runs after this one reads (Prefetch::next_tile): its
 // first row and its first element relative to this tile's (negative when it
@@ -263,7 +267,7 @@ void run_row_streams(const Rows& w, const TileJob& job, bool first_pass) {
     for (; k + kStep <= job.n_k; k += kStep) {
       if (first_pass) {
         for (int64_t line = 0; line < kStep * kElementBytes; line += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(row + k) + kPrefetchAhead + line, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(row + k) + kStreamAhead + line, _MM_HINT_T0);
       }
       for (int u = 0; u < U; ++u)
         acc[u] = S::fmadd(Rows::template load<S>(row, k + u * S::kLanes), S::load(job.x + k + u * S::kLanes),
@@ -301,7 +305,7 @@ void run_row_streams(const Q8_0Rows& w, const TileJob& job, bool first_pass) {
     for (; j + U <= n_blocks; j += U) {
       if (first_pass) {
         for (int64_t line = 0; line < U * int64_t(sizeof(tensor::BlockQ8_0)); line += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(row + j) + kPrefetchAhead + line, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(row + j) + kStreamAhead + line, _MM_HINT_T0);
       }
       for (int u = 0; u < U; ++u) add_block(row[j + u], j + u, acc[u]);
     }
