@@ -92,9 +92,10 @@ TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
                  measured_row(100, 8, AttentionMode::bifurcated, 10)};
   report.rows[1].skipped = true;
   // Row 3: a preempted step pulled the mean up (10 ms) above the median (8 ms),
-  // and its own bandwidth probe found 2 GB/s instead of the sweep's 1 GB/s.
+  // and its own probes found 2 GB/s and 20 GFLOP/s instead of the sweep's 1 and 10.
   report.rows[2].step_median_seconds = 8e-3;
   report.rows[2].read_bytes_per_second = 2e9;
+  report.rows[2].flops_per_second = 2e10;
   compute_roofline(report, 2);
   std::ostringstream out;
   write_csv(out, report);
@@ -126,7 +127,9 @@ TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
                              "step_ms_min",
                              "step_ms_max",
                              "read_gb_per_s",
-                             "bw_scope"}) {
+                             "bw_scope",
+                             "gemm_gflop_per_s",
+                             "peak_scope"}) {
     EXPECT_NE(std::find(header.begin(), header.end(), column), header.end()) << column;
   }
   EXPECT_EQ(header, csv_columns());
@@ -146,13 +149,18 @@ TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
   EXPECT_NEAR(std::stod(field(1, "measured_over_floor")), 10.0 / (1.0 + 256.0 * 122 / 1e6), 1e-6);
   EXPECT_EQ(std::stod(field(1, "read_gb_per_s")), 1.0);
   EXPECT_EQ(field(1, "bw_scope"), "sweep");
+  EXPECT_EQ(std::stod(field(1, "gemm_gflop_per_s")), 10.0);
+  EXPECT_EQ(field(1, "peak_scope"), "sweep");
   EXPECT_EQ(field(1, "timed_steps"), "8");
-  // Row 3 (B=8, m_d = 5.5): weights max(1e6 B / 2e9 B/s, 8e6 FLOP / 1e10) = 0.8 ms (FLOP-bound now);
-  // attention max(256 B * (100 + 8*5.5) / 2e9 = 0.018432 ms, 4*2*8*4*16*105.5 FLOP / 1e10 = 0.0432128 ms).
-  const double floor3 = 0.8 + 4.0 * 2 * 8 * 4 * 16 * 105.5 / 1e7;
+  // Row 3 (B=8, m_d = 5.5), its own ceilings: weights max(1e6 B / 2e9 B/s = 0.5 ms, 8e6 FLOP / 2e10 =
+  // 0.4 ms); attention max(256 B * (100 + 8*5.5) / 2e9 = 0.018432 ms, 4*2*8*4*16*105.5 FLOP / 2e10 =
+  // 0.0216064 ms). With the sweep's 10 GFLOP/s it would be 0.8 + 0.0432128 ms.
+  const double floor3 = 0.5 + 4.0 * 2 * 8 * 4 * 16 * 105.5 / 2e7;
   EXPECT_NEAR(std::stod(field(3, "floor_ms")), floor3, 1e-9);
   EXPECT_EQ(std::stod(field(3, "read_gb_per_s")), 2.0);
   EXPECT_EQ(field(3, "bw_scope"), "row");
+  EXPECT_EQ(std::stod(field(3, "gemm_gflop_per_s")), 20.0);
+  EXPECT_EQ(field(3, "peak_scope"), "row");
   EXPECT_NEAR(std::stod(field(3, "measured_over_floor")), 8.0 / floor3,
               1e-6);  // the median, not the 10 ms mean
 
@@ -163,9 +171,9 @@ TEST(BenchReport, CsvHasTheBatchedBenchColumnsAndOneLinePerRow) {
 
   std::ostringstream table;
   print_rows_table(table, report);
-  // Row 3: 2 GB/s, floor 0.843 ms, x floor 8 / 0.8432128 = 9.49.
-  EXPECT_NE(table.str().find("| BW GB/s | floor ms | x floor |"), std::string::npos) << table.str();
-  EXPECT_NE(table.str().find("|     2.0 |      0.8 |    9.49 |"), std::string::npos) << table.str();
+  // Row 3: 2 GB/s, 20 GFLOP/s, floor 0.522 ms, x floor 8 / 0.5216064 = 15.34.
+  EXPECT_NE(table.str().find("| BW GB/s | GFLOP/s | floor ms | x floor |"), std::string::npos) << table.str();
+  EXPECT_NE(table.str().find("|     2.0 |    20.0 |      0.5 |   15.34 |"), std::string::npos) << table.str();
 }
 
 TEST(BenchReport, SpeedupIsReplicatedOverBifurcatedStepLatency) {

@@ -106,12 +106,15 @@ TEST_F(BenchTest, ModelCountsMatchTheFilesTensorTable) {
 TEST(BenchRoofline, ProbesMeasurePositiveFiniteCeilings) {
   ThreadPool pool(2);
   const double bw = measure_read_bandwidth(pool, std::size_t(16) << 20, 2);
-  const double peak = measure_matmul_peak(pool, 64, 128, 8, 2);
+  MatmulProbe probe(64, 128, 64);
+  const double peak = probe.peak(pool, 2);
   EXPECT_GT(bw, 1e7);   // > 10 MB/s on any machine
   EXPECT_LT(bw, 1e13);  // < 10 TB/s: a broken timer or skipped reads would exceed it
   EXPECT_GT(peak, 1e6);
   EXPECT_LT(peak, 1e14);
-  EXPECT_THROW(measure_matmul_peak(pool, 64, 100, 8, 1), Error);  // cols not a multiple of 32
+  EXPECT_GT(probe.flops_per_second(pool, 1, 1), 1e6);
+  EXPECT_THROW(MatmulProbe(64, 100, 8), Error);                     // cols not a multiple of 32
+  EXPECT_THROW(static_cast<void>(probe.flops_per_second(pool, 65, 1)), Error);  // batch past the inputs made
 }
 
 SweepConfig tiny_sweep() {
@@ -197,13 +200,15 @@ TEST_F(BenchTest, RepeatedRowsRunEveryRoundInPassesAndProbeBeforeEachRound) {
   config.contexts = {40};
   config.repeat = 3;
   std::vector<std::string> lines;
-  int probes = 0;
+  int probes = 0, peak_probes = 0;
   SweepHooks hooks;
   hooks.progress = [&](std::string_view line) { lines.emplace_back(line); };
   hooks.probe_bandwidth = [&] { return 1e9 * ++probes; };
+  hooks.probe_peak = [&] { return 1e12 / ++peak_probes; };
   const std::vector<BenchRow> rows = run_sweep(*loaded, config, pool, hooks);
   ASSERT_EQ(rows.size(), 4u);
   EXPECT_EQ(probes, 12);
+  EXPECT_EQ(peak_probes, 12);
   // Passes: the first row's second round comes after the last row's first.
   const auto line_of = [&](const std::string& text) {
     return std::find(lines.begin(), lines.end(), text) - lines.begin();
@@ -218,6 +223,7 @@ TEST_F(BenchTest, RepeatedRowsRunEveryRoundInPassesAndProbeBeforeEachRound) {
     EXPECT_EQ(r.timed_steps(), 9);
     // Its probes ran before its rounds in passes 1, 2, 3: i + 1, i + 5, i + 9 GB/s; the median is i + 5.
     EXPECT_EQ(r.read_bytes_per_second, 1e9 * double(i + 5));
+    EXPECT_EQ(r.flops_per_second, 1e12 / double(i + 5));  // the GEMM probes likewise, falling: 1/(i+1), ...
     // Timed steps seen in the progress lines: rounds 1..3, steps 1..3 each.
     const std::string name = str("row PP=40 B=", r.samples, " ", mode_name(r.mode), ": round ");
     int timed = 0;
@@ -374,6 +380,7 @@ TEST_F(BenchTest, CommandWritesTableCsvJsonAndPlot) {
   ASSERT_EQ(doc["rows"].size(), 8u);
   for (const cli_test::Json& row : doc["rows"].array) {
     EXPECT_EQ(row["read_gb_per_s"].kind, cli_test::Json::kNull);
+    EXPECT_EQ(row["gemm_gflop_per_s"].kind, cli_test::Json::kNull);
     EXPECT_EQ(row["floor_ms"].kind, cli_test::Json::kNull);
     EXPECT_EQ(row["measured_over_floor"].kind, cli_test::Json::kNull);
     EXPECT_EQ(row["rounds"].number, 1);
@@ -406,9 +413,9 @@ TEST_F(BenchTest, CommandWritesTableCsvJsonAndPlot) {
 using cli_test::run_bifurcate;
 
 // The real program: --repeat 2 with the roofline on; the JSON rows pool
-// 2 x ntg steps, carry the bandwidth probed before each row, and x floor is
-// the median step over the floor.
-TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthPerRow) {
+// 2 x ntg steps, carry the bandwidth and GEMM peak probed before each row's
+// rounds, and x floor is the median step over the floor.
+TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthAndPeakPerRow) {
   if (!fs::exists(cli_test::program_path()))
     GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
   const std::string json = path("repeat.json"), csv = path("repeat.csv");
@@ -417,7 +424,7 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthPerRow) {
           "' --csv '", csv, "'"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("rows: 2 rounds of 1 warm-up + 3 timed steps"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("| BW GB/s | floor ms | x floor |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| BW GB/s | GFLOP/s | floor ms | x floor |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("roofline: DRAM read"), std::string::npos) << r.out;  // the start-of-sweep line stays
   const cli_test::Json doc = cli_test::parse_json(read_text(json));
   ASSERT_EQ(doc["rows"].size(), 4u);
@@ -440,11 +447,15 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthPerRow) {
     EXPECT_GT(row["read_gb_per_s"].number, 0.1);  // > 100 MB/s on any machine
     EXPECT_LT(row["read_gb_per_s"].number, 1e4);  // < 10 TB/s: a skipped read would exceed it
     EXPECT_EQ(row["bw_scope"].string, "row");
+    ASSERT_EQ(row["gemm_gflop_per_s"].kind, cli_test::Json::kNumber);
+    EXPECT_GT(row["gemm_gflop_per_s"].number, 0.1);  // > 100 MFLOP/s on any machine
+    EXPECT_LT(row["gemm_gflop_per_s"].number, 1e5);  // < 100 TFLOP/s: a skipped matmul would exceed it
+    EXPECT_EQ(row["peak_scope"].string, "row");
     EXPECT_NEAR(row["measured_over_floor"].number, median / row["floor_ms"].number,
                 1e-6 * row["measured_over_floor"].number);
   }
-  // Each row's floor uses its own bandwidth and the sweep's GEMM peak,
-  // recomputed here from the file's tensor table: tiny has L = 2, g = 2,
+  // Each row's floor uses its own bandwidth and GEMM peak, recomputed here
+  // from the file's tensor table: tiny has L = 2, g = 2,
   // h = 4, k = 16, f16 KV; m_c = 40, m_d = (3 + 3) / 2 = 3.
   double elements = 0, weight_bytes = 0;
   const gguf::GgufFile file = gguf::GgufFile::open(model_path());
@@ -453,10 +464,10 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthPerRow) {
     elements += double(t.n_elements());
     weight_bytes += double(t.n_bytes);
   }
-  const double peak = doc["ceilings"]["flops_per_second"].number;
   for (std::size_t i = 0; i < 4; ++i) {
     const cli_test::Json& row = doc["rows"][i];
     const double b = row["b"].number, bw = 1e9 * row["read_gb_per_s"].number;
+    const double peak = 1e9 * row["gemm_gflop_per_s"].number;
     const double kv_bytes =
         2.0 * 2 * 2 * 16 * 2 * (row["mode"].string == "bifurcated" ? 40 + b * 3 : b * (40 + 3));
     const double attn_flops = 4.0 * 2 * b * 4 * 16 * (40 + 3);

@@ -61,6 +61,8 @@ std::vector<Field> row_fields(const BenchRow& r, const RowRoofline* f) {
       {"attention_flops", roof(f ? f->cost.attention.flops : 0)},
       {"read_gb_per_s", roof(f ? f->read_bytes_per_second / 1e9 : 0)},
       {"bw_scope", f ? FieldValue(std::string(f->row_bandwidth ? "row" : "sweep")) : FieldValue()},
+      {"gemm_gflop_per_s", roof(f ? f->flops_per_second / 1e9 : 0)},
+      {"peak_scope", f ? FieldValue(std::string(f->row_peak ? "row" : "sweep")) : FieldValue()},
       {"floor_ms", roof(f ? 1e3 * f->floor_seconds : 0)},
       {"measured_over_floor", ran && f ? FieldValue(f->measured_over_floor) : FieldValue()},
   };
@@ -94,7 +96,9 @@ RowRoofline row_roofline(const BenchRow& row, const ModelCounts& counts, const M
                             row.mode == AttentionMode::bifurcated, kv_elem_bytes);
   f.row_bandwidth = row.read_bytes_per_second > 0;
   f.read_bytes_per_second = f.row_bandwidth ? row.read_bytes_per_second : machine.read_bytes_per_second;
-  f.floor_seconds = floor_seconds(f.cost, MachineCeilings{f.read_bytes_per_second, machine.flops_per_second});
+  f.row_peak = row.flops_per_second > 0;
+  f.flops_per_second = f.row_peak ? row.flops_per_second : machine.flops_per_second;
+  f.floor_seconds = floor_seconds(f.cost, MachineCeilings{f.read_bytes_per_second, f.flops_per_second});
   f.measured_over_floor = row.skipped ? 0 : row.step_median_seconds / f.floor_seconds;
   return f;
 }
@@ -114,9 +118,9 @@ std::string describe_ceilings(const MachineCeilings& m) {
 
 void print_rows_header(std::ostream& out) {
   out << "|       mode |    PP |  TG |   B |   N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s |    T s |  S t/s "
-         "| step ms | med ms | attn % | KV GiB | RSS GiB | BW GB/s | floor ms | x floor |\n"
+         "| step ms | med ms | attn % | KV GiB | RSS GiB | BW GB/s | GFLOP/s | floor ms | x floor |\n"
          "|------------|-------|-----|-----|--------|--------|----------|--------|----------|--------|--------"
-         "|---------|--------|--------|--------|---------|---------|----------|---------|\n";
+         "|---------|--------|--------|--------|---------|---------|---------|----------|---------|\n";
 }
 
 void print_row(std::ostream& out, const BenchRow& r, const RowRoofline* f) {
@@ -136,11 +140,11 @@ void print_row(std::ostream& out, const BenchRow& r, const RowRoofline* f) {
                 gib(double(r.peak_rss_bytes)), r.rss_reset ? " " : "*");
   out << tail;
   if (f != nullptr) {
-    std::snprintf(tail, sizeof tail, " %7.1f | %8.1f | %7.2f |\n", f->read_bytes_per_second / 1e9,
-                  1e3 * f->floor_seconds, f->measured_over_floor);
+    std::snprintf(tail, sizeof tail, " %7.1f | %7.1f | %8.1f | %7.2f |\n", f->read_bytes_per_second / 1e9,
+                  f->flops_per_second / 1e9, 1e3 * f->floor_seconds, f->measured_over_floor);
     out << tail;
   } else {
-    out << "       - |        - |       - |\n";
+    out << "       - |       - |        - |       - |\n";
   }
 }
 
@@ -162,7 +166,7 @@ void print_floor_table(std::ostream& out, const BenchReport& report) {
   for (std::size_t i = 0; i < report.rows.size() && i < report.roofline.size(); ++i) {
     const BenchRow& r = report.rows[i];
     const RowRoofline& f = report.roofline[i];
-    const MachineCeilings m{f.read_bytes_per_second, report.ceilings->flops_per_second};
+    const MachineCeilings m{f.read_bytes_per_second, f.flops_per_second};
     // The phase that dominates the floor, and whether it is bytes or FLOPs there.
     const double w = std::max(f.cost.weights.bytes / m.read_bytes_per_second, f.cost.weights.flops / m.flops_per_second);
     const PhaseCost& p = f.floor_seconds - w > w ? f.cost.attention : f.cost.weights;

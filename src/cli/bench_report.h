@@ -17,13 +17,14 @@ struct RowRoofline {
   StepCost cost;
   double read_bytes_per_second = 0;  // the bandwidth behind floor_seconds
   bool row_bandwidth = false;        // true: the row's own probes (median); false: the sweep's start figure
+  double flops_per_second = 0;       // the GEMM peak behind floor_seconds
+  bool row_peak = false;             // as row_bandwidth, for the peak
   double floor_seconds = 0;
   double measured_over_floor = 0;  // median step latency / floor (a preempted step does not move it)
 };
 
 // The floor of one row's step (m_d from mean_decoded_tokens) with the row's
-// own bandwidth when it was probed, else the machine's; the GEMM peak is the
-// machine's.
+// own bandwidth and GEMM peak where they were probed, else the machine's.
 RowRoofline row_roofline(const BenchRow& row, const ModelCounts& counts, const MachineCeilings& machine,
                          int kv_elem_bytes);
 

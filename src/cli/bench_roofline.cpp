@@ -67,36 +67,47 @@ double measure_read_bandwidth(ThreadPool& pool, std::size_t bytes, int reps) {
   return best;
 }
 
-double measure_matmul_peak(ThreadPool& pool, int rows, int cols, int batch, int reps) {
-  require(rows >= 1 && cols >= 1 && cols % 32 == 0 && batch >= 1 && reps >= 1,
-          "matmul probe needs rows, batch, reps >= 1 and cols a multiple of 32, got ", rows, "x", cols,
-          " batch ", batch, " reps ", reps);
+MatmulProbe::MatmulProbe(int rows, int cols, int max_batch) : rows_(rows), cols_(cols), max_batch_(max_batch) {
+  require(rows >= 1 && cols >= 1 && cols % 32 == 0 && max_batch >= 1,
+          "matmul probe needs rows, batch >= 1 and cols a multiple of 32, got ", rows, "x", cols, " batch ",
+          max_batch);
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> uniform(-0.05f, 0.05f);
-  std::vector<uint16_t> weights(std::size_t(rows) * std::size_t(cols));
-  for (uint16_t& w : weights) w = f32_to_f16(uniform(rng));
-  std::vector<float> x(std::size_t(batch) * std::size_t(cols));
-  for (float& v : x) v = uniform(rng);
-  std::vector<float> y(std::size_t(batch) * std::size_t(rows));
-  const kernels::WeightMatrix w{weights.data(), gguf::GgmlType::F16, rows, cols};
-  kernels::matmul(w, x.data(), batch, y.data(), pool);  // warm-up: scratch allocation, caches
-  const double flops = 2.0 * batch * double(rows) * double(cols);
+  weights_.resize(std::size_t(rows) * std::size_t(cols));
+  for (uint16_t& w : weights_) w = f32_to_f16(uniform(rng));
+  x_.resize(std::size_t(max_batch) * std::size_t(cols));
+  for (float& v : x_) v = uniform(rng);
+  y_.resize(std::size_t(max_batch) * std::size_t(rows));
+}
+
+double MatmulProbe::flops_per_second(ThreadPool& pool, int batch, int reps) {
+  require(batch >= 1 && batch <= max_batch_ && reps >= 1, "matmul probe: batch ", batch, " outside [1, ",
+          max_batch_, "] or reps ", reps, " < 1");
+  const kernels::WeightMatrix w{weights_.data(), gguf::GgmlType::F16, rows_, cols_};
+  kernels::matmul(w, x_.data(), batch, y_.data(), pool);  // warm-up: scratch allocation, caches
+  const double flops = 2.0 * batch * double(rows_) * double(cols_);
   double best = 0;
   for (int r = 0; r < reps; ++r) {
     const double t0 = now_seconds();
-    kernels::matmul(w, x.data(), batch, y.data(), pool);
+    kernels::matmul(w, x_.data(), batch, y_.data(), pool);
     best = std::max(best, flops / (now_seconds() - t0));
   }
   return best;
 }
 
-MachineCeilings measure_machine_ceilings(ThreadPool& pool) {
-  MachineCeilings m;
-  m.read_bytes_per_second = measure_read_bandwidth(pool, std::size_t(1) << 30, 3);
+double MatmulProbe::peak(ThreadPool& pool, int reps) {
   // Batch 64 takes the packed path, batch 32 the direct one (matmul.h); the
   // peak is the faster, so no measured step can beat its own floor's FLOP term.
-  m.flops_per_second =
-      std::max(measure_matmul_peak(pool, 4096, 4096, 64, 5), measure_matmul_peak(pool, 4096, 4096, 32, 5));
+  return std::max(flops_per_second(pool, std::min(64, max_batch_), reps),
+                  flops_per_second(pool, std::min(32, max_batch_), reps));
+}
+
+MatmulProbe make_peak_probe() { return MatmulProbe(kPeakProbeSize, kPeakProbeSize, 64); }
+
+MachineCeilings measure_machine_ceilings(ThreadPool& pool, MatmulProbe& probe) {
+  MachineCeilings m;
+  m.read_bytes_per_second = measure_read_bandwidth(pool, std::size_t(1) << 30, 3);
+  m.flops_per_second = probe.peak(pool, 5);
   return m;
 }
 

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "model/model_config.h"
 #include "model/model_weights.h"
@@ -28,12 +29,29 @@ struct MachineCeilings {
 // Best of `reps` multithreaded streaming reads over a buffer of `bytes` bytes
 // (>= 1 GiB for a DRAM figure; smaller only in tests).
 double measure_read_bandwidth(ThreadPool& pool, std::size_t bytes, int reps);
-// Best of `reps` calls of kernels::matmul on an F16 `rows`x`cols` matrix at
-// batch `batch`; FLOPs counted as 2·batch·rows·cols.
-double measure_matmul_peak(ThreadPool& pool, int rows, int cols, int batch, int reps);
-// Both at their full sizes: 1 GiB read x3; F16 4096x4096 at batch 64 and at
-// batch 32 (the two matmul paths), x5 each, the faster counts.
-MachineCeilings measure_machine_ceilings(ThreadPool& pool);
+// An F16 `rows`x`cols` matrix and its inputs, made once, for timing
+// kernels::matmul again and again (the per-row probes of a sweep).
+class MatmulProbe {
+ public:
+  MatmulProbe(int rows, int cols, int max_batch);
+  // Best of `reps` calls at `batch` (<= max_batch) after one warm-up call;
+  // FLOPs counted as 2·batch·rows·cols.
+  double flops_per_second(ThreadPool& pool, int batch, int reps);
+  // The GEMM peak: the faster of batch 64 (packed path) and 32 (direct path).
+  double peak(ThreadPool& pool, int reps);
+
+ private:
+  int rows_, cols_, max_batch_;
+  std::vector<uint16_t> weights_;
+  std::vector<float> x_, y_;
+};
+
+// The GEMM probe's matrix: F16 4096x4096, inputs for up to batch 64.
+inline constexpr int kPeakProbeSize = 4096;
+MatmulProbe make_peak_probe();
+// The sweep's start: 1 GiB read x3; probe.peak x5 (batch 64 and 32, the two
+// matmul paths; the faster counts).
+MachineCeilings measure_machine_ceilings(ThreadPool& pool, MatmulProbe& probe);
 
 // The shape facts the formulas need, taken from a loaded model.
 struct ModelCounts {

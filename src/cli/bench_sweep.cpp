@@ -22,6 +22,12 @@ std::string seconds_text(double seconds) {
   return text;
 }
 
+// The median of values already sorted ascending (at least one).
+double sorted_median(const std::vector<double>& v) {
+  const std::size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 std::vector<int32_t> random_tokens(std::mt19937_64& rng, int n, int n_vocab) {
   std::uniform_int_distribution<int32_t> pick(0, n_vocab - 1);
   std::vector<int32_t> tokens(static_cast<std::size_t>(n));
@@ -163,6 +169,7 @@ class SweepRunner {
   struct RoundTotals {
     std::vector<double> steps;      // every timed step of every round, seconds
     std::vector<double> bandwidth;  // the DRAM probe before each round, bytes/s
+    std::vector<double> peak;       // the GEMM probe before each round, FLOP/s
     double attention_seconds = 0;
     double forward_seconds = 0;
   };
@@ -191,13 +198,17 @@ class SweepRunner {
     return row;
   }
 
-  // One round of a row, preceded by a bandwidth probe. Peak RSS is taken in
+  // One round of a row, preceded by the bandwidth and GEMM probes. Peak RSS is taken in
   // the first pass, where rows run in the order that makes it the row's own.
   void run_row_round(ContextState& s, BenchRow& row, int pass, RoundTotals& totals) {
     if (row.skipped) return;
     if (hooks_.probe_bandwidth) {
       progress(str(row_name(s, row.mode, row.samples), ": probing DRAM read bandwidth ..."));
       totals.bandwidth.push_back(hooks_.probe_bandwidth());
+    }
+    if (hooks_.probe_peak) {
+      progress(str(row_name(s, row.mode, row.samples), ": probing the GEMM peak ..."));
+      totals.peak.push_back(hooks_.probe_peak());
     }
     if (pass == 0) {
       progress(str(row_name(s, row.mode, row.samples), ": preparing ..."));
@@ -207,17 +218,20 @@ class SweepRunner {
     if (pass == 0) row.peak_rss_bytes = read_peak_rss_bytes();
   }
 
-  // The row's figures from all its rounds; its bandwidth is the median probe.
+  // The median of a row's probes; 0 when there were none.
+  static double median_probe(std::vector<double> probes) {
+    if (probes.empty()) return 0;
+    std::sort(probes.begin(), probes.end());
+    return sorted_median(probes);
+  }
+
+  // The row's figures from all its rounds; its bandwidth and peak are the median probes.
   static void finish_row(BenchRow& row, RoundTotals totals) {
     if (row.skipped) return;
     row.attention_share = totals.forward_seconds > 0 ? totals.attention_seconds / totals.forward_seconds : 0;
     pool_timed_steps(std::move(totals.steps), row);
-    if (!totals.bandwidth.empty()) {
-      std::sort(totals.bandwidth.begin(), totals.bandwidth.end());
-      const std::size_t n = totals.bandwidth.size();
-      row.read_bytes_per_second = n % 2 == 1 ? totals.bandwidth[n / 2]
-                                             : 0.5 * (totals.bandwidth[n / 2 - 1] + totals.bandwidth[n / 2]);
-    }
+    row.read_bytes_per_second = median_probe(std::move(totals.bandwidth));
+    row.flops_per_second = median_probe(std::move(totals.peak));
   }
 
   // Makes the row's B sequences, decodes them, records the KV they hold at
@@ -298,8 +312,7 @@ void pool_timed_steps(std::vector<double> steps, BenchRow& row) {
   row.decode_seconds = sum / double(row.rounds);
   row.step_mean_seconds = sum / double(steps.size());
   std::sort(steps.begin(), steps.end());
-  const std::size_t n = steps.size();
-  row.step_median_seconds = n % 2 == 1 ? steps[n / 2] : 0.5 * (steps[n / 2 - 1] + steps[n / 2]);
+  row.step_median_seconds = sorted_median(steps);
   row.step_min_seconds = steps.front();
   row.step_max_seconds = steps.back();
 }

@@ -63,6 +63,7 @@ struct BenchRow {
   double step_max_seconds = 0;
   double attention_share = 0;        // attention seconds / forward seconds over all timed steps
   double read_bytes_per_second = 0;  // median of the DRAM read probes before its rounds; 0: not probed
+  double flops_per_second = 0;       // median of the GEMM peak probes before its rounds; 0: not probed
   std::size_t kv_bytes = 0;  // KV the row's B sequences hold at its end (bifurcated: incl. the shared prompt)
   std::size_t peak_rss_bytes = 0;  // VmHWM after the row
   bool rss_reset = false;          // false: VmHWM is the process-wide peak
@@ -101,6 +102,9 @@ struct SweepHooks {
   // rows); the median of the bytes/s it returns for a row becomes the row's
   // read_bytes_per_second.
   std::function<double()> probe_bandwidth;
+  // The same for the GEMM peak (FLOP/s): the row's flops_per_second. The
+  // compute left to us moves too (two vCPUs sharing one core halve it).
+  std::function<double()> probe_peak;
 };
 
 // Validates the config against the model (Error names the offending value)
