@@ -79,10 +79,13 @@ class NextTilePrefetch {
 
   std::size_t total_lines() const { return 2 * lines_each_; }
 
+  // Two plain loops (K lines, then V lines): a select per line made this
+  // loop cost as many instructions as the one-row kernel's arithmetic.
   void issue(std::size_t lines) {
     const std::size_t stop = std::min(issued_ + lines, total_lines());
-    for (; issued_ < stop; ++issued_)
-      simd::prefetch(issued_ < lines_each_ ? k_ + 64 * issued_ : v_ + 64 * (issued_ - lines_each_));
+    for (const std::size_t k_stop = std::min(stop, lines_each_); issued_ < k_stop; ++issued_)
+      simd::prefetch(k_ + 64 * issued_);
+    for (; issued_ < stop; ++issued_) simd::prefetch(v_ + 64 * (issued_ - lines_each_));
   }
 
  private:
