@@ -33,14 +33,16 @@ inline float score_single_1(const float* q, const uint16_t* key, int k) {
   return simd::hsum(acc);
 }
 
-// acc[col..col+8DV) += sum_t p[t] v_t[col..col+8DV) over n f16 value rows of k elements.
-template <int DV>
-void accumulate_single_block(const float* p, const uint16_t* values, int k, int n, int col, float* acc) {
+// acc[col..col+8DV) += sum_t p[t] v_t[col..col+8DV) over n f16 value rows of k elements;
+// every8() after each 8 keys.
+template <int DV, class Every8>
+void accumulate_single_block(const float* p, const uint16_t* values, int k, int n, int col, float* acc, Every8&& every8) {
   __m256 a[DV];
   _Pragma("GCC unroll 16")
   for (int j = 0; j < DV; ++j) a[j] = _mm256_load_ps(acc + col + 8 * j);
   const uint16_t* v = values + col;
   for (int t = 0; t < n; ++t, v += k) {
+    if (t % 8 == 7) every8();
     const __m256 pb = _mm256_broadcast_ss(p + t);
     _Pragma("GCC unroll 16")
     for (int j = 0; j < DV; ++j) a[j] = _mm256_fmadd_ps(pb, simd::load_f16(v + 8 * j), a[j]);
@@ -49,18 +51,21 @@ void accumulate_single_block(const float* p, const uint16_t* values, int k, int 
   for (int j = 0; j < DV; ++j) _mm256_store_ps(acc + col + 8 * j, a[j]);
 }
 
-// Columns in blocks of 64 (8 chains), then the 8..56-column rest in one block.
-inline void accumulate_single(const float* p, const uint16_t* values, int k, int n, float* acc) {
+// Columns in blocks of 64 (8 chains), then the 8..56-column rest in one block;
+// every8() after each 8 keys of each 64-column block (the caller's prefetch pacing).
+template <class Every8>
+void accumulate_single(const float* p, const uint16_t* values, int k, int n, float* acc, Every8&& every8) {
   int col = 0;
-  for (; col + 64 <= k; col += 64) accumulate_single_block<8>(p, values, k, n, col, acc);
+  auto none = [] {};
+  for (; col + 64 <= k; col += 64) accumulate_single_block<8>(p, values, k, n, col, acc, every8);
   switch ((k - col) / 8) {
-    case 1: accumulate_single_block<1>(p, values, k, n, col, acc); break;
-    case 2: accumulate_single_block<2>(p, values, k, n, col, acc); break;
-    case 3: accumulate_single_block<3>(p, values, k, n, col, acc); break;
-    case 4: accumulate_single_block<4>(p, values, k, n, col, acc); break;
-    case 5: accumulate_single_block<5>(p, values, k, n, col, acc); break;
-    case 6: accumulate_single_block<6>(p, values, k, n, col, acc); break;
-    case 7: accumulate_single_block<7>(p, values, k, n, col, acc); break;
+    case 1: accumulate_single_block<1>(p, values, k, n, col, acc, none); break;
+    case 2: accumulate_single_block<2>(p, values, k, n, col, acc, none); break;
+    case 3: accumulate_single_block<3>(p, values, k, n, col, acc, none); break;
+    case 4: accumulate_single_block<4>(p, values, k, n, col, acc, none); break;
+    case 5: accumulate_single_block<5>(p, values, k, n, col, acc, none); break;
+    case 6: accumulate_single_block<6>(p, values, k, n, col, acc, none); break;
+    case 7: accumulate_single_block<7>(p, values, k, n, col, acc, none); break;
     default: break;
   }
 }

@@ -294,16 +294,22 @@ bool single_row_path(const AttentionShape& shape, const StackedQueries& queries)
 void process_tile_single(const TileSource& src, int k, SegmentScratch& s, NextTilePrefetch& prefetch) {
   const auto* keys = reinterpret_cast<const uint16_t*>(src.k);
   float* scores = s.scores.data();
-  const std::size_t lines_per_key = (prefetch.total_lines() + std::size_t(src.n) - 1) / std::size_t(src.n);
+  // The next tile's K and V, spread evenly over every 8 keys of the score pass
+  // and of each 64-column P.V pass: bursts of 64 prefetches per 8 keys (all
+  // in the score pass) left the loads waiting for miss buffers.
+  const std::size_t passes = 1 + std::size_t(k / 64);
+  const std::size_t lines_per_key =
+      (prefetch.total_lines() + passes * std::size_t(src.n) - 1) / (passes * std::size_t(src.n));
+  const auto every_8_keys = [&] { prefetch.issue(8 * lines_per_key); };
   int t = 0;
   for (; t + 8 <= src.n; t += 8) {
-    prefetch.issue(8 * lines_per_key);  // the next tile's K and V by the end of the score pass
+    every_8_keys();
     micro::score_single_8(s.q.data(), keys + std::size_t(t) * k, k, scores + t);
   }
   for (; t < src.n; ++t) scores[t] = micro::score_single_1(s.q.data(), keys + std::size_t(t) * k, k);
-  prefetch.issue(prefetch.total_lines());
   softmax_row(scores, src.n, &s.row_max[0], &s.row_sum[0], s.acc.data(), k);
-  micro::accumulate_single(scores, reinterpret_cast<const uint16_t*>(src.v), k, src.n, s.acc.data());
+  micro::accumulate_single(scores, reinterpret_cast<const uint16_t*>(src.v), k, src.n, s.acc.data(), every_8_keys);
+  prefetch.issue(prefetch.total_lines());
 }
 
 void prepare_single(const AttentionShape& shape, const StackedQueries& queries, SegmentScratch& s) {
