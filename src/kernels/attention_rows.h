@@ -106,13 +106,13 @@ template <int R, class T>
 }
 
 // s[i][t] = q_i . key_t for all R rows and n keys (rows of lds floats), in blocks
-// of kKeyBlock keys x kRowBlock rows; between_blocks() after each key block.
+// of kKeyBlock keys x kRowBlock rows; between_blocks() after each block.
 template <class T, class Between>
 [[gnu::flatten]] void score_tile(const float* q, int R, const T* keys, int k, int n, float* s, int lds, Between&& between_blocks) {
-  for (int t = 0; t < n; t += kKeyBlock, between_blocks()) {
+  for (int t = 0; t < n; t += kKeyBlock) {
     const int n_keys = std::min(kKeyBlock, n - t);
     const T* kt = keys + std::size_t(t) * std::size_t(k);
-    for (int r = 0; r < R; r += kRowBlock) {
+    for (int r = 0; r < R; r += kRowBlock, between_blocks()) {
       const float* qr = q + std::size_t(r) * std::size_t(k);
       alignas(64) float block[16];
       const int rows = std::min(kRowBlock, R - r);
@@ -163,9 +163,10 @@ inline void softmax_row(float* s, int n, float* m, float* l, float* o, int k) {
   *m = m_new;
 }
 
-// o[i][col .. col + 16 DV) += sum_t p[i][t] v_t[col ..] for i < R rows, over n value rows.
-template <int R, int DV, class T>
-void accumulate_block(const float* p, int lds, const T* values, int k, int n, int col, float* o) {
+// o[i][col .. col + 16 DV) += sum_t p[i][t] v_t[col ..] for i < R rows, over n value
+// rows; between() after every 8 keys.
+template <int R, int DV, class T, class Between>
+void accumulate_block(const float* p, int lds, const T* values, int k, int n, int col, float* o, Between&& between) {
   __m512 acc[R][DV];
   _Pragma("GCC unroll 8")
   for (int i = 0; i < R; ++i)
@@ -173,6 +174,7 @@ void accumulate_block(const float* p, int lds, const T* values, int k, int n, in
     for (int j = 0; j < DV; ++j) acc[i][j] = _mm512_loadu_ps(o + std::size_t(i) * std::size_t(k) + col + 16 * j);
   const T* v = values + col;
   for (int t = 0; t < n; ++t, v += k) {
+    if (t % 8 == 7) between();
     __m512 vv[DV];
     _Pragma("GCC unroll 8")
     for (int j = 0; j < DV; ++j) vv[j] = load16(v + 16 * j);
@@ -189,32 +191,35 @@ void accumulate_block(const float* p, int lds, const T* values, int k, int n, in
     for (int j = 0; j < DV; ++j) _mm512_storeu_ps(o + std::size_t(i) * std::size_t(k) + col + 16 * j, acc[i][j]);
 }
 
-template <int R, class T>
-void accumulate_columns(const float* p, int lds, const T* values, int k, int n, int col, float* o) {
+template <int R, class T, class Between>
+void accumulate_columns(const float* p, int lds, const T* values, int k, int n, int col, float* o, Between&& b) {
   const int vectors = std::min(kColumnBlock, (k - col) / 16);
-  if constexpr (kColumnBlock >= 4) if (vectors == 4) return accumulate_block<R, 4>(p, lds, values, k, n, col, o);
-  if constexpr (kColumnBlock >= 3) if (vectors == 3) return accumulate_block<R, 3>(p, lds, values, k, n, col, o);
-  if constexpr (kColumnBlock >= 2) if (vectors == 2) return accumulate_block<R, 2>(p, lds, values, k, n, col, o);
-  accumulate_block<R, 1>(p, lds, values, k, n, col, o);
+  if constexpr (kColumnBlock >= 4) if (vectors == 4) return accumulate_block<R, 4>(p, lds, values, k, n, col, o, b);
+  if constexpr (kColumnBlock >= 3) if (vectors == 3) return accumulate_block<R, 3>(p, lds, values, k, n, col, o, b);
+  if constexpr (kColumnBlock >= 2) if (vectors == 2) return accumulate_block<R, 2>(p, lds, values, k, n, col, o, b);
+  accumulate_block<R, 1>(p, lds, values, k, n, col, o, b);
 }
 
-// o[R][k] += P[R][n] . V[n][k], in blocks of kRowBlock rows x 16 kColumnBlock columns; between_blocks() after each.
+// o[R][k] += P[R][n] . V[n][k], in blocks of kRowBlock rows x 16 kColumnBlock columns;
+// between_blocks() after every 8 keys of each.
 template <class T, class Between>
 void accumulate_tile(const float* p, int R, int lds, const T* values, int k, int n, float* o, Between&& between_blocks) {
   for (int r = 0; r < R; r += kRowBlock) {
     const float* pr = p + std::size_t(r) * std::size_t(lds);
     float* orow = o + std::size_t(r) * std::size_t(k);
-    for (int col = 0; col < k; col += 16 * kColumnBlock, between_blocks()) {
+    for (int col = 0; col < k; col += 16 * kColumnBlock) {
       with_rows(std::min(kRowBlock, R - r),
-                [&](auto rows_c) { accumulate_columns<rows_c()>(pr, lds, values, k, n, col, orow); });
+                [&](auto rows_c) { accumulate_columns<rows_c()>(pr, lds, values, k, n, col, orow, between_blocks); });
     }
   }
 }
 
-// Register blocks per tile (score_tile plus accumulate_tile), for spreading prefetches.
+// Calls of between_blocks() per tile (score_tile: one per key block and row
+// block; accumulate_tile: one per 8 keys of each register block), for spreading
+// prefetches evenly: bursts of ~22 lines (one per register block) were 6-10 % slower.
 inline int blocks_per_tile(int R, int n, int k) {
   const int row_blocks = (R + kRowBlock - 1) / kRowBlock, column_blocks = (k + 16 * kColumnBlock - 1) / (16 * kColumnBlock);
-  return (n + kKeyBlock - 1) / kKeyBlock + row_blocks * column_blocks;
+  return row_blocks * ((n + kKeyBlock - 1) / kKeyBlock + column_blocks * (n / 8));
 }
 
 }  // namespace bifurcate::kernels::rows
