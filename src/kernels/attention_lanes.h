@@ -86,14 +86,20 @@ struct Pairs16 : Lanes16 {
 };
 #endif
 
-// st[t0 + c] = sum_d K[t0 + c][d] qt[d] for T keys.
-template <class L, int T>
-void score_keys(const float* qt, const float* keys, int ld, int k, float* st) {
+// The tail blocks' stand-in for the caller's prefetch pacing.
+struct NoPacing {
+  void operator()() const {}
+};
+
+// st[t0 + c] = sum_d K[t0 + c][d] qt[d] for T keys; between() after every 32 head dimensions.
+template <class L, int T, class Between = NoPacing>
+void score_keys(const float* qt, const float* keys, int ld, int k, float* st, Between&& between = {}) {
   using V = typename L::V;
   V acc[T];
   _Pragma("GCC unroll 16")
   for (int c = 0; c < T; ++c) acc[c] = L::zero();
   for (int d = 0; d < k; ++d) {
+    if (d % 32 == 31) between();
     const V q = L::load(qt + std::size_t(d) * L::kWidth);
     _Pragma("GCC unroll 16")
     for (int c = 0; c < T; ++c) acc[c] = L::fma(L::broadcast(keys + std::size_t(c) * ld + std::size_t(d) * L::kKeyStep), q, acc[c]);
@@ -102,19 +108,20 @@ void score_keys(const float* qt, const float* keys, int ld, int k, float* st) {
   for (int c = 0; c < T; ++c) L::store(st + std::size_t(c) * L::kWidth, acc[c]);
 }
 
-// Full register blocks of score_tile plus accumulate_tile: the caller spreads
-// its prefetches over them (between_blocks() runs after each).
+// Calls of between_blocks() per tile (after every 32 head dimensions of a full
+// score block, every 8 keys of a full P.V block): the caller spreads its
+// prefetches evenly over them.
 template <class L>
-int blocks_per_tile(int n, int k) { return n / L::kBlock + k / L::kBlock + 1; }
+int blocks_per_tile(int n, int k) { return (n / L::kBlock) * (k / 32) + (k / L::kBlock) * (n / 8) + 1; }
 
 // Keys in blocks of L::kBlock, then 8, 4, 1 (fewer than 8 chains leave the FMA units idle).
 template <class L, class Between>
 void score_tile(const float* qt, const float* keys, int ld, int n, int k, float* st, Between&& between_blocks) {
   int t = 0;
   auto at = [&](int t0) { return std::pair(keys + std::size_t(t0) * ld, st + std::size_t(t0) * L::kWidth); };
-  for (; t + L::kBlock <= n; t += L::kBlock, between_blocks()) {
+  for (; t + L::kBlock <= n; t += L::kBlock) {
     auto [kt, s] = at(t);
-    score_keys<L, L::kBlock>(qt, kt, ld, k, s);
+    score_keys<L, L::kBlock>(qt, kt, ld, k, s, between_blocks);
   }
   if (t + 8 <= n) {
     auto [kt, s] = at(t);
@@ -176,14 +183,15 @@ void softmax_tile(float* st, int n, int k, float* m, float* l, float* ot) {
   L::store(m, m_new);
 }
 
-// ot[d0 + j] += sum_t V[t][d0 + j] st[t] for D columns.
-template <class L, int D>
-void accumulate_columns(const float* st, const float* values, int ld, int n, float* ot) {
+// ot[d0 + j] += sum_t V[t][d0 + j] st[t] for D columns; between() after every 8 keys.
+template <class L, int D, class Between = NoPacing>
+void accumulate_columns(const float* st, const float* values, int ld, int n, float* ot, Between&& between = {}) {
   using V = typename L::V;
   V acc[D];
   _Pragma("GCC unroll 16")
   for (int j = 0; j < D; ++j) acc[j] = L::load(ot + std::size_t(j) * L::kWidth);
   for (int t = 0; t < n; ++t) {
+    if (t % 8 == 7) between();
     const V p = L::load(st + std::size_t(t) * L::kWidth);
     const float* v = values + std::size_t(t) * ld;
     _Pragma("GCC unroll 16")
@@ -198,9 +206,9 @@ template <class L, class Between>
 void accumulate_tile(const float* st, const float* values, int ld, int n, int k, float* ot, Between&& between_blocks) {
   int d = 0;
   auto at = [&](int d0) { return std::pair(values + d0 * L::kKeyStep, ot + std::size_t(d0) * L::kWidth); };
-  for (; d + L::kBlock <= k; d += L::kBlock, between_blocks()) {
+  for (; d + L::kBlock <= k; d += L::kBlock) {
     auto [v, o] = at(d);
-    accumulate_columns<L, L::kBlock>(st, v, ld, n, o);
+    accumulate_columns<L, L::kBlock>(st, v, ld, n, o, between_blocks);
   }
   if (d + 8 <= k) {
     auto [v, o] = at(d);
