@@ -213,17 +213,24 @@ TEST_F(BenchTest, RepeatedRowsRunEveryRoundInPassesAndProbeBeforeEachRound) {
   const auto line_of = [&](const std::string& text) {
     return std::find(lines.begin(), lines.end(), text) - lines.begin();
   };
-  EXPECT_LT(
-      line_of(str("row PP=40 B=", rows[3].samples, " ", mode_name(rows[3].mode), ": round 1/3, step 1/3")),
-      line_of(str("row PP=40 B=", rows[0].samples, " ", mode_name(rows[0].mode), ": round 2/3, step 1/3")));
+  const auto first_step = [&](const BenchRow& r, int round) {
+    return line_of(str("row PP=40 B=", r.samples, " ", mode_name(r.mode), ": round ", round, "/3, step 1/3"));
+  };
+  EXPECT_LT(first_step(rows[3], 1), first_step(rows[0], 2));
+  // Rows 0, 1 are bifurcated, 2, 3 replicated; the second pass runs replicated first, the third bifurcated.
+  EXPECT_LT(first_step(rows[1], 1), first_step(rows[2], 1));
+  EXPECT_LT(first_step(rows[3], 2), first_step(rows[0], 2));
+  EXPECT_LT(first_step(rows[1], 3), first_step(rows[2], 3));
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const BenchRow& r = rows[i];
     SCOPED_TRACE(i);
     EXPECT_EQ(r.rounds, 3);
     EXPECT_EQ(r.timed_steps(), 9);
-    // Its probes ran before its rounds in passes 1, 2, 3: i + 1, i + 5, i + 9 GB/s; the median is i + 5.
-    EXPECT_EQ(r.read_bytes_per_second, 1e9 * double(i + 5));
-    EXPECT_EQ(r.flops_per_second, 1e12 / double(i + 5));  // the GEMM probes likewise, falling: 1/(i+1), ...
+    // Its probes ran before its rounds in passes 1, 2, 3: probe numbers i + 1, then 5 + (i + 2) % 4 (the
+    // second pass runs rows 2, 3, 0, 1), then i + 9; the median is the second pass's.
+    const double median_probe = 5 + double((i + 2) % 4);
+    EXPECT_EQ(r.read_bytes_per_second, 1e9 * median_probe);
+    EXPECT_EQ(r.flops_per_second, 1e12 / median_probe);  // the GEMM probes likewise, falling
     // Timed steps seen in the progress lines: rounds 1..3, steps 1..3 each.
     const std::string name = str("row PP=40 B=", r.samples, " ", mode_name(r.mode), ": round ");
     int timed = 0;

@@ -119,10 +119,16 @@ class SweepRunner {
     // Round r of every row runs in pass r, so a row's rounds are spread over
     // the whole sweep: a burst of load on the shared machine (seconds long)
     // hits one round of a row, and the median over its steps sets it aside.
-    std::vector<BenchRow> rows;
-    std::vector<RoundTotals> totals;
+    // Odd passes run the modes in the other order, so a change of the
+    // machine's state within a pass does not always fall on the same mode
+    // (the speedup compares them). Pass 0 keeps bifurcated first: its rows
+    // measure peak RSS, and a mode's rows must not see the other's pool.
+    std::vector<AttentionMode> modes;
+    for (AttentionMode mode : {AttentionMode::bifurcated, AttentionMode::replicated})
+      if (std::find(config_.modes.begin(), config_.modes.end(), mode) != config_.modes.end()) modes.push_back(mode);
+    std::vector<BenchRow> rows(contexts.size() * modes.size() * samples.size());
+    std::vector<RoundTotals> totals(rows.size());
     for (int pass = 0; pass < config_.repeat; ++pass) {
-      std::size_t index = 0;
       for (std::size_t c = 0; c < contexts.size(); ++c) {
         ContextState state;
         state.cache = std::make_unique<kv::KvCache>(layout, config_.kv_budget_bytes);
@@ -130,20 +136,18 @@ class SweepRunner {
         state.prefill_seconds = prefill_seconds[c];
         state.root = copy_prefix(prompt_cache, prompt_root, contexts[c], *state.cache);
         state.keeper = state.cache->fork(state.root);
-        for (AttentionMode mode : {AttentionMode::bifurcated, AttentionMode::replicated}) {
-          if (std::find(config_.modes.begin(), config_.modes.end(), mode) == config_.modes.end()) continue;
-          for (int b : samples) {
-            if (pass == 0) {
-              rows.push_back(plan_row(state, mode, b));
-              totals.emplace_back();
-            }
+        for (std::size_t k = 0; k < modes.size(); ++k) {
+          const std::size_t m = pass % 2 == 0 ? k : modes.size() - 1 - k;
+          for (std::size_t s = 0; s < samples.size(); ++s) {
+            const std::size_t index = (c * modes.size() + m) * samples.size() + s;
+            if (pass == 0) rows[index] = plan_row(state, modes[m], samples[s]);
             run_row_round(state, rows[index], pass, totals[index]);
-            if (pass == config_.repeat - 1) {
-              finish_row(rows[index], std::move(totals[index]));
-              if (hooks_.on_row) hooks_.on_row(rows[index]);
-            }
-            ++index;
+            if (pass == config_.repeat - 1) finish_row(rows[index], std::move(totals[index]));
           }
+        }
+        if (pass == config_.repeat - 1 && hooks_.on_row) {  // the context's rows, in report order
+          const std::size_t first = c * modes.size() * samples.size();
+          for (std::size_t i = first; i < first + modes.size() * samples.size(); ++i) hooks_.on_row(rows[i]);
         }
       }  // each context's cache (and the memory its pool took) is freed after every pass
     }

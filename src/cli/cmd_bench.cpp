@@ -53,7 +53,8 @@ struct BenchArgs {
     v(ntg, "ntg", '\0', "timed decode steps per round (after one warm-up step)");
     v(repeat, "repeat", '\0',
       "passes over the sweep, one round per row each (fresh sequences, warm-up, ntg timed "
-      "steps); a row's mean, median and attention share pool its repeat*ntg steps, T_TG is per round");
+      "steps; odd passes run the replicated rows first); a row's mean, median and attention share pool "
+      "its repeat*ntg steps, T_TG is per round");
     v(npl, "npl", '\0', "numbers of samples B, comma-separated");
     v(attention, "attention", 'a', "attention modes, comma-separated: bifurcated, replicated");
     v(threads, "threads", 'j', "worker threads (0 = all hardware threads)");
