@@ -191,8 +191,9 @@ TEST(BenchSweep, PoolTimedStepsUsesEveryStepOfEveryRound) {
 }
 
 // --repeat: each row runs N rounds of fresh sequences, a warm-up and ntg
-// timed steps, round r of every row in pass r over the sweep; the probe hook
-// runs before every round, and a row's bandwidth is the median of its probes.
+// timed steps, round r of every row in pass r over the sweep (odd passes run
+// the modes in the other order); the probe hooks run before every round, and
+// a row's bandwidth and GEMM peak are the medians of its probes.
 TEST_F(BenchTest, RepeatedRowsRunEveryRoundInPassesAndProbeBeforeEachRound) {
   const auto loaded = model::Model::load(model_path());
   ThreadPool pool(2);
