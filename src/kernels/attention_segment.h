@@ -49,7 +49,8 @@ struct StackedQueries {
 // Per-thread scratch; grows to the largest call and is then reused.
 // Contents carry no meaning between calls.
 // Stacked rows live in lane groups of W rows (W = 8, or 16 with AVX-512):
-// row r is lane r % W of group r / W. One row alone uses W = 1 (plain rows).
+// row r is lane r % W of group r / W. One row alone, and the head-dims-in-lanes
+// path (attention_rows.h), use plain rows: q and acc (rows, k), scores (rows, tile).
 struct SegmentScratch {
   AlignedBuffer<float> q;       // (groups, k, W) scaled queries, transposed
   AlignedBuffer<float> k_tile;  // (tile, padded k) f32 keys
