@@ -62,7 +62,7 @@ struct Lanes16 {
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
-  static V max(V a, V b) { return _mm512_maskz_max_ps(simd::kAll16, a, b); }
+  static V max(V a, V b) { return simd::max(a, b); }
   static V exp(V x) { return simd::exp(x); }
   static V replace_where_ge(V a, V limit, V b, V x) {
     return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(a, limit, _CMP_GE_OQ), b);

@@ -43,16 +43,12 @@ void dispatch_rows(int rows, F&& f, std::integer_sequence<int, R...>) {
 template <class F>
 void with_rows(int rows, F&& f) { dispatch_rows(rows, f, std::make_integer_sequence<int, kRowBlock>{}); }
 
+// K/V rows of either element type (f16 converted).
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 load16(const uint16_t* p) {
-  return _mm512_maskz_cvtph_ps(simd::kAll16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-
-inline __m512 max(__m512 a, __m512 b) { return _mm512_maskz_max_ps(simd::kAll16, a, b); }
-template <int Half>
-__m256 half(__m512 v) { return _mm512_maskz_extractf32x8_ps(0xFF, v, Half); }
-inline float hmax(__m512 v) { return simd::hmax(_mm256_max_ps(half<0>(v), half<1>(v))); }
-inline float hsum(__m512 v) { return simd::hsum(_mm256_add_ps(half<0>(v), half<1>(v))); }
+inline __m512 load16(const uint16_t* p) { return simd::load_f16x16(p); }
+using simd::hmax;
+using simd::hsum;
+using simd::max;
 
 // The shuffles of hsum16, in their maskz spelling (see simd::kAll16).
 inline __m512 unpacklo(__m512 a, __m512 b) { return _mm512_maskz_unpacklo_ps(simd::kAll16, a, b); }

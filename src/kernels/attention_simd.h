@@ -96,4 +96,17 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+#ifdef __AVX512F__
+// The 512-bit forms the matmul (simd::Avx512) and the stacked-rows attention share.
+inline __m512 load_f16x16(const uint16_t* p) {
+  return _mm512_maskz_cvtph_ps(kAll16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline __m512 max(__m512 a, __m512 b) { return _mm512_maskz_max_ps(kAll16, a, b); }
+template <int Half>
+__m256 half(__m512 v) { return _mm512_maskz_extractf32x8_ps(0xFF, v, Half); }
+// Low half plus high half, then the 8-lane reduction.
+inline float hmax(__m512 v) { return hmax(_mm256_max_ps(half<0>(v), half<1>(v))); }
+inline float hsum(__m512 v) { return hsum(_mm256_add_ps(half<0>(v), half<1>(v))); }
+#endif
+
 }  // namespace bifurcate::kernels::simd

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "kernels/attention_simd.h"  // hsum, kAll16: shared with attention
+#include "kernels/attention_simd.h"  // hsum, load_f16x16, kAll16: shared with attention
 
 namespace bifurcate::kernels::simd {
 
@@ -42,9 +42,7 @@ struct Avx512 {
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float v) { return _mm512_set1_ps(v); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
-  static V load_f16(const uint16_t* p) {
-    return _mm512_maskz_cvtph_ps(kAll16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  }
+  static V load_f16(const uint16_t* p) { return load_f16x16(p); }
   static V load_i8(const int8_t* p) {
     const __m512i q =
         _mm512_maskz_cvtepi8_epi32(kAll16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -53,12 +51,7 @@ struct Avx512 {
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static float hsum(V v) {
-    const __m512d d = _mm512_castps_pd(v);
-    const __m256d low = _mm512_maskz_extractf64x4_pd(0xF, d, 0),
-                  high = _mm512_maskz_extractf64x4_pd(0xF, d, 1);
-    return Avx2::hsum(_mm256_add_ps(_mm256_castpd_ps(low), _mm256_castpd_ps(high)));
-  }
+  static float hsum(V v) { return simd::hsum(v); }
 };
 #endif
 
