@@ -312,17 +312,21 @@ void process_tile_single(const TileSource& src, int k, SegmentScratch& s, NextTi
   prefetch.issue(prefetch.total_lines());
 }
 
-void prepare_single(const AttentionShape& shape, const StackedQueries& queries, SegmentScratch& s) {
-  const int k = shape.head_size;
-  s.q.resize(std::size_t(k));
-  s.acc.resize(std::size_t(k));
-  s.scores.resize(std::size_t(kTile));
-  s.row_max.resize(1);
-  s.row_sum.resize(1);
-  for (int d = 0; d < k; ++d) s.q[std::size_t(d)] = shape.scale * queries.rows[0][d];
+// The plain-row layout of the one-row and rows paths: q and acc (rows, k),
+// scores (rows, kTile), running max / sum per row; queries scaled, state empty.
+void prepare_plain_rows(const AttentionShape& shape, const StackedQueries& queries, SegmentScratch& s) {
+  const int k = shape.head_size, R = queries.n_rows;
+  const std::size_t row_floats = std::size_t(R) * std::size_t(k);
+  s.q.resize(row_floats);
+  s.acc.resize(row_floats);
+  s.scores.resize(std::size_t(R) * kTile);
+  s.row_max.resize(std::size_t(R));
+  s.row_sum.resize(std::size_t(R));
+  for (int r = 0; r < R; ++r)
+    for (int d = 0; d < k; ++d) s.q[std::size_t(r) * k + std::size_t(d)] = shape.scale * queries.rows[r][d];
   std::fill(s.acc.begin(), s.acc.end(), 0.0f);
-  s.row_max[0] = kEmptyLse;
-  s.row_sum[0] = 0.0f;
+  std::fill(s.row_max.begin(), s.row_max.end(), kEmptyLse);
+  std::fill(s.row_sum.begin(), s.row_sum.end(), 0.0f);
 }
 
 // Walks the tiles of [keys.begin, end), prefetching one ahead, calling process(tile, prefetch).
@@ -348,6 +352,15 @@ void finish_row(float row_max, float row_sum, int k, Acc&& o, float* out, float*
   const float inv = 1.0f / row_sum;
   for (int d = 0; d < k; ++d) out[d] = o(d) * inv;
   *lse = row_max + std::log(row_sum);
+}
+
+// finish_row for every row of the plain-row layout (prepare_plain_rows).
+void finish_plain_rows(int k, int rows, const SegmentScratch& s, float* out, float* lse) {
+  for (int r = 0; r < rows; ++r) {
+    const float* o = s.acc.data() + std::size_t(r) * k;
+    finish_row(s.row_max[std::size_t(r)], s.row_sum[std::size_t(r)], k, [&](int d) { return o[d]; },
+               out + std::size_t(r) * k, lse + r);
+  }
 }
 
 template <class L>
@@ -398,17 +411,7 @@ template <class T>
 void attend_rows(const AttentionShape& shape, const SegmentKeys& keys, const StackedQueries& queries, int end,
                  float* out, float* lse, SegmentScratch& s) {
   const int k = shape.head_size, R = queries.n_rows;
-  const std::size_t row_floats = std::size_t(R) * std::size_t(k);
-  s.q.resize(row_floats);
-  s.acc.resize(row_floats);
-  s.scores.resize(std::size_t(R) * kTile);
-  s.row_max.resize(std::size_t(R));
-  s.row_sum.resize(std::size_t(R));
-  for (int r = 0; r < R; ++r)
-    for (int d = 0; d < k; ++d) s.q[std::size_t(r) * k + std::size_t(d)] = shape.scale * queries.rows[r][d];
-  std::fill(s.acc.begin(), s.acc.end(), 0.0f);
-  std::fill(s.row_max.begin(), s.row_max.end(), kEmptyLse);
-  std::fill(s.row_sum.begin(), s.row_sum.end(), 0.0f);
+  prepare_plain_rows(shape, queries, s);
   for_each_tile(shape, keys, end, [&](const TileSource& tile, NextTilePrefetch& prefetch) {
     const std::size_t blocks = std::size_t(rows::blocks_per_tile(R, tile.n, k));
     const std::size_t lines_per_block = (prefetch.total_lines() + blocks - 1) / blocks;
@@ -422,11 +425,7 @@ void attend_rows(const AttentionShape& shape, const SegmentKeys& keys, const Sta
                           between_blocks);
     prefetch.issue(prefetch.total_lines());
   });
-  for (int r = 0; r < R; ++r) {
-    const float* o = s.acc.data() + std::size_t(r) * k;
-    finish_row(s.row_max[std::size_t(r)], s.row_sum[std::size_t(r)], k, [&](int d) { return o[d]; },
-               out + std::size_t(r) * k, lse + r);
-  }
+  finish_plain_rows(k, R, s, out, lse);
 }
 #endif
 
@@ -442,11 +441,11 @@ void attend_segment(const AttentionShape& shape, const SegmentKeys& keys,
     end = std::min(end, keys.end);
   }
   if (single_row_path(shape, queries)) {
-    prepare_single(shape, queries, s);
+    prepare_plain_rows(shape, queries, s);
     for_each_tile(shape, keys, end, [&](const TileSource& tile, NextTilePrefetch& prefetch) {
       process_tile_single(tile, shape.head_size, s, prefetch);
     });
-    finish_row(s.row_max[0], s.row_sum[0], shape.head_size, [&](int d) { return s.acc[std::size_t(d)]; }, out, lse);
+    finish_plain_rows(shape.head_size, 1, s, out, lse);
     return;
   }
 #ifdef __AVX512F__
