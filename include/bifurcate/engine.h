@@ -34,6 +34,8 @@ struct EngineOptions {
   KvPrecision kv_precision = KvPrecision::f16;
   std::size_t kv_budget_bytes = std::size_t(8) << 30;  // refused up front when a request needs more
   int prefill_chunk = 256;                          // prompt tokens per prefill matmul batch
+  bool prefix_cache = true;      // keep prompts' KV for later requests that share a prefix
+  int max_queued_requests = 256; // requests waiting for admission beyond this are refused (Overloaded)
 };
 
 struct SamplingOptions {
@@ -84,6 +86,9 @@ struct Sample {
 
 struct GenerationStats {
   int prompt_tokens = 0;
+  int cached_prompt_tokens = 0;  // prompt tokens whose KV came from the prefix cache (not prefilled)
+  double queue_seconds = 0;      // submission to admission
+  double first_token_seconds = 0;  // submission to the first generated token
   int generated_tokens = 0;     // over all samples
   int decode_steps = 0;
   double prefill_seconds = 0;
@@ -96,9 +101,22 @@ struct GenerationResult {
   GenerationStats stats;
 };
 
+// One generated token as it is accepted, before its text is released.
+struct TokenEvent {
+  int32_t token = -1;
+  float logprob = 0;                                        // the model's (raw logits)
+  std::span<const std::pair<int32_t, float>> top_logprobs;  // empty unless asked
+};
+
+// Callbacks run on the thread that runs the model (not the caller's): keep
+// them short and never call back into the Engine from them.
 struct GenerationCallbacks {
   // Text of sample `index` that became final (UTF-8 complete, stop strings resolved).
   std::function<void(int index, std::string_view text)> on_text;
+  // Every generated token of sample `index`, in order (EOS excluded).
+  std::function<void(int index, const TokenEvent& token)> on_token;
+  // Sample `index` finished; its last on_text came before.
+  std::function<void(int index, FinishReason reason)> on_finish;
   // After each decode step: the step number and how many samples are still running.
   std::function<void(int step, int active_samples)> on_step;
   // Polled between steps; when it becomes true the samples finish as `cancelled`.
@@ -108,6 +126,17 @@ struct GenerationCallbacks {
 struct ModelInfo {
   std::string path, architecture, name;
   int n_vocab, dim, n_layers, n_heads, n_kv_heads, head_size, ffn_dim, context_length;
+  std::string chat_template;         // tokenizer.chat_template; "" when the file has none
+  std::string bos_token, eos_token;  // their text; "" when the vocabulary has none
+};
+
+// A snapshot of the engine's load, for metrics and health checks.
+struct EngineStatus {
+  int running_requests = 0;
+  int queued_requests = 0;
+  std::size_t kv_bytes_used = 0;    // held by running sequences and cached prefixes
+  std::size_t kv_bytes_cached = 0;  // held by cached prefixes no running sequence uses (evictable)
+  std::size_t kv_bytes_budget = 0;
 };
 
 class Engine {
@@ -119,7 +148,10 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Validates the request (empty prompt, n, best_of, max_tokens, prompt
-  // longer than the context, KV budget) before any work; Error on a bad one.
+  // longer than the context, KV budget) before any work; Error on a bad one,
+  // Overloaded (util/error.h) when the admission queue is full. Safe to call
+  // from many threads at once: concurrent requests decode together in one
+  // batch, sharing the KV of common prompt prefixes.
   GenerationResult generate(const GenerationRequest& request, const GenerationCallbacks& callbacks = {});
 
   // Runs `tokens` as one sequence (its own KV, freed afterwards) and returns
@@ -135,13 +167,15 @@ class Engine {
   // evaluate(tokens, false) up to float rounding. Needs >= 2 tokens.
   std::vector<float> evaluate_forked(std::span<const int32_t> tokens, int n_samples);
 
-  std::vector<int32_t> tokenize(std::string_view text, bool add_bos) const;
+  // parse_special: control tokens written in the text (<|im_start|>) become their ids.
+  std::vector<int32_t> tokenize(std::string_view text, bool add_bos, bool parse_special = false) const;
   std::string detokenize(std::span<const int32_t> tokens) const;
   // One token's bytes as they appear inside a text (SPM keeps the leading
   // space that detokenize drops at the start); "" for control tokens.
   std::string token_to_piece(int32_t token) const;
   const ModelInfo& model_info() const;
   const EngineOptions& options() const;
+  EngineStatus status() const;  // thread-safe
 
   struct Impl;  // opaque: defined by the engine library
 

@@ -15,10 +15,19 @@ int resolve_threads(int requested) {
 
 kernels::KvType to_kv_type(KvPrecision p) { return p == KvPrecision::f32 ? kernels::KvType::f32 : kernels::KvType::f16; }
 
-ModelInfo describe(const model::Model& m) {
+std::string special_text(const tokenizer::Tokenizer& t, int32_t id) {
+  return id < 0 ? std::string() : std::string(t.token_text(id));
+}
+
+ModelInfo describe(const model::Model& m, const tokenizer::Tokenizer& t) {
   const model::ModelConfig& c = m.config();
-  return ModelInfo{m.file().path(), c.architecture, c.name,        c.n_vocab,  c.dim,           c.n_layers,
-                   c.n_heads,       c.n_kv_heads,   c.head_size,   c.ffn_dim,  c.context_length};
+  ModelInfo info{m.file().path(), c.architecture, c.name,      c.n_vocab,        c.dim,
+                 c.n_layers,      c.n_heads,      c.n_kv_heads, c.head_size,      c.ffn_dim,
+                 c.context_length, "",            "",           ""};
+  info.chat_template = m.file().get_string_or("tokenizer.chat_template", "");
+  info.bos_token = special_text(t, t.bos());
+  info.eos_token = special_text(t, t.eos());
+  return info;
 }
 
 }  // namespace
@@ -37,7 +46,7 @@ Engine::Impl::Impl(const EngineOptions& opts)
     : options(opts),
       model(model::Model::load(opts.model_path)),
       tokenizer(std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(model->file()))),
-      info(describe(*model)),
+      info(describe(*model, *tokenizer)),
       pool(resolve_threads(opts.threads)),
       transformer(model->config(), model->weights()),
       cache(transformer.kv_layout(to_kv_type(opts.kv_precision)), opts.kv_budget_bytes) {
@@ -47,8 +56,8 @@ Engine::Impl::Impl(const EngineOptions& opts)
 Engine::Engine(const EngineOptions& options) : impl_(std::make_unique<Impl>(options)) {}
 Engine::~Engine() = default;
 
-std::vector<int32_t> Engine::tokenize(std::string_view text, bool add_bos) const {
-  return impl_->tokenizer->encode(text, add_bos && impl_->tokenizer->add_bos_by_default());
+std::vector<int32_t> Engine::tokenize(std::string_view text, bool add_bos, bool parse_special) const {
+  return impl_->tokenizer->encode(text, add_bos && impl_->tokenizer->add_bos_by_default(), parse_special);
 }
 
 std::string Engine::detokenize(std::span<const int32_t> tokens) const {
@@ -58,6 +67,11 @@ std::string Engine::detokenize(std::span<const int32_t> tokens) const {
 
 const ModelInfo& Engine::model_info() const { return impl_->info; }
 const EngineOptions& Engine::options() const { return impl_->options; }
+
+EngineStatus Engine::status() const {
+  std::lock_guard lock(impl_->status_mutex);
+  return impl_->status;
+}
 
 kv::SegmentId prefill_root(Engine::Impl& engine, std::span<const int32_t> tokens, std::span<float> logits,
                            bool all_positions) {

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 
@@ -24,6 +25,12 @@ struct Engine::Impl {
   ThreadPool pool;
   model::Transformer transformer;
   kv::KvCache cache;
+  // Until the scheduler lands, one request runs at a time: generate() holds
+  // run_mutex for the whole request; status (guarded by status_mutex) counts
+  // the waiting and the running one.
+  std::mutex run_mutex;
+  mutable std::mutex status_mutex;
+  EngineStatus status;
 
   explicit Impl(const EngineOptions& options);
 };

@@ -43,8 +43,8 @@ void validate_request(const GenerationRequest& r, int n_prompt, int context_leng
 class GenerationRun {
  public:
   GenerationRun(Engine::Impl& engine, const GenerationRequest& request, std::vector<int32_t> prompt,
-                const GenerationCallbacks& callbacks)
-      : e_(engine), request_(request), callbacks_(callbacks), prompt_(std::move(prompt)) {
+                const GenerationCallbacks& callbacks, double t_submit)
+      : e_(engine), request_(request), callbacks_(callbacks), prompt_(std::move(prompt)), t_submit_(t_submit) {
     const int n_prompt = int(prompt_.size());
     validate_request(request, n_prompt, e_.info.context_length);
     n_samples_ = std::max(request.n, request.best_of);
@@ -61,6 +61,7 @@ class GenerationRun {
 
   GenerationResult run() {
     out_.stats.prompt_tokens = int(prompt_.size());
+    out_.stats.queue_seconds = now_seconds() - t_submit_;
     prefill_and_fork();
     // The first token of every sample comes from the prompt's logits.
     for (int i = 0; i < n_samples_; ++i) accept(i, logits_.data());
@@ -152,6 +153,8 @@ class GenerationRun {
     r.result.logprobs.push_back(choice.logprob);
     if (params_.top_logprobs > 0) r.result.top_logprobs.push_back(choice.top);
     r.next_token = choice.token;
+    if (out_.stats.first_token_seconds == 0) out_.stats.first_token_seconds = now_seconds() - t_submit_;
+    if (callbacks_.on_token) callbacks_.on_token(index, TokenEvent{choice.token, choice.logprob, choice.top});
     emit(index, r.stop->push(r.detokenizer->push(choice.token)));
     if (r.stop->stopped()) {
       finish(index, FinishReason::stop);
@@ -174,6 +177,7 @@ class GenerationRun {
     r.result.finish_reason = reason;
     r.running = false;
     e_.cache.release(r.leaf);
+    if (callbacks_.on_finish) callbacks_.on_finish(index, reason);
   }
 
   GenerationResult collect_results() {
@@ -195,6 +199,7 @@ class GenerationRun {
   const GenerationRequest& request_;
   const GenerationCallbacks& callbacks_;
   const std::vector<int32_t> prompt_;
+  const double t_submit_;
   int n_samples_ = 0;
   int max_new_ = 0;
   sampling::SamplingParams params_;
@@ -209,8 +214,44 @@ class GenerationRun {
 
 }  // namespace
 
+namespace {
+
+// Counts a request in a status field for its lifetime.
+class StatusCount {
+ public:
+  StatusCount(Engine::Impl& e, int EngineStatus::*field) : e_(e), field_(field) { add(+1); }
+  ~StatusCount() { add(-1); }
+  StatusCount(const StatusCount&) = delete;
+  StatusCount& operator=(const StatusCount&) = delete;
+
+ private:
+  void add(int d) {
+    std::lock_guard lock(e_.status_mutex);
+    e_.status.*field_ += d;
+    e_.status.kv_bytes_used = e_.cache.bytes_in_use();
+    e_.status.kv_bytes_budget = e_.options.kv_budget_bytes;
+  }
+  Engine::Impl& e_;
+  int EngineStatus::*field_;
+};
+
+}  // namespace
+
 GenerationResult Engine::generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) {
-  return GenerationRun(*impl_, request, prompt_tokens(*this, request), callbacks).run();
+  const double t_submit = now_seconds();
+  std::vector<int32_t> prompt = prompt_tokens(*this, request);
+  std::unique_lock<std::mutex> run_lock;
+  {
+    StatusCount queued(*impl_, &EngineStatus::queued_requests);
+    {
+      std::lock_guard lock(impl_->status_mutex);
+      if (impl_->status.queued_requests > impl_->options.max_queued_requests)
+        throw Overloaded(str("the queue is full (", impl_->options.max_queued_requests, " requests waiting)"));
+    }
+    run_lock = std::unique_lock(impl_->run_mutex);
+  }
+  StatusCount running(*impl_, &EngineStatus::running_requests);
+  return GenerationRun(*impl_, request, std::move(prompt), callbacks, t_submit).run();
 }
 
 }  // namespace bifurcate

@@ -14,6 +14,13 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A valid request refused for lack of capacity right now (the admission
+// queue is full): the caller may retry later (HTTP 429).
+class Overloaded : public Error {
+ public:
+  using Error::Error;
+};
+
 // Concatenates any streamable values into one string: str("n=", n, " > ", max).
 template <class... Args>
 std::string str(Args&&... args) {
