@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Configures and builds bifurcate. Usage: scripts/build.sh [release|sanitize]
-# Build trees: build/ (Release, -O3 -march=native) and build-sanitize/ (ASan+UBSan).
+# Configures and builds bifurcate. Usage: scripts/build.sh [FLAVOUR]
+# Flavours and their build trees:
+#   release   build/           -O3 -march=native
+#   sanitize  build-sanitize/  ASan + UBSan
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour="${1:-release}"
