@@ -1,5 +1,6 @@
-// The engine's forward pass against a naive float64 reference written here
-// (its own loops; only the file reading and row dequantisation are shared),
+// The engine's forward pass against the naive float64 reference of
+// reference_model.h (its own loops and metadata reading; only the file
+// reading and row dequantisation are shared),
 // on tiny random models of every attention style, for the prefill and several
 // decode steps; and the bifurcated path against the replicated one.
 #include <gtest/gtest.h>
@@ -16,6 +17,7 @@
 #include "model/random_model.h"
 #include "model/transformer.h"
 #include "numeric_test_support.h"
+#include "reference_model.h"
 #include "tensor/dtype.h"
 #include "util/thread_pool.h"
 
@@ -24,115 +26,7 @@ namespace {
 
 using Vec = std::vector<double>;
 
-// A float64 Llama/Qwen2 forward over a whole token sequence, recomputed from
-// scratch for every query: attention is a plain softmax over all positions.
-class ReferenceModel {
- public:
-  explicit ReferenceModel(const gguf::GgufFile& file) : file_(file), c_(read_model_config(file)) {}
-
-  // Logits after each of `tokens` (row i: after tokens[0..i]).
-  std::vector<Vec> logits(const std::vector<int32_t>& tokens) const {
-    const int n = int(tokens.size()), hs = c_.head_size;
-    std::vector<Vec> x(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) x[i] = row("token_embd.weight", tokens[i]);
-    for (int l = 0; l < c_.n_layers; ++l) {
-      const std::string p = "blk." + std::to_string(l) + ".";
-      std::vector<Vec> q(x.size()), k(x.size()), v(x.size());
-      for (int i = 0; i < n; ++i) {
-        const Vec h = rmsnorm(x[i], vector(p + "attn_norm.weight"));
-        q[i] = matvec(p + "attn_q.weight", h);
-        k[i] = matvec(p + "attn_k.weight", h);
-        v[i] = matvec(p + "attn_v.weight", h);
-        if (c_.qkv_bias) {
-          add(q[i], vector(p + "attn_q.bias"));
-          add(k[i], vector(p + "attn_k.bias"));
-          add(v[i], vector(p + "attn_v.bias"));
-        }
-        rope(q[i], c_.n_heads, i);
-        rope(k[i], c_.n_kv_heads, i);
-      }
-      const int group = c_.n_heads / c_.n_kv_heads;
-      for (int i = 0; i < n; ++i) {
-        Vec att(size_t(c_.n_heads) * hs, 0.0);
-        for (int h = 0; h < c_.n_heads; ++h) {
-          const int kvh = h / group;
-          Vec scores(static_cast<size_t>(i) + 1);
-          double max_score = -INFINITY;
-          for (int j = 0; j <= i; ++j) {
-            double s = 0;
-            for (int e = 0; e < hs; ++e) s += q[i][size_t(h * hs + e)] * k[j][size_t(kvh * hs + e)];
-            scores[j] = s / std::sqrt(double(hs));
-            max_score = std::max(max_score, scores[j]);
-          }
-          double sum = 0;
-          for (double& s : scores) sum += (s = std::exp(s - max_score));
-          for (int j = 0; j <= i; ++j) {
-            for (int e = 0; e < hs; ++e) {
-              att[size_t(h * hs + e)] += scores[j] / sum * v[j][size_t(kvh * hs + e)];
-            }
-          }
-        }
-        add(x[i], matvec(p + "attn_output.weight", att));
-        const Vec h = rmsnorm(x[i], vector(p + "ffn_norm.weight"));
-        Vec gate = matvec(p + "ffn_gate.weight", h);
-        const Vec up = matvec(p + "ffn_up.weight", h);
-        for (size_t e = 0; e < gate.size(); ++e) gate[e] = gate[e] / (1 + std::exp(-gate[e])) * up[e];
-        add(x[i], matvec(p + "ffn_down.weight", gate));
-      }
-    }
-    std::vector<Vec> out;
-    const std::string output = file_.find_tensor("output.weight") ? "output.weight" : "token_embd.weight";
-    for (int i = 0; i < n; ++i) out.push_back(matvec(output, rmsnorm(x[i], vector("output_norm.weight"))));
-    return out;
-  }
-
- private:
-  Vec row(const std::string& name, int64_t r) const {
-    const gguf::TensorInfo& t = file_.tensor(name);
-    const int64_t cols = int64_t(t.dims[0]);
-    std::vector<float> f(static_cast<size_t>(cols));
-    tensor::dequantize_row(t.type, t.data + r * tensor::row_bytes(t.type, cols), f.data(), cols);
-    return Vec(f.begin(), f.end());
-  }
-  Vec vector(const std::string& name) const { return row(name, 0); }
-  Vec matvec(const std::string& name, const Vec& x) const {
-    const gguf::TensorInfo& t = file_.tensor(name);
-    Vec y(t.dims[1]);
-    for (size_t r = 0; r < y.size(); ++r) {
-      const Vec w = row(name, int64_t(r));
-      for (size_t e = 0; e < x.size(); ++e) y[r] += w[e] * x[e];
-    }
-    return y;
-  }
-  Vec rmsnorm(const Vec& x, const Vec& w) const {
-    double ss = 0;
-    for (double v : x) ss += v * v;
-    const double scale = 1 / std::sqrt(ss / double(x.size()) + c_.rms_eps);
-    Vec y(x.size());
-    for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * scale * w[i];
-    return y;
-  }
-  static void add(Vec& x, const Vec& y) {
-    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
-  }
-  // Llama rotates adjacent pairs (2i, 2i+1); Qwen2 (NeoX) rotates (i, i + hs/2).
-  void rope(Vec& x, int n_heads, int position) const {
-    const int hs = c_.head_size;
-    for (int h = 0; h < n_heads; ++h) {
-      for (int i = 0; i < hs / 2; ++i) {
-        const double angle = position * std::pow(double(c_.rope_base), -2.0 * i / hs);
-        const size_t a = size_t(h * hs) + (c_.rope_style == kernels::RopeStyle::neox ? size_t(i) : size_t(2 * i));
-        const size_t b = a + (c_.rope_style == kernels::RopeStyle::neox ? size_t(hs / 2) : 1);
-        const double x0 = x[a], x1 = x[b];
-        x[a] = x0 * std::cos(angle) - x1 * std::sin(angle);
-        x[b] = x0 * std::sin(angle) + x1 * std::cos(angle);
-      }
-    }
-  }
-
-  const gguf::GgufFile& file_;
-  ModelConfig c_;
-};
+using test_reference::ReferenceModel;
 
 // Writes a tiny random model to a file private to this process (ctest runs
 // tests in parallel processes), loads it, and unlinks the file (the mapping

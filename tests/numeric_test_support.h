@@ -2,9 +2,13 @@
 // with, and fresh random seeds.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <random>
 #include <vector>
@@ -38,7 +42,20 @@ double relative_error(const std::vector<float>& x, const std::vector<Ref>& ref) 
   return relative_error(x.data(), ref.data(), ref.size());
 }
 
-// A different seed every run; tests report it (SCOPED_TRACE) so a failure can be replayed.
-inline unsigned fresh_seed() { return std::random_device{}(); }
+// A different seed every run, printed (ctest --output-on-failure shows it) so
+// a failure can be replayed: BIFURCATE_TEST_SEED=<seed> makes every call in
+// the run return that seed instead.
+inline unsigned fresh_seed() {
+  unsigned seed;
+  if (const char* fixed = std::getenv("BIFURCATE_TEST_SEED"); fixed != nullptr && *fixed != '\0') {
+    seed = unsigned(std::strtoul(fixed, nullptr, 10));
+  } else {
+    seed = std::random_device{}();
+  }
+  const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::printf("[   SEED   ] %s%s%s: %u (replay: BIFURCATE_TEST_SEED=%u)\n", test ? test->test_suite_name() : "",
+              test ? "." : "", test ? test->name() : "", seed, seed);
+  return seed;
+}
 
 }  // namespace bifurcate

@@ -13,8 +13,13 @@ namespace bifurcate::model {
 
 class Model {
  public:
-  // Error names the file and what is wrong (missing file, bad GGUF,
-  // unsupported architecture, missing tensors).
+  // Error names the file and what is wrong: a missing file, bad GGUF, or
+  //   "<path>: unsupported architecture 'gpt2' (supported: llama, qwen2)"
+  //   "<path>: attention.value_length differs from key_length (unsupported)"
+  //   "<path>: cannot bind model weights:" and a line per tensor problem:
+  //     "missing tensor <name>", "<name>: dims [a, b], expected [c, d]",
+  //     "<name>: weight type <TYPE> is not supported"
+  // (tests/model_load_errors_test.cpp checks each).
   static std::unique_ptr<Model> load(const std::string& path);
 
   const gguf::GgufFile& file() const { return file_; }
