@@ -140,28 +140,6 @@ TEST_F(EngineTest, StopStringEndsTheSampleAndIsNotIncluded) {
   EXPECT_EQ(s.text, full.substr(0, at + 2));
 }
 
-TEST_F(EngineTest, FinishedSamplesLeaveTheBatchAndFreeTheirBlocks) {
-  Engine engine = make();
-  GenerationRequest r = sampled(12, 3);
-  r.max_tokens = 120;
-  int last_active = 12;
-  bool shrank = false;
-  GenerationCallbacks callbacks;
-  callbacks.on_step = [&](int, int active) {
-    EXPECT_LE(active, last_active);
-    shrank |= active < last_active;
-    last_active = active;
-  };
-  const GenerationResult result = engine.generate(r, callbacks);
-  int eos = 0;
-  for (const Sample& s : result.samples) eos += s.finish_reason == FinishReason::eos ? 1 : 0;
-  if (eos > 0) {
-    EXPECT_TRUE(shrank);
-  }
-  // All blocks returned: the same request fits again and again in a small budget.
-  for (int i = 0; i < 3; ++i) EXPECT_NO_THROW(engine.generate(r));
-}
-
 // A request admitted by the up-front check never runs out of KV blocks later:
 // with a budget of exactly the blocks it needs, it completes.
 TEST_F(EngineTest, RequestFittingTheBudgetExactlyCompletes) {
