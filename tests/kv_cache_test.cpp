@@ -338,13 +338,32 @@ TEST(KvCache, AppendTokensIsAllOrNothing) {
   EXPECT_EQ(moved.bytes_in_use(), 3 * stride_of(L));
 }
 
+// Calls f(split) for every way to write `total` as an ordered sum of n
+// non-negative parts.
+template <class F>
+void for_each_split(int total, int n, std::vector<int>& split, const F& f) {
+  if (int(split.size()) == n - 1) {
+    split.push_back(total);
+    f(split);
+    split.pop_back();
+    return;
+  }
+  for (int first = 0; first <= total; ++first) {
+    split.push_back(first);
+    for_each_split(total - first, n, split, f);
+    split.pop_back();
+  }
+}
+
 TEST(KvCache, CheckBudgetIsSafeForAnySplit) {
-  // For every way to spread T tokens over n fresh segments that check_budget
-  // admits, appending them must succeed.
+  // For EVERY way to spread T tokens over n fresh segments (blocks of 4
+  // tokens) that check_budget admits, appending them must succeed: uneven
+  // splits (5+1: 3 blocks) need more than even ones (3+3: 2 blocks).
   KvLayout L = small_layout(KvType::f32, 4);
+  int admitted_splits = 0;
   for (int capacity = 1; capacity <= 6; ++capacity) {
-    for (int n = 1; n <= 3; ++n) {
-      for (int total = 0; total <= 16; ++total) {
+    for (int n = 1; n <= 4; ++n) {
+      for (int total = 0; total <= 14; ++total) {
         KvCache probe(L, std::size_t(capacity) * stride_of(L));
         bool admitted = true;
         try {
@@ -353,18 +372,22 @@ TEST(KvCache, CheckBudgetIsSafeForAnySplit) {
           admitted = false;
         }
         if (!admitted) continue;
-        // The worst split: as many segments as possible start a block with 1 token.
-        std::vector<int> split(std::size_t(n), 0);
-        for (int t = 0; t < total; ++t) split[std::size_t(t % n)]++;
-        KvCache cache(L, std::size_t(capacity) * stride_of(L));
-        for (int count : split) {
-          SegmentId s = cache.create_root();
-          for (int t = 0; t < count; ++t)
-            ASSERT_NO_THROW(cache.append_token(s)) << capacity << " " << n << " " << total;
-        }
+        std::vector<int> prefix;
+        for_each_split(total, n, prefix, [&](const std::vector<int>& split) {
+          ++admitted_splits;
+          KvCache cache(L, std::size_t(capacity) * stride_of(L));
+          for (int count : split) {
+            SegmentId s = cache.create_root();
+            for (int t = 0; t < count; ++t) {
+              ASSERT_NO_THROW(cache.append_token(s))
+                  << "capacity " << capacity << " blocks, split " << ::testing::PrintToString(split);
+            }
+          }
+        });
       }
     }
   }
+  EXPECT_GT(admitted_splits, 1000);
 }
 
 TEST(KvCache, MisuseIsAnErrorNamingTheSegment) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "util/aligned_alloc.h"
 #include "util/error.h"
 #include "util/huge_pages.h"
 
@@ -47,7 +48,7 @@ void BlockPool::carve_slab() {
   // every step. Smaller slabs: a multiple of kAlignment, as aligned_alloc requires.
   const std::size_t bytes = n_blocks * block_stride_;
   auto* slab = static_cast<uint8_t*>(bytes >= kHugePageBytes ? allocate_on_huge_pages(bytes)
-                                                             : std::aligned_alloc(kAlignment, bytes));
+                                                             : allocate_aligned(kAlignment, bytes));
   if (slab == nullptr) {
     throw Error(str("KV cache: the OS refused a slab of ", bytes, " bytes (", bytes_reserved(),
                     " bytes already reserved, budget ", budget_bytes_, ")"));

@@ -6,6 +6,8 @@
 #include <memory>
 #include <new>
 
+#include "util/aligned_alloc.h"
+
 namespace bifurcate {
 
 template <class T>
@@ -20,7 +22,7 @@ class AlignedBuffer {
   void resize(std::size_t count) {
     if (count > capacity_) {
       std::size_t bytes = (count * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
-      void* p = std::aligned_alloc(kAlignment, bytes);
+      void* p = allocate_aligned(kAlignment, bytes);
       if (p == nullptr) throw std::bad_alloc();
       data_.reset(static_cast<T*>(p));
       capacity_ = count;

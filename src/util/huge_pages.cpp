@@ -4,11 +4,13 @@
 
 #include <cstdlib>
 
+#include "util/aligned_alloc.h"
+
 namespace bifurcate {
 
 void* allocate_on_huge_pages(std::size_t bytes) {
   const std::size_t rounded = round_up_to_huge_pages(bytes);
-  void* p = std::aligned_alloc(kHugePageBytes, rounded);
+  void* p = allocate_aligned(kHugePageBytes, rounded);
   if (p != nullptr) advise_huge_pages(p, rounded);
   return p;
 }
