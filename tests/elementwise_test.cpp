@@ -94,20 +94,33 @@ TEST(Elementwise, SwigluMatchesReference) {
 }
 
 TEST(Elementwise, SoftmaxMatchesReferenceAndIsStable) {
-  for (size_t n : {1u, 5u, 300u}) {
-    auto x = random_vec(n, 5, 10.0f);
-    x[0] += 1000.0f;  // would overflow exp without the max shift
-    std::vector<double> want(n);
-    double mx = -1e300, sum = 0;
-    for (float v : x) mx = std::max(mx, double(v));
-    for (size_t i = 0; i < n; ++i) sum += want[i] = std::exp(double(x[i]) - mx);
-    softmax(x.data(), int64_t(n));
-    double total = 0;
-    for (size_t i = 0; i < n; ++i) {
-      EXPECT_NEAR(x[i], want[i] / sum, 1e-6) << "i=" << i;
-      total += x[i];
+  // Real distributions (logits of spread 2: many tokens with visible mass,
+  // none near 1), also shifted by +-1000 (exp would overflow or underflow
+  // without subtracting the max; the distribution is the same).
+  for (size_t n : {1u, 5u, 300u, 1001u}) {
+    const auto base = random_vec(n, 5, 2.0f);
+    for (float shift : {0.0f, 1000.0f, -1000.0f}) {
+      std::vector<float> x(n);
+      for (size_t i = 0; i < n; ++i) x[i] = base[i] + shift;
+      std::vector<double> want(n);
+      double mx = -1e300, sum = 0;
+      for (float v : x) mx = std::max(mx, double(v));
+      for (size_t i = 0; i < n; ++i) sum += want[i] = std::exp(double(x[i]) - mx);
+      softmax(x.data(), int64_t(n));
+      double total = 0, largest = 0;
+      for (size_t i = 0; i < n; ++i) {
+        want[i] /= sum;
+        // Relative to each probability, small ones too (float exp and the
+        // rounded 1/sum: a few ulp; x - max is exact even at +-1000).
+        EXPECT_NEAR(x[i], want[i], 1e-6 * want[i] + 1e-30) << "n=" << n << " shift=" << shift << " i=" << i;
+        total += x[i];
+        largest = std::max(largest, want[i]);
+      }
+      EXPECT_NEAR(total, 1.0, 1e-5);
+      if (n >= 300) {
+        EXPECT_LT(largest, 0.2) << "not a spread-out distribution";
+      }
     }
-    EXPECT_NEAR(total, 1.0, 1e-5);
   }
 }
 

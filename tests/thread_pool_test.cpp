@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <numeric>
 #include <vector>
 
 #include "util/error.h"
@@ -27,13 +26,26 @@ TEST(ThreadPool, RunsEveryTaskExactlyOnce) {
 }
 
 TEST(ThreadPool, ParallelForCoversRangeWithoutOverlap) {
-  ThreadPool pool(2);
-  for (std::size_t n : {1u, 5u, 1001u}) {
-    std::vector<int> hits(n, 0);
-    pool.parallel_for(n, 1, [&](std::size_t b, std::size_t e, int) {
-      for (std::size_t i = b; i < e; ++i) hits[i] += 1;
-    });
-    EXPECT_EQ(std::accumulate(hits.begin(), hits.end(), 0), int(n));
+  // Every index exactly once (a sum of hits would not see one index skipped
+  // and another visited twice), in ranges that are well formed.
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (std::size_t n : {1u, 2u, 5u, 64u, 1001u}) {
+      for (std::size_t grain : {1u, 7u, 2000u}) {
+        std::vector<std::atomic<int>> hits(n);
+        pool.parallel_for(n, grain, [&](std::size_t b, std::size_t e, int thread) {
+          EXPECT_LT(b, e);
+          EXPECT_LE(e, n);
+          EXPECT_GE(thread, 0);
+          EXPECT_LT(thread, threads);
+          for (std::size_t i = b; i < e && i < n; ++i) hits[i].fetch_add(1, std::memory_order_relaxed);
+        });
+        for (std::size_t i = 0; i < n; ++i) {
+          EXPECT_EQ(hits[i].load(), 1) << "index " << i << " of " << n << ", grain " << grain << ", " << threads
+                                       << " threads";
+        }
+      }
+    }
   }
 }
 
