@@ -145,8 +145,14 @@ TEST(GgufReader, Stories260KTensorTableAndMetadata) {
   }
 }
 
-// The GGUF's weights must be exactly llama2.c's checkpoint: header of 7 int32,
-// then token embedding [512×64] f32, then the attention rms weights [5×64].
+// The GGUF's weights must be exactly llama2.c's checkpoint, every tensor of
+// it. run.c's layout: a header of 7 int32 (dim, hidden_dim, n_layers,
+// n_heads, n_kv_heads, vocab_size (> 0: the classifier is the embedding),
+// seq_len), then f32 arrays: token embedding [vocab][dim], rms_att [L][dim],
+// wq [L][dim][dim], wk [L][kv_dim][dim], wv [L][kv_dim][dim], wo [L][dim][dim],
+// rms_ffn [L][dim], w1 (gate) [L][hidden][dim], w2 (down) [L][dim][hidden],
+// w3 (up) [L][hidden][dim], rms_final [dim], then RoPE tables
+// freq_cis_real/imag [seq_len][head_size/2] that a GGUF does not store.
 TEST(GgufReader, Stories260KBytesMatchTheLlama2cCheckpoint) {
   std::string path = testdata("stories260K/stories260K.gguf");
   std::string bin_path = testdata("stories260K/stories260K.bin");
@@ -154,17 +160,49 @@ TEST(GgufReader, Stories260KBytesMatchTheLlama2cCheckpoint) {
   SKIP_IF_MISSING(bin_path);
   GgufFile f = GgufFile::open(path);
   std::vector<uint8_t> bin = read_all(bin_path);
-  ASSERT_EQ(bin.size(), 1056540u);
-  const std::size_t header = 7 * 4;
-  const std::size_t embd_bytes = 512 * 64 * 4;
-  const TensorInfo& embd = f.tensor("token_embd.weight");
-  ASSERT_EQ(embd.n_bytes, embd_bytes);
-  EXPECT_EQ(std::memcmp(embd.data, bin.data() + header, embd_bytes), 0);
-  for (int layer = 0; layer < 5; ++layer) {
-    const TensorInfo& norm = f.tensor("blk." + std::to_string(layer) + ".attn_norm.weight");
-    ASSERT_EQ(norm.n_bytes, 64u * 4u);
-    EXPECT_EQ(std::memcmp(norm.data, bin.data() + header + embd_bytes + layer * 64 * 4, 64 * 4), 0) << layer;
+  int32_t header[7];
+  ASSERT_GE(bin.size(), sizeof header);
+  std::memcpy(header, bin.data(), sizeof header);
+  const std::size_t dim = std::size_t(header[0]), hidden = std::size_t(header[1]), layers = std::size_t(header[2]),
+                    heads = std::size_t(header[3]), kv_heads = std::size_t(header[4]),
+                    vocab = std::size_t(header[5]), seq_len = std::size_t(header[6]);
+  ASSERT_EQ(dim, 64u);
+  ASSERT_EQ(header[5], 512) << "a negative vocab_size would mean a separate classifier";
+  const std::size_t kv_dim = dim / heads * kv_heads;
+
+  // The checkpoint's arrays in file order: GGUF name pattern ({} = layer), floats per layer.
+  struct Array {
+    std::string name;
+    std::size_t floats;
+    bool per_layer;
+  };
+  const std::vector<Array> arrays = {
+      {"token_embd.weight", vocab * dim, false},        {"blk.{}.attn_norm.weight", dim, true},
+      {"blk.{}.attn_q.weight", dim * dim, true},        {"blk.{}.attn_k.weight", kv_dim * dim, true},
+      {"blk.{}.attn_v.weight", kv_dim * dim, true},     {"blk.{}.attn_output.weight", dim * dim, true},
+      {"blk.{}.ffn_norm.weight", dim, true},            {"blk.{}.ffn_gate.weight", hidden * dim, true},
+      {"blk.{}.ffn_down.weight", dim * hidden, true},   {"blk.{}.ffn_up.weight", hidden * dim, true},
+      {"output_norm.weight", dim, false},
+  };
+  std::size_t offset = sizeof header, compared = 0;
+  for (const Array& a : arrays) {
+    for (std::size_t l = 0; l < (a.per_layer ? layers : 1); ++l) {
+      std::string name = a.name;
+      if (a.per_layer) name.replace(name.find("{}"), 2, std::to_string(l));
+      const TensorInfo& t = f.tensor(name);
+      ASSERT_EQ(t.type, GgmlType::F32) << name;
+      ASSERT_EQ(t.n_bytes, a.floats * 4) << name;
+      ASSERT_LE(offset + t.n_bytes, bin.size()) << name;
+      EXPECT_EQ(std::memcmp(t.data, bin.data() + offset, t.n_bytes), 0) << name << " differs from the checkpoint";
+      offset += t.n_bytes;
+      ++compared;
+    }
   }
+  // Every tensor of the GGUF was compared, and the checkpoint holds nothing
+  // else but the two RoPE tables.
+  EXPECT_EQ(compared, f.tensors().size());
+  EXPECT_EQ(f.find_tensor("output.weight"), nullptr);
+  EXPECT_EQ(offset + 2 * seq_len * (dim / heads / 2) * 4, bin.size());
 }
 
 TEST(GgufReader, GgmlOrgStories260K) {
