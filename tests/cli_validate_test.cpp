@@ -16,6 +16,7 @@
 #include "model/model_shapes.h"
 #include "model/random_model.h"
 #include "model/transformer.h"
+#include "reference_model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace bifurcate::cli_test {
@@ -40,16 +41,14 @@ std::string ids_csv(std::span<const int32_t> ids) {
   return out;
 }
 
-// Every token's logits at every position, by the library directly (no CLI),
-// in prefill chunks of 7 on one thread: [n_tokens, n_vocab].
-std::vector<float> prefill_all(const model::Model& m, std::span<const int32_t> tokens) {
-  model::Transformer forward(m.config(), m.weights());
-  kv::KvCache cache(forward.kv_layout(kernels::KvType::f32), size_t(64) << 20);
-  ThreadPool pool(1);
-  std::vector<float> logits(tokens.size() * size_t(m.config().n_vocab));
-  const kv::SegmentId root = cache.create_root();
-  forward.prefill(cache, root, tokens, logits, true, pool, 7);
-  cache.release(root);
+// Every token's logits at every position, by the float64 reference of
+// reference_model.h (independent of the library's forward): [n_tokens, n_vocab].
+std::vector<float> reference_logits(const std::string& model_path, std::span<const int32_t> tokens) {
+  const gguf::GgufFile file = gguf::GgufFile::open(model_path);
+  const std::vector<std::vector<double>> rows =
+      test_reference::ReferenceModel(file).logits(std::vector<int32_t>(tokens.begin(), tokens.end()));
+  std::vector<float> logits;
+  for (const auto& row : rows) logits.insert(logits.end(), row.begin(), row.end());
   return logits;
 }
 
@@ -148,7 +147,7 @@ TEST_F(CliValidateTest, DetokenizeOfTokenizeGivesTheTextBack) {
   }
 }
 
-// Checks `logits` JSON rows against the library's own prefill: the top-K ids
+// Checks `logits` JSON rows against reference logits: the top-K ids
 // are the K largest logits, and logprob = logit - logsumexp.
 void expect_top_k_matches(const Json& j, const std::vector<float>& ref, std::span<const int32_t> tokens,
                           size_t n_vocab, size_t k, bool all) {
@@ -184,7 +183,7 @@ TEST_F(CliValidateTest, LogitsTopKEqualIndependentPrefill) {
     const auto m = model::Model::load(path);
     const size_t n_vocab = size_t(m->config().n_vocab);
     const std::vector<int32_t> tokens = {1, 403, 407, 261, 378, 383, 286, 261, 280, 294};
-    const std::vector<float> ref = prefill_all(*m, tokens);
+    const std::vector<float> ref = reference_logits(path, tokens);
     const Json all = run_json(str("logits -m '", path, "' --kv-type f32 --all --top 6 --tokens ", ids_csv(tokens)));
     expect_top_k_matches(all, ref, tokens, n_vocab, 6, true);
     // Text prompt, last position only: the prompt is tokenized like `tokenize`.
@@ -192,7 +191,7 @@ TEST_F(CliValidateTest, LogitsTopKEqualIndependentPrefill) {
     const gguf::GgufFile file = gguf::GgufFile::open(path);
     const std::vector<int32_t> text_tokens = tokenizer::Tokenizer::from_gguf(file).encode("Once upon a time", true);
     ASSERT_EQ(last["tokens"].size(), text_tokens.size());
-    expect_top_k_matches(last, prefill_all(*m, text_tokens), text_tokens, n_vocab, 3, false);
+    expect_top_k_matches(last, reference_logits(path, text_tokens), text_tokens, n_vocab, 3, false);
   }
 }
 
