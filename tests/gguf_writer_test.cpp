@@ -187,10 +187,14 @@ TEST(GgufWriter, SetReplacesInPlaceAndAlignmentIsWrittenWhenNot32) {
 // Copying every key and tensor of a real file in order must reproduce it
 // byte for byte: both files were written with ggml's layout rules.
 TEST(GgufWriter, RewritingRealFilesIsByteIdentical) {
+  std::string missing;
   for (const char* name : {"stories260K/stories260K-ggml-org.gguf", "stories260K/stories260K.gguf",
                            "vocab/ggml-vocab-llama-bpe.gguf"}) {
     std::string source = std::string(BIFURCATE_TESTDATA_DIR) + "/" + name;
-    if (!std::filesystem::exists(source)) GTEST_SKIP() << "test data missing: " << source;
+    if (!std::filesystem::exists(source)) {
+      missing += " " + source;  // the other files are still tested
+      continue;
+    }
     SCOPED_TRACE(source);
     GgufFile in = GgufFile::open(source);
     GgufWriter w;
@@ -205,6 +209,7 @@ TEST(GgufWriter, RewritingRealFilesIsByteIdentical) {
     ASSERT_EQ(copy.size(), original.size());
     EXPECT_TRUE(copy == original);
   }
+  if (!missing.empty()) GTEST_SKIP() << "test data missing:" << missing;
 }
 
 TEST(GgufWriter, ArgumentErrorsNameTheProblem) {

@@ -181,11 +181,15 @@ TEST(PreTokenizer, UnknownNameIsAnError) {
 }
 
 TEST(Tokenizer, RoundTripsAndStreamsRandomText) {
+  std::string missing;
   for (const char* path : {"stories260K/stories260K.gguf", "vocab/ggml-vocab-llama-spm.gguf",
                            "vocab/ggml-vocab-gpt-2.gguf", "vocab/ggml-vocab-qwen2.gguf",
                            "vocab/ggml-vocab-deepseek-coder.gguf"}) {
     auto tok = load(path);
-    if (!tok) GTEST_SKIP() << "test data missing: " << path;
+    if (!tok) {
+      missing += str(" ", path);  // the other files are still tested
+      continue;
+    }
     std::mt19937 rng(5);
     for (int i = 0; i < 100; ++i) {
       const std::string text = random_text(rng, 1 + static_cast<int>(rng() % 10));
@@ -204,6 +208,7 @@ TEST(Tokenizer, RoundTripsAndStreamsRandomText) {
       }
     }
   }
+  if (!missing.empty()) GTEST_SKIP() << "test data missing:" << missing;
 }
 
 TEST(StreamingDetokenizer, HoldsBackCharacterSplitAcrossByteTokens) {
