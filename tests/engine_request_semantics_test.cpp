@@ -44,7 +44,8 @@ TEST_F(RequestSemantics, GenerationStopsAtTheContextLimit) {
     ASSERT_EQ(context, 512);
     std::vector<int32_t> text;
     while (int(text.size()) < context) {
-      const std::vector<int32_t> more = engine.tokenize(" Once upon a time, there was a big red ball.", false);
+      const std::vector<int32_t> more =
+          engine.tokenize(" Once upon a time, there was a big red ball.", false);
       text.insert(text.end(), more.begin(), more.end());
     }
     for (int prompt_length : {500, 511}) {
@@ -93,7 +94,8 @@ std::vector<double> penalized(const std::vector<float>& logits, const std::vecto
 TEST_F(RequestSemantics, PenaltiesCountPromptAndGeneratedTokens) {
   Engine engine = make(AttentionMode::bifurcated, KvPrecision::f32);
   GenerationRequest r;
-  r.prompt = "Once upon a time, there was a little girl named Lily. Lily loved to play in the park with her ball";
+  r.prompt =
+      "Once upon a time, there was a little girl named Lily. Lily loved to play in the park with her ball";
   r.max_tokens = 24;
   r.ignore_eos = true;
   r.sampling.temperature = 0;
@@ -105,8 +107,8 @@ TEST_F(RequestSemantics, PenaltiesCountPromptAndGeneratedTokens) {
     int last_n;
   };
   for (const Penalties& p : {Penalties{1.5f, 0, 0, -1}, Penalties{1.1f, 0.5f, 0.4f, 30}}) {
-    SCOPED_TRACE(testing::Message() << "repetition " << p.repetition << " presence " << p.presence << " frequency "
-                                    << p.frequency << " last_n " << p.last_n);
+    SCOPED_TRACE(testing::Message() << "repetition " << p.repetition << " presence " << p.presence
+                                    << " frequency " << p.frequency << " last_n " << p.last_n);
     r.sampling.repetition_penalty = p.repetition;
     r.sampling.presence_penalty = p.presence;
     r.sampling.frequency_penalty = p.frequency;
@@ -122,7 +124,8 @@ TEST_F(RequestSemantics, PenaltiesCountPromptAndGeneratedTokens) {
       const std::vector<double> with_prompt = penalized(logits, history, r.sampling);
       std::vector<double> ranked = with_prompt;
       std::nth_element(ranked.begin(), ranked.begin() + 1, ranked.end(), std::greater<>());
-      const int32_t expected = int32_t(std::max_element(with_prompt.begin(), with_prompt.end()) - with_prompt.begin());
+      const int32_t expected =
+          int32_t(std::max_element(with_prompt.begin(), with_prompt.end()) - with_prompt.begin());
       // A near tie could go either way between prefill and decode rounding: decide only clear cases.
       if (ranked[0] - ranked[1] > 1e-3 * std::max(1.0, std::abs(ranked[0]))) {
         EXPECT_EQ(got[t], expected) << "token " << t;
@@ -137,7 +140,8 @@ TEST_F(RequestSemantics, PenaltiesCountPromptAndGeneratedTokens) {
       history.push_back(got[t]);
     }
     EXPECT_GE(decided, 20);
-    EXPECT_GE(generated_only_differs, 1) << "the prompt's tokens made no difference: the test would not see them";
+    EXPECT_GE(generated_only_differs, 1)
+        << "the prompt's tokens made no difference: the test would not see them";
   }
 }
 
@@ -160,10 +164,12 @@ TEST_F(RequestSemantics, SumLogprobRankingKeepsTheHighestTotals) {
     auto top3 = [&](auto key) {
       std::vector<int> order(drawn.size());
       std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return key(drawn[size_t(a)]) > key(drawn[size_t(b)]); });
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int a, int b) { return key(drawn[size_t(a)]) > key(drawn[size_t(b)]); });
       return std::set<int>(order.begin(), order.begin() + 3);
     };
-    if (top3([](const Sample& s) { return s.sum_logprob; }) == top3([](const Sample& s) { return s.mean_logprob; })) {
+    if (top3([](const Sample& s) { return s.sum_logprob; }) ==
+        top3([](const Sample& s) { return s.mean_logprob; })) {
       drawn.clear();  // this seed cannot tell the two rankings apart
     }
   }

@@ -51,8 +51,8 @@ GenerationRequest sampled(int n, uint64_t seed, int max_tokens) {
 // A request's result with what its callbacks saw.
 struct Observed {
   GenerationResult result;
-  std::vector<int> active;                   // on_step's active count, per step
-  std::vector<int> tokens_seen;              // on_token calls per sample
+  std::vector<int> active;                          // on_step's active count, per step
+  std::vector<int> tokens_seen;                     // on_token calls per sample
   std::vector<std::vector<FinishReason>> finished;  // on_finish calls per sample
 };
 
@@ -79,7 +79,8 @@ Observed observe(Engine& engine, const GenerationRequest& r, int cancel_after_st
   o.result = engine.generate(r, callbacks);
   // Every sample's callbacks agree with its result.
   for (const Sample& s : o.result.samples) {
-    EXPECT_EQ(o.tokens_seen.at(size_t(s.index)), int(s.tokens.size())) << "on_token calls, sample " << s.index;
+    EXPECT_EQ(o.tokens_seen.at(size_t(s.index)), int(s.tokens.size()))
+        << "on_token calls, sample " << s.index;
     EXPECT_EQ(o.finished.at(size_t(s.index)), std::vector<FinishReason>{s.finish_reason})
         << "on_finish calls, sample " << s.index;
   }
@@ -108,7 +109,8 @@ StopPoint stop_point(const Engine& engine, const Sample& full, const std::vector
     if (at != std::string::npos && at + s.size() < end) end = at + s.size(), p.cut = at, p.stops = true;
   }
   if (!p.stops) return p;
-  for (size_t length = 0; length < end; ++p.n_tokens) length += engine.token_to_piece(full.tokens.at(p.n_tokens)).size();
+  for (size_t length = 0; length < end; ++p.n_tokens)
+    length += engine.token_to_piece(full.tokens.at(p.n_tokens)).size();
   return p;
 }
 
@@ -156,7 +158,8 @@ TEST_P(ShrinkingBatch, StopStringsEndSamplesAtDifferentStepsAndSurvivorsAreUncha
     if (p.stops) {
       EXPECT_EQ(s.finish_reason, FinishReason::stop) << "sample " << i;
       EXPECT_EQ(s.text, f.text.substr(0, p.cut)) << "sample " << i;
-      EXPECT_EQ(s.tokens, std::vector<int32_t>(f.tokens.begin(), f.tokens.begin() + std::ptrdiff_t(p.n_tokens)))
+      EXPECT_EQ(s.tokens,
+                std::vector<int32_t>(f.tokens.begin(), f.tokens.begin() + std::ptrdiff_t(p.n_tokens)))
           << "sample " << i;
       stop_lengths.insert(p.n_tokens);
     } else {
@@ -273,7 +276,8 @@ TEST_P(ShrinkingBatch, CancellationEndsTheSamplesStillRunning) {
 // while the batch shrinks (f16 KV, stop strings).
 TEST(ShrinkingBatchModes, BifurcatedAndReplicatedAgreeWithF16Kv) {
   if (!std::filesystem::exists(kModel)) GTEST_SKIP() << "test data missing: " << kModel;
-  Engine bifurcated = make_engine(AttentionMode::bifurcated), replicated = make_engine(AttentionMode::replicated);
+  Engine bifurcated = make_engine(AttentionMode::bifurcated),
+         replicated = make_engine(AttentionMode::replicated);
   GenerationRequest r = sampled(8, 11, 48);
   r.ignore_eos = true;
   r.stop = stops_from(bifurcated.generate(r));
@@ -285,7 +289,8 @@ TEST(ShrinkingBatchModes, BifurcatedAndReplicatedAgreeWithF16Kv) {
   }
   GenerationRequest greedy = r;
   greedy.sampling.temperature = 0;
-  EXPECT_EQ(bifurcated.generate(greedy).samples.at(3).tokens, replicated.generate(greedy).samples.at(3).tokens);
+  EXPECT_EQ(bifurcated.generate(greedy).samples.at(3).tokens,
+            replicated.generate(greedy).samples.at(3).tokens);
 }
 
 // With the prefix cache on (the default), whatever stays cached after a
@@ -302,9 +307,11 @@ TEST(ShrinkingBatchModes, DefaultOptionsHoldOnlyCachedBlocksWhenIdle) {
   EXPECT_EQ(idle.queued_requests, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ShrinkingBatch, ::testing::Values(AttentionMode::bifurcated, AttentionMode::replicated),
+INSTANTIATE_TEST_SUITE_P(Modes, ShrinkingBatch,
+                         ::testing::Values(AttentionMode::bifurcated, AttentionMode::replicated),
                          [](const auto& info) {
-                           return std::string(info.param == AttentionMode::bifurcated ? "Bifurcated" : "Replicated");
+                           return std::string(info.param == AttentionMode::bifurcated ? "Bifurcated"
+                                                                                      : "Replicated");
                          });
 
 }  // namespace

@@ -70,11 +70,13 @@ double relative_difference(const Vec& a, const Vec& b) {
 // Checks 1 and 3 per row; sums what checks 2 and 3 compare over all rows.
 class F16KvChecks {
  public:
-  void row(const float* f16, const float* f32, const Vec& ref_f16, const Vec& ref_exact, const std::string& what) {
+  void row(const float* f16, const float* f32, const Vec& ref_f16, const Vec& ref_exact,
+           const std::string& what) {
     const double d = relative_difference(ref_f16, ref_exact);
     EXPECT_LT(relative_error(f32, ref_exact), kEps) << what << ": f32 KV vs the exact reference";
     const Vec f32_row(f32, f32 + ref_exact.size());
-    EXPECT_LE(relative_error(f16, f32_row), 3 * d + 2 * kEps) << what << ": f16 KV vs f32 KV beyond 3 D + 2 eps";
+    EXPECT_LE(relative_error(f16, f32_row), 3 * d + 2 * kEps)
+        << what << ": f16 KV vs f32 KV beyond 3 D + 2 eps";
     EXPECT_LT(d, 64 * kU) << what << ": f16 rounding of K/V moved the logits by more than O(u)";
     for (size_t i = 0; i < ref_exact.size(); ++i) {
       f16_vs_rounded_ += square(f16[i] - ref_f16[i]);
@@ -120,17 +122,19 @@ TEST_P(TinyModelKvPrecision, F16LogitsFollowF16RoundingOfKv) {
   ThreadPool pool(2);
   for (int type = 0; type < 2; ++type) {
     model::Transformer forward(m->config(), m->weights());
-    kv::KvCache cache(forward.kv_layout(type == 0 ? kernels::KvType::f16 : kernels::KvType::f32), size_t(64) << 20);
+    kv::KvCache cache(forward.kv_layout(type == 0 ? kernels::KvType::f16 : kernels::KvType::f32), size_t(64)
+                                                                                                      << 20);
     logits[type].resize(size_t(n_prompt + steps * b) * size_t(n_vocab));
     const kv::SegmentId root = cache.create_root();
-    forward.prefill(cache, root, prompt, std::span(logits[type]).first(size_t(n_prompt) * size_t(n_vocab)), true,
-                    pool, 16);
+    forward.prefill(cache, root, prompt, std::span(logits[type]).first(size_t(n_prompt) * size_t(n_vocab)),
+                    true, pool, 16);
     std::vector<kv::SegmentId> leaves;
     for (int i = 0; i < b; ++i) leaves.push_back(cache.fork(root));
     for (int s = 0; s < steps; ++s) {
       std::vector<int32_t> next;
       for (int i = 0; i < b; ++i) next.push_back(own[size_t(i)][size_t(s)]);
-      forward.decode(cache, leaves, next, logits[type].data() + size_t(n_prompt + s * b) * size_t(n_vocab), pool);
+      forward.decode(cache, leaves, next, logits[type].data() + size_t(n_prompt + s * b) * size_t(n_vocab),
+                     pool);
     }
     for (kv::SegmentId leaf : leaves) cache.release(leaf);
   }
@@ -140,8 +144,8 @@ TEST_P(TinyModelKvPrecision, F16LogitsFollowF16RoundingOfKv) {
   F16KvChecks checks;
   for (int i = 0; i < n_prompt; ++i) {
     const size_t at = size_t(i) * size_t(n_vocab);
-    checks.row(logits[0].data() + at, logits[1].data() + at, prompt_rounded[size_t(i)], prompt_exact[size_t(i)],
-               str("prefill position ", i));
+    checks.row(logits[0].data() + at, logits[1].data() + at, prompt_rounded[size_t(i)],
+               prompt_exact[size_t(i)], str("prefill position ", i));
   }
   for (int i = 0; i < b; ++i) {
     std::vector<int32_t> seq = prompt;
@@ -156,8 +160,8 @@ TEST_P(TinyModelKvPrecision, F16LogitsFollowF16RoundingOfKv) {
   checks.finish();
 }
 
-INSTANTIATE_TEST_SUITE_P(TinyModels, TinyModelKvPrecision, ::testing::Values("tiny", "tiny-qwen2", "tiny-wide-head"),
-                         [](const auto& info) {
+INSTANTIATE_TEST_SUITE_P(TinyModels, TinyModelKvPrecision,
+                         ::testing::Values("tiny", "tiny-qwen2", "tiny-wide-head"), [](const auto& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
@@ -182,10 +186,10 @@ TEST(KvPrecision, Stories260kDefaultEngineFollowsF16RoundingOfKv) {
     ASSERT_EQ(f16.options().kv_precision, KvPrecision::f16) << "the default changed";
     o.kv_precision = KvPrecision::f32;
     Engine f32(o);
-    const std::vector<int32_t> tokens =
-        f16.tokenize("Once upon a time, there was a little girl named Lily. She loved to play with her ball in "
-                     "the park. One day, she saw a big dog.",
-                     true);
+    const std::vector<int32_t> tokens = f16.tokenize(
+        "Once upon a time, there was a little girl named Lily. She loved to play with her ball in "
+        "the park. One day, she saw a big dog.",
+        true);
     ASSERT_GE(tokens.size(), 30u);
     const size_t n_vocab = size_t(f16.model_info().n_vocab);
     const std::vector<Vec> ref_exact = exact.logits(tokens), ref_rounded = rounded.logits(tokens);
@@ -196,10 +200,11 @@ TEST(KvPrecision, Stories260kDefaultEngineFollowsF16RoundingOfKv) {
                  str("prefill position ", i));
     }
     const int b = 4;
-    const std::vector<float> forked16 = f16.evaluate_forked(tokens, b), forked32 = f32.evaluate_forked(tokens, b);
+    const std::vector<float> forked16 = f16.evaluate_forked(tokens, b),
+                             forked32 = f32.evaluate_forked(tokens, b);
     for (int i = 0; i < b; ++i) {
-      checks.row(forked16.data() + size_t(i) * n_vocab, forked32.data() + size_t(i) * n_vocab, ref_rounded.back(),
-                 ref_exact.back(),
+      checks.row(forked16.data() + size_t(i) * n_vocab, forked32.data() + size_t(i) * n_vocab,
+                 ref_rounded.back(), ref_exact.back(),
                  str(mode == AttentionMode::bifurcated ? "bifurcated" : "replicated", " forked sample ", i));
     }
   }

@@ -26,7 +26,8 @@ namespace bifurcate::test_models {
 class ScratchDir {
  public:
   explicit ScratchDir(const std::string& tag)
-      : dir_(std::filesystem::temp_directory_path() / ("bifurcate_" + tag + "_" + std::to_string(::getpid()))) {
+      : dir_(std::filesystem::temp_directory_path() /
+             ("bifurcate_" + tag + "_" + std::to_string(::getpid()))) {
     std::filesystem::create_directories(dir_);
   }
   ~ScratchDir() {
@@ -99,8 +100,8 @@ inline void requantize_matrices(GgufCopy& copy, gguf::GgmlType type) {
     const int64_t row_bytes = tensor::row_bytes(type, cols);
     std::vector<uint8_t> out(size_t(rows * row_bytes));
     for (int64_t r = 0; r < rows; ++r) {
-      tensor::quantize_row(type, reinterpret_cast<const float*>(t.bytes.data()) + r * cols, out.data() + r * row_bytes,
-                           cols);
+      tensor::quantize_row(type, reinterpret_cast<const float*>(t.bytes.data()) + r * cols,
+                           out.data() + r * row_bytes, cols);
     }
     t.type = type;
     t.bytes = std::move(out);

@@ -51,7 +51,9 @@ class ModelLoadErrors : public ::testing::Test {
   test_models::ScratchDir dir_;
 };
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 // The control: unedited, the model loads (the file has no tokenizer, so the
 // Engine would stop there; every error below comes before the tokenizer).
@@ -88,7 +90,8 @@ TEST_F(ModelLoadErrors, UnsupportedWeightType) {
   std::optional<gguf::GgmlTypeTraits> unsupported;
   for (uint32_t raw = 0; raw < 64 && !unsupported; ++raw) {
     const auto traits = gguf::ggml_type_traits(raw);
-    if (traits && !tensor::is_supported_weight_type(traits->type) && 64 % traits->block_size == 0) unsupported = traits;
+    if (traits && !tensor::is_supported_weight_type(traits->type) && 64 % traits->block_size == 0)
+      unsupported = traits;
   }
   ASSERT_TRUE(unsupported.has_value());
   const std::string m = load_error([&](GgufCopy& c) {
@@ -96,7 +99,8 @@ TEST_F(ModelLoadErrors, UnsupportedWeightType) {
     t.type = unsupported->type;
     t.bytes.assign(64 * 64 / unsupported->block_size * unsupported->type_size, 0);
   });
-  EXPECT_TRUE(contains(m, "blk.0.attn_q.weight: weight type " + std::string(unsupported->name) + " is not supported"))
+  EXPECT_TRUE(
+      contains(m, "blk.0.attn_q.weight: weight type " + std::string(unsupported->name) + " is not supported"))
       << m;
 }
 

@@ -53,8 +53,8 @@ inline unsigned fresh_seed() {
     seed = std::random_device{}();
   }
   const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::printf("[   SEED   ] %s%s%s: %u (replay: BIFURCATE_TEST_SEED=%u)\n", test ? test->test_suite_name() : "",
-              test ? "." : "", test ? test->name() : "", seed, seed);
+  std::printf("[   SEED   ] %s%s%s: %u (replay: BIFURCATE_TEST_SEED=%u)\n",
+              test ? test->test_suite_name() : "", test ? "." : "", test ? test->name() : "", seed, seed);
   return seed;
 }
 

@@ -130,8 +130,9 @@ INSTANTIATE_TEST_SUITE_P(AllWeightTypes, QuantizedForward,
 // The list above is not empty by accident: the types the issue names are in it.
 TEST(QuantizedForwardTypes, IncludeTheDocumentedTypes) {
   const std::vector<gguf::GgmlType> types = supported_weight_types();
-  for (gguf::GgmlType t : {gguf::GgmlType::F32, gguf::GgmlType::F16, gguf::GgmlType::BF16, gguf::GgmlType::Q8_0,
-                           gguf::GgmlType::Q4_0, gguf::GgmlType::Q4_K, gguf::GgmlType::Q6_K}) {
+  for (gguf::GgmlType t :
+       {gguf::GgmlType::F32, gguf::GgmlType::F16, gguf::GgmlType::BF16, gguf::GgmlType::Q8_0,
+        gguf::GgmlType::Q4_0, gguf::GgmlType::Q4_K, gguf::GgmlType::Q6_K}) {
     EXPECT_NE(std::find(types.begin(), types.end(), t), types.end()) << gguf::ggml_type_traits(t).name;
   }
 }

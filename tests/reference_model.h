@@ -34,13 +34,16 @@ struct ReferenceConfig {
 inline ReferenceConfig read_reference_config(const gguf::GgufFile& f) {
   ReferenceConfig c;
   c.architecture = f.get_string("general.architecture");
-  require(c.architecture == "llama" || c.architecture == "qwen2", "reference model: architecture ", c.architecture);
+  require(c.architecture == "llama" || c.architecture == "qwen2", "reference model: architecture ",
+          c.architecture);
   const std::string a = c.architecture + ".";
   c.dim = int(f.get_uint(a + "embedding_length"));
   c.n_layers = int(f.get_uint(a + "block_count"));
   c.n_heads = int(f.get_uint(a + "attention.head_count"));
-  c.n_kv_heads = f.find(a + "attention.head_count_kv") ? int(f.get_uint(a + "attention.head_count_kv")) : c.n_heads;
-  c.head_size = f.find(a + "attention.key_length") ? int(f.get_uint(a + "attention.key_length")) : c.dim / c.n_heads;
+  c.n_kv_heads =
+      f.find(a + "attention.head_count_kv") ? int(f.get_uint(a + "attention.head_count_kv")) : c.n_heads;
+  c.head_size =
+      f.find(a + "attention.key_length") ? int(f.get_uint(a + "attention.key_length")) : c.dim / c.n_heads;
   c.rope_base = f.get_float_or(a + "rope.freq_base", 10000.0);
   c.rms_eps = f.get_float_or(a + "attention.layer_norm_rms_epsilon", 1e-5);
   c.neox_rope = c.architecture == "qwen2";
@@ -99,7 +102,8 @@ class ReferenceModel {
           double sum = 0;
           for (double& s : scores) sum += (s = std::exp(s - max_score));
           for (int j = 0; j <= i; ++j) {
-            for (int e = 0; e < hs; ++e) att[qo + size_t(e)] += scores[size_t(j)] / sum * v[size_t(j)][ko + size_t(e)];
+            for (int e = 0; e < hs; ++e)
+              att[qo + size_t(e)] += scores[size_t(j)] / sum * v[size_t(j)][ko + size_t(e)];
           }
         }
         Vec& xi = x[size_t(i)];
@@ -136,12 +140,14 @@ class ReferenceModel {
   Vec row(const std::string& name, int64_t r) const {
     const size_t cols = file_.tensor(name).dims[0];
     const Vec& all = dequantized(name);
-    return Vec(all.begin() + std::ptrdiff_t(size_t(r) * cols), all.begin() + std::ptrdiff_t(size_t(r + 1) * cols));
+    return Vec(all.begin() + std::ptrdiff_t(size_t(r) * cols),
+               all.begin() + std::ptrdiff_t(size_t(r + 1) * cols));
   }
   Vec vector(const std::string& name) const { return dequantized(name); }
   Vec matvec(const std::string& name, const Vec& x) const {
     const gguf::TensorInfo& t = file_.tensor(name);
-    require(t.dims[0] == x.size(), "reference model: ", name, " has rows of ", t.dims[0], ", input ", x.size());
+    require(t.dims[0] == x.size(), "reference model: ", name, " has rows of ", t.dims[0], ", input ",
+            x.size());
     const Vec& w = dequantized(name);
     Vec y(t.dims[1]);
     for (size_t r = 0; r < y.size(); ++r) {
