@@ -188,7 +188,8 @@ TEST(Attend, SteadyStateCallsDoNotAllocate) {
   const long before = g_allocations.load(), aligned_before = aligned_allocation_count();
   for (int i = 0; i < 3; ++i) attend(p.plan, d.q.data(), out.data(), ws, pool);
   EXPECT_EQ(g_allocations.load() - before, 0) << "operator new";
-  EXPECT_EQ(aligned_allocation_count() - aligned_before, 0) << "aligned scratch (AlignedBuffer, allocate_aligned)";
+  EXPECT_EQ(aligned_allocation_count() - aligned_before, 0)
+      << "aligned scratch (AlignedBuffer, allocate_aligned)";
 }
 
 }  // namespace

@@ -290,8 +290,10 @@ TEST_F(BenchTest, IncrementalPrefillEqualsOnePrefill) {
     for (int layer = 0; layer < layout.n_layers; ++layer) {
       for (int head = 0; head < layout.n_kv_heads; ++head) {
         const kv::KvCache::Slot x = whole.slot(a, i), y = parts.slot(b, i);
-        worst_k = std::max(worst_k, worst_difference(whole.k_row(x, layer, head), parts.k_row(y, layer, head)));
-        worst_v = std::max(worst_v, worst_difference(whole.v_row(x, layer, head), parts.v_row(y, layer, head)));
+        worst_k =
+            std::max(worst_k, worst_difference(whole.k_row(x, layer, head), parts.k_row(y, layer, head)));
+        worst_v =
+            std::max(worst_v, worst_difference(whole.v_row(x, layer, head), parts.v_row(y, layer, head)));
       }
     }
   }

@@ -163,9 +163,10 @@ TEST(GgufReader, Stories260KBytesMatchTheLlama2cCheckpoint) {
   int32_t header[7];
   ASSERT_GE(bin.size(), sizeof header);
   std::memcpy(header, bin.data(), sizeof header);
-  const std::size_t dim = std::size_t(header[0]), hidden = std::size_t(header[1]), layers = std::size_t(header[2]),
-                    heads = std::size_t(header[3]), kv_heads = std::size_t(header[4]),
-                    vocab = std::size_t(header[5]), seq_len = std::size_t(header[6]);
+  const std::size_t dim = std::size_t(header[0]), hidden = std::size_t(header[1]),
+                    layers = std::size_t(header[2]), heads = std::size_t(header[3]),
+                    kv_heads = std::size_t(header[4]), vocab = std::size_t(header[5]),
+                    seq_len = std::size_t(header[6]);
   ASSERT_EQ(dim, 64u);
   ASSERT_EQ(header[5], 512) << "a negative vocab_size would mean a separate classifier";
   const std::size_t kv_dim = dim / heads * kv_heads;
@@ -177,11 +178,16 @@ TEST(GgufReader, Stories260KBytesMatchTheLlama2cCheckpoint) {
     bool per_layer;
   };
   const std::vector<Array> arrays = {
-      {"token_embd.weight", vocab * dim, false},        {"blk.{}.attn_norm.weight", dim, true},
-      {"blk.{}.attn_q.weight", dim * dim, true},        {"blk.{}.attn_k.weight", kv_dim * dim, true},
-      {"blk.{}.attn_v.weight", kv_dim * dim, true},     {"blk.{}.attn_output.weight", dim * dim, true},
-      {"blk.{}.ffn_norm.weight", dim, true},            {"blk.{}.ffn_gate.weight", hidden * dim, true},
-      {"blk.{}.ffn_down.weight", dim * hidden, true},   {"blk.{}.ffn_up.weight", hidden * dim, true},
+      {"token_embd.weight", vocab * dim, false},
+      {"blk.{}.attn_norm.weight", dim, true},
+      {"blk.{}.attn_q.weight", dim * dim, true},
+      {"blk.{}.attn_k.weight", kv_dim * dim, true},
+      {"blk.{}.attn_v.weight", kv_dim * dim, true},
+      {"blk.{}.attn_output.weight", dim * dim, true},
+      {"blk.{}.ffn_norm.weight", dim, true},
+      {"blk.{}.ffn_gate.weight", hidden * dim, true},
+      {"blk.{}.ffn_down.weight", dim * hidden, true},
+      {"blk.{}.ffn_up.weight", hidden * dim, true},
       {"output_norm.weight", dim, false},
   };
   std::size_t offset = sizeof header, compared = 0;
@@ -193,7 +199,8 @@ TEST(GgufReader, Stories260KBytesMatchTheLlama2cCheckpoint) {
       ASSERT_EQ(t.type, GgmlType::F32) << name;
       ASSERT_EQ(t.n_bytes, a.floats * 4) << name;
       ASSERT_LE(offset + t.n_bytes, bin.size()) << name;
-      EXPECT_EQ(std::memcmp(t.data, bin.data() + offset, t.n_bytes), 0) << name << " differs from the checkpoint";
+      EXPECT_EQ(std::memcmp(t.data, bin.data() + offset, t.n_bytes), 0)
+          << name << " differs from the checkpoint";
       offset += t.n_bytes;
       ++compared;
     }

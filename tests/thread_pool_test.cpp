@@ -41,8 +41,8 @@ TEST(ThreadPool, ParallelForCoversRangeWithoutOverlap) {
           for (std::size_t i = b; i < e && i < n; ++i) hits[i].fetch_add(1, std::memory_order_relaxed);
         });
         for (std::size_t i = 0; i < n; ++i) {
-          EXPECT_EQ(hits[i].load(), 1) << "index " << i << " of " << n << ", grain " << grain << ", " << threads
-                                       << " threads";
+          EXPECT_EQ(hits[i].load(), 1)
+              << "index " << i << " of " << n << ", grain " << grain << ", " << threads << " threads";
         }
       }
     }
