@@ -74,7 +74,7 @@ class Macro : public Callable {
               ? Value::undefined("parameter '" + params[i] + "' was not provided")
               : defaults_[i];
     }
-    scope->variables["varargs"] = Value::list(std::move(extra));
+    scope->variables["varargs"] = Value::tuple(std::move(extra));
     scope->variables["kwargs"] = Value::dict(std::move(extra_keywords));
     return Value(evaluator.run_body(stmt_.body, scope));
   }

@@ -585,14 +585,15 @@ bool run_test(Evaluator& e, const std::string& name, const Value& v, const CallA
   if (name == "le" || name == "<=") return compare(v, test_arg(args, name), "<=") <= 0;
   if (name == "gt" || name == "greaterthan" || name == ">") return compare(v, test_arg(args, name), ">") > 0;
   if (name == "ge" || name == ">=") return compare(v, test_arg(args, name), ">=") >= 0;
-  if (name == "filter") return filters().count(to_str(test_arg(args, name))) != 0;
+  if (name == "filter") return v.is_string() && filters().count(v.as_string()) != 0;
   if (name == "test") {
     static const char* const kTests[] = {"defined", "undefined", "none", "boolean", "true", "false", "integer",
                                          "float", "number", "string", "mapping", "iterable", "sequence",
                                          "callable", "escaped", "odd", "even", "divisibleby", "lower", "upper",
                                          "sameas", "in", "eq", "equalto", "ne", "lt", "lessthan", "le", "gt",
                                          "greaterthan", "ge", "filter", "test"};
-    std::string t = to_str(test_arg(args, name));
+    if (!v.is_string()) return false;
+    const std::string& t = v.as_string();
     return std::any_of(std::begin(kTests), std::end(kTests), [&](const char* n) { return t == n; });
   }
   throw EvalError("No test named '" + name + "'.");

@@ -245,8 +245,9 @@ Value get_attribute(const Value& object, const std::string& name) {
   switch (object.kind()) {
     case Kind::Undefined: throw EvalError(object.undefined_message());
     case Kind::Dict: {
+      // jinja2 tries the attribute first: d.items is the method, d.pop unsafe.
       Value method = bound_method(object, name);
-      if (!method.is_undefined()) return method;
+      if (!method.is_undefined() || method.has_message()) return method;
       if (const Value* v = object.as_dict().find(Value(name))) return *v;
       return missing(object, Value(name));
     }
@@ -255,8 +256,9 @@ Value get_attribute(const Value& object, const std::string& name) {
       return missing(object, Value(name));
     }
     default: {
+      // A method, or the Undefined that reports an unsafe (mutating) one.
       Value method = bound_method(object, name);
-      if (!method.is_undefined()) return method;
+      if (!method.is_undefined() || method.has_message()) return method;
       return missing(object, Value(name));
     }
   }

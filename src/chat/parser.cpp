@@ -698,7 +698,7 @@ class Parser {
 
   ExprPtr parse_call(ExprPtr node) {
     DepthGuard guard(*this);
-    auto e = make_expr(ExprKind::Call, current().offset);
+    auto e = make_expr(ExprKind::Call, node->offset);  // errors point at the callee
     e->a = std::move(node);
     e->args = parse_call_args();
     return e;

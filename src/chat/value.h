@@ -71,6 +71,7 @@ class Value {
   const Callable& as_callable() const { return *static_cast<const Callable*>(ptr_.get()); }
   // What using an Undefined reports ("'x' is undefined", ...).
   std::string undefined_message() const;
+  bool has_message() const { return kind_ == Kind::Undefined && ptr_ != nullptr; }
   std::uint32_t nesting() const { return nesting_; }
 
  private:
