@@ -356,6 +356,11 @@ TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   expect_limit("{% for i in range(30000) %}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}",
                "RenderLimits::max_output_bytes");
   expect_limit("{{ 'ab' * 10000000 }}", "RenderLimits::max_output_bytes");
+  expect_limit("{% set s = 'x' * 1000000 %}{{ [s] * 1000 }}", "RenderLimits::max_output_bytes");
+  expect_limit("{% set s = 'x' * 1000000 %}{{ ([s] * 1000)|tojson }}", "RenderLimits::max_output_bytes");
+  expect_limit("{{ ('a' * 100000)|replace('', 'xxxxxxxxxx') }}", "RenderLimits::max_output_bytes");
+  expect_limit("{{ ('a' * 100000).replace('a', 'xxxxxxxxxxxxxxx') }}", "RenderLimits::max_output_bytes");
+  expect_limit("{{ ('\n' * 100000)|indent(100, blank=true) }}", "RenderLimits::max_output_bytes");
   expect_limit("{% set ns = namespace(l=[1]) %}{% for i in range(300) %}{% set ns.l = [ns.l] %}{% endfor %}",
                "nested deeper");
   // A namespace holding itself renders (Python prints the cycle) without recursing forever.

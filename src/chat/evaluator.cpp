@@ -128,6 +128,7 @@ std::tm Evaluator::now() const {
 }
 
 std::string Evaluator::render(const Body& body, std::shared_ptr<Scope> root) {
+  TextBudget budget(limits_.max_output_bytes);
   std::string out;
   try {
     Flow flow = exec(body, root, out);

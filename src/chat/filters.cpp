@@ -206,12 +206,11 @@ Value f_items(Evaluator&, const Value& v, const CallArgs&) {
 }
 
 Value f_replace(Evaluator& e, const Value& v, const CallArgs& args) {
-  std::string out = text::replace(to_str(v), str_param(args, 0, "old", ""), str_param(args, 1, "new", ""),
-                                  param(args, 2, "count") && !param(args, 2, "count")->is_none()
-                                      ? int_param(args, 2, "count", -1)
-                                      : -1);
-  e.check_size(out.size());
-  return Value(std::move(out));
+  const std::string s = to_str(v), from = str_param(args, 0, "old", ""), to = str_param(args, 1, "new", "");
+  const Value* count_arg = param(args, 2, "count");
+  std::int64_t count = count_arg && !count_arg->is_none() ? int_param(args, 2, "count", -1) : -1;
+  e.check_size(text::replaced_size(s, from, to, count));
+  return Value(text::replace(s, from, to, count));
 }
 
 // Python's int(str): optional sign, digits and underscores, surrounding space.
@@ -381,10 +380,14 @@ Value f_indent(Evaluator& e, const Value& v, const CallArgs& args) {
   std::vector<std::string> lines = text::splitlines(v.as_string() + "\n", false);
   std::string out;
   if (blank) {
-    for (std::size_t i = 0; i < lines.size(); ++i) out += (i ? "\n" + indention : "") + lines[i];
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      out += (i ? "\n" + indention : "") + lines[i];
+      e.check_size(out.size());
+    }
   } else {
     out = lines.empty() ? "" : lines[0];
     for (std::size_t i = 1; i < lines.size(); ++i) {
+      e.check_size(out.size() + indention.size() + lines[i].size());
       out += "\n";
       if (!lines[i].empty()) out += indention;
       out += lines[i];

@@ -151,11 +151,11 @@ Value call_string_method(const std::string& name, const Value& self, const CallA
     return string_list(text::splitlines(s, keep && truthy(*keep)));
   }
   if (name == "replace") {
-    std::string out = text::replace(s, string_arg(arg(args, 0, "old", name), name),
-                                    string_arg(arg(args, 1, "new", name), name),
-                                    int_arg(optional_arg(args, 2, "count"), -1));
-    e.check_size(out.size());
-    return Value(std::move(out));
+    const std::string& from = string_arg(arg(args, 0, "old", name), name);
+    const std::string& to = string_arg(arg(args, 1, "new", name), name);
+    std::int64_t count = int_arg(optional_arg(args, 2, "count"), -1);
+    e.check_size(text::replaced_size(s, from, to, count));
+    return Value(text::replace(s, from, to, count));
   }
   if (name == "upper") return Value(text::upper(s));
   if (name == "lower" || name == "casefold") return Value(text::lower(s));

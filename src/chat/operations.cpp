@@ -2,6 +2,7 @@
 // sandbox applies them to template values.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <optional>
 #include <limits>
@@ -22,17 +23,23 @@ Value checked_int(__int128 v) {
   return Value(static_cast<std::int64_t>(v));
 }
 
+// size * times without overflow (saturating), for the size check.
+std::size_t repeated_size(std::size_t size, std::int64_t times) {
+  __int128 total = static_cast<__int128>(size) * times;
+  return total > static_cast<__int128>(SIZE_MAX) ? SIZE_MAX : static_cast<std::size_t>(total);
+}
+
 Value repeat(const Value& seq, std::int64_t times, const Evaluator& evaluator) {
   if (times < 0) times = 0;
   if (seq.is_string()) {
     const std::string& s = seq.as_string();
-    if (!s.empty()) evaluator.check_size(s.size() * static_cast<std::size_t>(std::min<std::int64_t>(times, 1LL << 40)));
+    if (!s.empty()) evaluator.check_size(repeated_size(s.size(), times));
     std::string out;
     for (std::int64_t i = 0; i < times && !s.empty(); ++i) out += s;
     return Value(std::move(out));
   }
   const List& items = seq.as_list();
-  if (!items.empty()) evaluator.check_size(items.size() * static_cast<std::size_t>(std::min<std::int64_t>(times, 1LL << 40)));
+  if (!items.empty()) evaluator.check_size(repeated_size(items.size(), times));
   List out;
   for (std::int64_t i = 0; i < times && !items.empty(); ++i) out.insert(out.end(), items.begin(), items.end());
   return seq.kind() == Kind::Tuple ? Value::tuple(std::move(out)) : Value::list(std::move(out));

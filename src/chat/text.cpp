@@ -3,6 +3,7 @@
 #include <unicode/uchar.h>
 #include <unicode/ustring.h>
 
+#include <cstdint>
 #include <cstdio>
 
 namespace bifurcate::chat::text {
@@ -251,6 +252,18 @@ std::string replace(std::string_view s, std::string_view from, std::string_view 
   }
   out.append(s.substr(pos));
   return out;
+}
+
+std::size_t replaced_size(std::string_view s, std::string_view from, std::string_view to, long long count) {
+  unsigned __int128 hits = 0;
+  if (from.empty()) {
+    hits = length(s) + 1;
+  } else {
+    for (std::size_t p = s.find(from); p != std::string_view::npos; p = s.find(from, p + from.size())) ++hits;
+  }
+  if (count >= 0 && hits > static_cast<unsigned __int128>(count)) hits = static_cast<unsigned __int128>(count);
+  unsigned __int128 total = s.size() + hits * to.size();
+  return total > SIZE_MAX ? SIZE_MAX : static_cast<std::size_t>(total);
 }
 
 std::string upper(std::string_view s) {

@@ -31,6 +31,9 @@ std::vector<std::string> rsplit(std::string_view s, const std::string* sep, long
 std::vector<std::string> splitlines(std::string_view s, bool keepends);
 // str.replace(old, new, count); count < 0 = all.
 std::string replace(std::string_view s, std::string_view from, std::string_view to, long long count);
+// The byte size replace() would return, computed without building it
+// (saturating), so callers can refuse an oversized result first.
+std::size_t replaced_size(std::string_view s, std::string_view from, std::string_view to, long long count);
 
 std::string upper(std::string_view s);       // str.upper(), full case mapping
 std::string lower(std::string_view s);       // str.lower()

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 
@@ -220,6 +221,19 @@ std::string float_repr(double f) {
 }
 
 namespace {
+thread_local std::size_t text_budget = SIZE_MAX;
+}  // namespace
+
+TextBudget::TextBudget(std::size_t max_bytes) : saved_(text_budget) { text_budget = max_bytes; }
+TextBudget::~TextBudget() { text_budget = saved_; }
+
+void TextBudget::check(std::size_t size) {
+  if (size > text_budget)
+    throw EvalError("template built a value or output larger than " + std::to_string(text_budget) +
+                    " bytes (RenderLimits::max_output_bytes)");
+}
+
+namespace {
 
 void append_sequence_repr(std::string& out, const Value& v) {
   bool tuple = v.kind() == Kind::Tuple;
@@ -228,6 +242,7 @@ void append_sequence_repr(std::string& out, const Value& v) {
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (i) out += ", ";
     out += repr(items[i]);
+    TextBudget::check(out.size());
   }
   if (tuple && items.size() == 1) out += ',';
   out += tuple ? ')' : ']';
@@ -240,6 +255,7 @@ void append_dict_repr(std::string& out, const Dict& d) {
     if (!first) out += ", ";
     first = false;
     out += repr(key) + ": " + repr(value);
+    TextBudget::check(out.size());
   }
   out += '}';
 }
@@ -409,6 +425,7 @@ void append_json(std::string& out, const Value& v, int indent, bool sort_keys, i
         if (i) out += item_separator;
         if (indent >= 0) newline(level + 1);
         append_json(out, items[i], indent, sort_keys, level + 1);
+        TextBudget::check(out.size());
       }
       if (indent >= 0) newline(level);
       out += ']';
@@ -431,6 +448,7 @@ void append_json(std::string& out, const Value& v, int indent, bool sort_keys, i
         if (indent >= 0) newline(level + 1);
         out += text::json_quote(entries[i].first) + ": ";
         append_json(out, *entries[i].second, indent, sort_keys, level + 1);
+        TextBudget::check(out.size());
       }
       if (indent >= 0) newline(level);
       out += '}';

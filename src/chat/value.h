@@ -128,6 +128,23 @@ class Callable {
   virtual std::string repr() const = 0;
 };
 
+// The largest string repr(), to_str() and to_json() may build on this
+// thread, set for the duration of a render (RenderLimits::max_output_bytes):
+// a list holding one big string many times must not print into an
+// unbounded buffer. Scopes nest; the innermost wins.
+class TextBudget {
+ public:
+  explicit TextBudget(std::size_t max_bytes);
+  ~TextBudget();
+  TextBudget(const TextBudget&) = delete;
+  TextBudget& operator=(const TextBudget&) = delete;
+  // Throws EvalError when `size` bytes exceed the budget.
+  static void check(std::size_t size);
+
+ private:
+  std::size_t saved_;
+};
+
 // Python's type(x).__name__, for error messages as jinja2 words them.
 std::string type_name(const Value& v);
 // jinja2's object_type_repr: "dict object", "None", ...
