@@ -104,7 +104,8 @@ std::vector<Case> cases() {
       {"tojson", "{{ {'a': [1, 2.5, none, true, 'é\"\\n\\u0001'], 'b': {}, 'c': []}|tojson }} "
                  "{{ [1, {'x': [], 'y': [2]}]|tojson(indent=2) }} {{ {'b': 1, 'a': 2}|tojson(sort_keys=true) }} "
                  "{{ 'é🚀'|tojson(true) }} {{ 1e100|tojson }} {{ (1, 2)|tojson }} {{ {1: 2, none: 3}|tojson }} "
-                 "{{ messages|tojson }} {{ messages[2].tool_calls[0].function.arguments|tojson(indent=4) }}",
+                 "{{ messages|tojson }} {{ messages[2].tool_calls[0].function.arguments|tojson(indent=4) }} "
+                 "{{ {'a': [1, 2]}|tojson(separators=(',', ':')) }} {{ [1, {'b': 2}]|tojson(indent=1, separators=(', ', ' = ')) }}",
        {{"messages", messages_example()}}},
       // ---- methods ----
       {"string_methods",
@@ -127,7 +128,7 @@ std::vector<Case> cases() {
       // ---- statements ----
       {"loop_variables", "{% for x in [1, 2, 3] %}{{ loop.index }}{{ loop.index0 }}{{ loop.revindex }}"
                          "{{ loop.revindex0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}"
-                         "{{ loop.previtem }}{{ loop.nextitem }}{{ loop.previtem is defined }};{% endfor %}"},
+                         "{{ loop.previtem }}{{ loop.nextitem }}{{ loop.previtem is defined }}{{ loop.cycle('a', 'b') }};{% endfor %}"},
       {"loop_forms", "{% for x in [] %}a{% else %}empty{% endfor %} {% for k, v in {'a': 1, 'b': 2}.items() %}"
                      "{{ k }}={{ v }} {% endfor %}{% for x in range(10) if x is odd %}{{ x }}{{ loop.index }}"
                      "{{ loop.last }} {% endfor %}{% for x in range(10) %}{% if x == 2 %}{% continue %}{% endif %}"

@@ -87,6 +87,20 @@ class Macro : public Callable {
   std::vector<Value> defaults_;
 };
 
+// loop.cycle(a, b, ...): the argument at the iteration's index, cycling.
+class LoopCycle : public Callable {
+ public:
+  explicit LoopCycle(std::int64_t index) : index_(index) {}
+  Value call(Evaluator&, const CallArgs& args) const override {
+    if (args.positional.empty()) throw EvalError("no items for cycling given");
+    return args.positional[static_cast<std::size_t>(index_) % args.positional.size()];
+  }
+  std::string repr() const override { return "<bound method LoopContext.cycle>"; }
+
+ private:
+  std::int64_t index_;
+};
+
 }  // namespace
 
 Evaluator::Evaluator(const SourceMap& map, const RenderLimits& limits, std::optional<std::chrono::sys_seconds> now)
@@ -272,6 +286,7 @@ Evaluator::Flow Evaluator::exec_for(const Stmt& stmt, std::shared_ptr<Scope>& sc
                                       : Value::undefined("there is no previous item"));
     loop.set(Value("nextitem"), i + 1 < n ? items[static_cast<std::size_t>(i + 1)]
                                           : Value::undefined("there is no next item"));
+    loop.set(Value("cycle"), Value::callable(std::make_shared<LoopCycle>(i)));
     body_scope->variables["loop"] = Value::dict(std::move(loop));
     assign(*stmt.target, items[static_cast<std::size_t>(i)], *body_scope);
     Flow flow = exec(stmt.body, body_scope, out);

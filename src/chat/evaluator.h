@@ -50,7 +50,7 @@ class Evaluator {
   // Records a namespace so its attributes are cleared after the render
   // (namespaces may reference each other in cycles).
   void track_namespace(const std::shared_ptr<Namespace>& ns) { namespaces_.push_back(ns); }
-  // Calls a filter or test by name (filters.cpp, tests in filters.cpp).
+  // Calls a filter or test by name (filters.cpp, jinja_tests.cpp).
   Value call_filter(const std::string& name, const Value& target, const CallArgs& args);
   bool call_test(const std::string& name, const Value& target, const CallArgs& args);
   // Calls a value: a Callable, or an error for anything else.
@@ -95,5 +95,7 @@ Value bound_method(const Value& object, const std::string& name);
 // The globals every render sees: range, namespace, dict, raise_exception,
 // strftime_now, joiner, cycler.
 void add_globals(Scope& scope);
+// Whether jinja2 has a filter of this name here (the `filter` test).
+bool is_filter(std::string_view name);
 
 }  // namespace bifurcate::chat

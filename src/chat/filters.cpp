@@ -1,4 +1,4 @@
-// jinja2's filters and tests, as its filters.py / tests.py define them,
+// jinja2's filters, as its filters.py defines them,
 // with tojson as transformers overrides it (json.dumps, ensure_ascii off).
 #include <algorithm>
 #include <cmath>
@@ -91,14 +91,13 @@ Value f_tojson(Evaluator& e, const Value& v, const CallArgs& args) {
   }
   const Value* separators = param(args, 2, "separators");
   bool sort_keys = bool_param(args, 3, "sort_keys", false);
-  std::string out = to_json(v, indent, sort_keys);
+  JsonSeparators custom;
   if (separators && !separators->is_none()) {
-    // Re-render with custom separators: rare, so done by a second encoder pass.
-    if (!separators->is_sequence() || separators->as_list().size() != 2 || !separators->as_list()[0].is_string() ||
-        !separators->as_list()[1].is_string())
-      throw EvalError("tojson: separators must be a (item, key) pair of strings");
-    throw EvalError("tojson: custom separators are not supported");
+    if (!separators->is_sequence() || separators->as_list().size() != 2)
+      throw EvalError("tojson: separators must be an (item_separator, key_separator) pair");
+    custom = {to_str(separators->as_list()[0]), to_str(separators->as_list()[1])};
   }
+  std::string out = to_json(v, indent, sort_keys, separators && !separators->is_none() ? &custom : nullptr);
   if (ensure_ascii) {
     std::string escaped;
     for (char32_t c : text::decode(out)) {
@@ -539,69 +538,6 @@ const std::unordered_map<std::string_view, FilterFn>& filters() {
   return table;
 }
 
-// ---- tests ----
-
-const Value& test_arg(const CallArgs& args, const std::string& name) {
-  if (args.positional.empty()) throw EvalError("test '" + name + "' needs an argument");
-  return args.positional[0];
-}
-
-bool run_test(Evaluator& e, const std::string& name, const Value& v, const CallArgs& args) {
-  Kind k = v.kind();
-  if (name == "defined") return k != Kind::Undefined;
-  if (name == "undefined") return k == Kind::Undefined;
-  if (name == "none") return k == Kind::None;
-  if (name == "boolean") return k == Kind::Bool;
-  if (name == "true") return k == Kind::Bool && v.as_bool();
-  if (name == "false") return k == Kind::Bool && !v.as_bool();
-  if (name == "integer") return k == Kind::Int;
-  if (name == "float") return k == Kind::Float;
-  if (name == "number") return v.is_number();
-  if (name == "string") return k == Kind::String;
-  if (name == "mapping") return k == Kind::Dict;
-  // Undefined iterates as empty, has len() and [] (which raise): jinja2 says yes.
-  if (name == "iterable") return k == Kind::String || v.is_sequence() || k == Kind::Dict || k == Kind::Undefined;
-  if (name == "sequence") return k == Kind::String || v.is_sequence() || k == Kind::Dict || k == Kind::Undefined;
-  if (name == "callable") return k == Kind::Callable || k == Kind::Undefined;
-  if (name == "escaped") return false;
-  if (name == "odd" || name == "even") {
-    if (k != Kind::Int && k != Kind::Bool) throw EvalError("not all arguments converted during string formatting");
-    return (v.as_int() % 2 != 0) == (name == "odd");
-  }
-  if (name == "divisibleby") {
-    const Value& n = test_arg(args, name);
-    if (!v.is_number() || !n.is_number()) throw EvalError("unsupported operand type(s) for %");
-    return equals(binary_op("%", v, n, e), Value(static_cast<std::int64_t>(0)));
-  }
-  if (name == "lower") return v.is_string() && text::lower(v.as_string()) == v.as_string() && text::upper(v.as_string()) != v.as_string();
-  if (name == "upper") return v.is_string() && text::upper(v.as_string()) == v.as_string() && text::lower(v.as_string()) != v.as_string();
-  if (name == "sameas") {
-    const Value& other = test_arg(args, name);
-    if (v.kind() != other.kind()) return false;
-    if (k == Kind::None || k == Kind::Bool || k == Kind::Undefined) return equals(v, other);
-    return equals(v, other) && (k == Kind::Int || k == Kind::String);
-  }
-  if (name == "in") return contains(test_arg(args, name), v);
-  if (name == "eq" || name == "equalto" || name == "==") return equals(v, test_arg(args, name));
-  if (name == "ne" || name == "!=") return !equals(v, test_arg(args, name));
-  if (name == "lt" || name == "lessthan" || name == "<") return compare(v, test_arg(args, name), "<") < 0;
-  if (name == "le" || name == "<=") return compare(v, test_arg(args, name), "<=") <= 0;
-  if (name == "gt" || name == "greaterthan" || name == ">") return compare(v, test_arg(args, name), ">") > 0;
-  if (name == "ge" || name == ">=") return compare(v, test_arg(args, name), ">=") >= 0;
-  if (name == "filter") return v.is_string() && filters().count(v.as_string()) != 0;
-  if (name == "test") {
-    static const char* const kTests[] = {"defined", "undefined", "none", "boolean", "true", "false", "integer",
-                                         "float", "number", "string", "mapping", "iterable", "sequence",
-                                         "callable", "escaped", "odd", "even", "divisibleby", "lower", "upper",
-                                         "sameas", "in", "eq", "equalto", "ne", "lt", "lessthan", "le", "gt",
-                                         "greaterthan", "ge", "filter", "test"};
-    if (!v.is_string()) return false;
-    const std::string& t = v.as_string();
-    return std::any_of(std::begin(kTests), std::end(kTests), [&](const char* n) { return t == n; });
-  }
-  throw EvalError("No test named '" + name + "'.");
-}
-
 }  // namespace
 
 Value Evaluator::call_filter(const std::string& name, const Value& target, const CallArgs& args) {
@@ -610,8 +546,6 @@ Value Evaluator::call_filter(const std::string& name, const Value& target, const
   return it->second(*this, target, args);
 }
 
-bool Evaluator::call_test(const std::string& name, const Value& target, const CallArgs& args) {
-  return run_test(*this, name, target, args);
-}
+bool is_filter(std::string_view name) { return filters().count(name) != 0; }
 
 }  // namespace bifurcate::chat

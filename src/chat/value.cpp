@@ -394,12 +394,12 @@ std::string json_key(const Value& key) {
   }
 }
 
-void append_json(std::string& out, const Value& v, int indent, bool sort_keys, int level) {
+void append_json(std::string& out, const Value& v, int indent, bool sort_keys, const JsonSeparators& sep, int level) {
   auto newline = [&](int depth) {
     out += '\n';
     out.append(static_cast<std::size_t>(indent) * static_cast<std::size_t>(depth), ' ');
   };
-  const char* item_separator = indent >= 0 ? "," : ", ";
+  const std::string& item_separator = sep.item;
   if (level > 500) throw EvalError("maximum recursion depth exceeded while encoding a JSON object");
   switch (v.kind()) {
     case Kind::None: out += "null"; return;
@@ -424,7 +424,7 @@ void append_json(std::string& out, const Value& v, int indent, bool sort_keys, i
       for (std::size_t i = 0; i < items.size(); ++i) {
         if (i) out += item_separator;
         if (indent >= 0) newline(level + 1);
-        append_json(out, items[i], indent, sort_keys, level + 1);
+        append_json(out, items[i], indent, sort_keys, sep, level + 1);
         TextBudget::check(out.size());
       }
       if (indent >= 0) newline(level);
@@ -446,8 +446,8 @@ void append_json(std::string& out, const Value& v, int indent, bool sort_keys, i
       for (std::size_t i = 0; i < entries.size(); ++i) {
         if (i) out += item_separator;
         if (indent >= 0) newline(level + 1);
-        out += text::json_quote(entries[i].first) + ": ";
-        append_json(out, *entries[i].second, indent, sort_keys, level + 1);
+        out += text::json_quote(entries[i].first) + sep.key;
+        append_json(out, *entries[i].second, indent, sort_keys, sep, level + 1);
         TextBudget::check(out.size());
       }
       if (indent >= 0) newline(level);
@@ -460,9 +460,10 @@ void append_json(std::string& out, const Value& v, int indent, bool sort_keys, i
 
 }  // namespace
 
-std::string to_json(const Value& v, int indent, bool sort_keys) {
+std::string to_json(const Value& v, int indent, bool sort_keys, const JsonSeparators* separators) {
+  const JsonSeparators defaults{indent >= 0 ? "," : ", ", ": "};
   std::string out;
-  append_json(out, v, indent, sort_keys, 0);
+  append_json(out, v, indent, sort_keys, separators ? *separators : defaults, 0);
   return out;
 }
 

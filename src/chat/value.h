@@ -162,8 +162,12 @@ int compare(const Value& a, const Value& b, std::string_view op);
 // unhashable values.
 std::string hash_key(const Value& v);
 
-// json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=...) with
-// Python's default separators. indent < 0 = none.
-std::string to_json(const Value& v, int indent, bool sort_keys);
+// Python's json.dumps separators: (", ", ": ") without indent, (",", ": ") with.
+struct JsonSeparators {
+  std::string item, key;
+};
+// json.dumps(v, ensure_ascii=False, indent=indent, separators=..., sort_keys=...).
+// indent < 0 = none; separators null = Python's defaults.
+std::string to_json(const Value& v, int indent, bool sort_keys, const JsonSeparators* separators = nullptr);
 
 }  // namespace bifurcate::chat
