@@ -36,7 +36,7 @@ const std::vector<std::string> kFragments = {
     "if ", "endif", "elif ", "set ", "endset", "macro ", "endmacro", "call ", "endcall", "raw", "endraw",
     "filter ", "endfilter", "break", "continue", "loop.", "namespace(", "range(", "messages", "tools", "x",
     "|tojson", "|items", "|trim", "|join", "|length", "|indent(4)", "|map(attribute='a')", "[::-1]", "[0]",
-    "0", "1e308", "-1", "999999999999", "none", "true", "\n", "\t", " ", "\xc3\xa9", "\xf0\x9f\x9a\x80", "\xff",
+    "0", "1e308", "-1", "999999999999", ".format(1)", "'{99999999999999999999999}'", "%s", "|format(1)", "none", "true", "\n", "\t", " ", "\xc3\xa9", "\xf0\x9f\x9a\x80", "\xff",
 };
 
 std::string mutate(std::string s, std::mt19937_64& rng) {

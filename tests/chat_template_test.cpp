@@ -389,6 +389,8 @@ TEST(ChatTemplate, RejectsInvalidUtf8AndUnsupportedTags) {
   EXPECT_THROW(ChatTemplate("{% extends 'base.html' %}"), TemplateError);
   EXPECT_THROW(ChatTemplate("{% include 'x' %}"), TemplateError);
   EXPECT_THROW(ChatTemplate("{% break %}"), TemplateError);
+  EXPECT_THROW(ChatTemplate("{{ '{99999999999999999999999}'.format(1) }}").render(nlohmann::json::array(), {}),
+               TemplateError);
 }
 
 TEST(ChatTemplate, KeyOrderFollowsTheOrderedOverload) {

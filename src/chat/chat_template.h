@@ -22,6 +22,9 @@
 // byte, parse the request with nlohmann::ordered_json and use the
 // ordered_json overload of render() and RenderOptions::tools_ordered.
 //
+// render() is const and keeps no state between calls: one ChatTemplate may
+// render on many threads at once.
+//
 // For fuzzing: `ChatTemplate(bytes).render(messages, options)` inside a
 // try/catch of TemplateError is the whole entry point; nothing else throws
 // for any input bytes (std::bad_alloc aside).

@@ -1,5 +1,6 @@
 // Methods of str, dict and list values (what jinja2's sandbox lets a
 // template call: the ones that do not mutate), and the template globals.
+#include <cstdlib>
 #include <ctime>
 #include <functional>
 #include <limits>
@@ -92,7 +93,8 @@ std::string format_fields(const std::string& format, const CallArgs& args) {
         if (auto_index >= args.positional.size()) throw EvalError("Replacement index " + std::to_string(auto_index) + " out of range for positional args tuple");
         v = &args.positional[auto_index++];
       } else if (std::isdigit(static_cast<unsigned char>(field[0]))) {
-        std::size_t k = std::stoul(field);
+        // strtoull saturates on absurd digit strings, which then fail the range check.
+        unsigned long long k = std::strtoull(field.c_str(), nullptr, 10);
         if (k >= args.positional.size()) throw EvalError("Replacement index " + field + " out of range for positional args tuple");
         v = &args.positional[k];
       } else {
