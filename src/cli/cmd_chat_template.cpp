@@ -36,7 +36,7 @@ struct ChatTemplateArgs {
     v(bos, "bos", '\0', "bos_token text (with --model: default the model's)");
     v(eos, "eos", '\0', "eos_token text (with --model: default the model's)");
     v(date, "date", '\0',
-      "the day strftime_now() and date_string see, YYYY-MM-DD or 'today' (default: reference_render.py's)");
+      "the day strftime_now() and date_string see: YYYY-MM-DD (the default is reference_render.py's) or 'today'");
     v(json, "json", '\0', "print reference_render.py's JSON list instead of the texts");
   }
 };
