@@ -8,6 +8,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
   libicu-dev
+  nlohmann-json3-dev
+  python3-jinja2
 )
 
 missing=()
