@@ -25,7 +25,7 @@ class CliGenerateTest : public ::testing::Test {
 };
 
 TEST_F(CliGenerateTest, JsonHasEverySampleRankedWithConsistentScores) {
-  const auto r = run_bifurcate("generate -n 4 --max-tokens 12 --seed 3 --logprobs 2 --json -j 1");
+  const auto r = run_bifurcate("generate --samples 4 -n 12 --seed 3 --logprobs 2 --json -t 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json doc = JsonReader(r.out).parse_document();
   ASSERT_EQ(doc["samples"].size(), 4u);
@@ -54,9 +54,9 @@ TEST_F(CliGenerateTest, JsonHasEverySampleRankedWithConsistentScores) {
 }
 
 TEST_F(CliGenerateTest, SameSeedSameOutputInBothAttentionModes) {
-  const std::string args = "generate -n 3 --max-tokens 16 --seed 11 --json --kv-type f32";
-  const auto a = run_bifurcate(args + " --attention bifurcated -j 2");
-  const auto b = run_bifurcate(args + " --attention replicated -j 1");
+  const std::string args = "generate -np 3 --n-predict 16 --seed 11 --json --kv-type f32";
+  const auto a = run_bifurcate(args + " --attention bifurcated -t 2");
+  const auto b = run_bifurcate(args + " --attention replicated --threads 1");
   ASSERT_EQ(a.exit_code, 0) << a.err;
   ASSERT_EQ(b.exit_code, 0) << b.err;
   const Json ja = JsonReader(a.out).parse_document(), jb = JsonReader(b.out).parse_document();
