@@ -70,14 +70,15 @@ TEST_F(CliGenerateTest, ErrorsNameTheProblem) {
     std::string message;
   };
   const Case cases[] = {
-      {"generate -n 0", 1, "n must be >= 1"},
+      {"generate -np 0", 2, "flag -np: 0 is out of range"},
+      {"generate -n 0", 2, "flag --n-predict: 0 tokens"},
       {"generate -p ''", 1, "prompt is empty"},
-      {"generate --temp -1", 1, "temperature"},
+      {"generate --temp -1", 2, "flag --temp"},
       {"generate --attention sideways", 2, "--attention"},
       {"generate --kv-type f8", 2, "--kv-type"},
       {"generate --bogus", 2, "bogus"},
       {"generate -m /nonexistent.gguf", 1, "/nonexistent.gguf"},
-      {"generate -n 5000 --max-tokens 500 --kv-budget-gib 0.01", 1, "KV cache"},
+      {"generate --samples 5000 --max-tokens 500 --kv-budget-gib 0.01", 1, "KV cache"},
       {"generate -f /nonexistent-prompt.txt", 1, "nonexistent-prompt.txt"},
   };
   for (const Case& c : cases) {
