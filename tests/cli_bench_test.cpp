@@ -369,7 +369,7 @@ TEST_F(BenchTest, SweepRejectsContextsBeyondTheModel) {
 TEST_F(BenchTest, CommandWritesTableCsvJsonAndPlot) {
   const std::string csv = path("rows.csv"), json = path("rows.json"), svg = path("plot.svg");
   std::vector<std::string> args = {"bench", "-m",    model_path(), "--npp", "40,80",  "--ntg",
-                                   "2",     "--npl", "1,2",        "-j",    "2",      "--no-roofline",
+                                   "2",     "--npl", "1,2",        "-t",    "2",      "--no-roofline",
                                    "--csv", csv,     "--json",     json,    "--plot", svg};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
