@@ -1,6 +1,6 @@
 // `bifurcate logits`: runs a prompt and prints the top-K next-token logits
 // and log-probs (for the last position or all of them) as JSON, so another
-// engine's numbers can be diffed against these. With --n-samples B it also
+// engine's numbers can be diffed against these. With --samples B it also
 // checks the decode path: B forked samples decoding the last token must give
 // the single-sequence logits (relative error <= 1e-5 with f32 KV).
 #include <algorithm>
