@@ -232,7 +232,11 @@ TEST_F(CliHardenTest, ProgressLinesOnlyOnATerminalAndNeverOverStreamedText) {
 // 4. A failed write to stdout exits non-zero with the OS's reason.
 TEST_F(CliHardenTest, FullDiskOnStdoutIsAnErrorWithTheReason) {
   if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
-  for (const char* args : {"generate -n 8 -np 2 --json -t 1", "tokenize -p 'Hello world'", "--help", "--version"}) {
+  // Small outputs fail at the final flush, a large one (~1 MB) on the way.
+  const std::string large = str("inspect --max-items 100000 '", kSpmVocab, "'");
+  for (const std::string& args : {std::string("generate -n 8 -np 2 --json -t 1"), std::string("tokenize -p 'Hello world'"),
+                                  std::string("perplexity -p 'Once upon a time'"), std::string("--help"),
+                                  std::string("--version"), large}) {
     const RunResult r = run_bifurcate(str(args, " >/dev/full"));
     EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.err;
     EXPECT_TRUE(contains(r.err, "cannot write to standard output: No space left on device")) << args << "\n" << r.err;

@@ -48,6 +48,14 @@ struct PerplexityArgs {
   }
 };
 
+// printf's formatting into a string, for std::cout (where write errors are tracked).
+template <class... Args>
+std::string str_printf(const char* format, Args... args) {
+  char text[160];
+  std::snprintf(text, sizeof text, format, args...);
+  return text;
+}
+
 // One window [start, end) of the token sequence; tokens [first_target, end) are scored.
 struct Window {
   int64_t start, end, first_target;
@@ -209,11 +217,12 @@ int run_perplexity(int argc, char** argv) {
   if (args.json) {
     print_json(engine, int64_t(tokens.size()), ctx, stride, add_bos, windows, score);
   } else if (score.n_scored > 1) {
-    std::printf("perplexity: %.4f ± %.4f over %lld tokens\n", score.perplexity, score.uncertainty,
-                static_cast<long long>(score.n_scored));
+    std::cout << str_printf("perplexity: %.4f ± %.4f over %lld tokens\n", score.perplexity, score.uncertainty,
+                            static_cast<long long>(score.n_scored));
   } else {
     // One scored token has no spread to estimate an uncertainty from.
-    std::printf("perplexity: %.4f over 1 token (no uncertainty from a single token)\n", score.perplexity);
+    std::cout << str_printf("perplexity: %.4f over 1 token (no uncertainty from a single token)\n",
+                            score.perplexity);
   }
   return interrupt.raised() ? kInterruptedExitCode : 0;
 }

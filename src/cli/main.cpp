@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   using bifurcate::printable_message;
   // Messages may quote bytes from files (names, metadata): escaped, so an
   // ESC in a model file cannot drive the terminal.
+  bifurcate::cli::guard_stdout();
   try {
     int code = 0;
     try {

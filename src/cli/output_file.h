@@ -19,6 +19,11 @@ void require_writable_path(const std::string& path, std::string_view what);
 // the close. Error naming the path and the OS reason.
 void write_output_file(const std::string& path, std::string_view content);
 
+// Routes std::cout through a buffer that hands everything to stdio's stdout
+// (so it stays in order with printf) and keeps the errno of the first write
+// that fails, which stdio alone forgets. main calls it first.
+void guard_stdout();
+
 // Flushes std::cout and stdout and throws Error with the OS reason if any
 // write to standard output failed (a full disk, a closed pipe's EPIPE).
 void require_stdout_written();
