@@ -136,6 +136,11 @@ SweepConfig make_sweep_config(const BenchArgs& a) {
   return c;
 }
 
+std::string default_plot_path() {
+  const std::string build = build_directory();
+  return (std::filesystem::path(build.empty() ? "." : build) / "bench-latency.svg").string();
+}
+
 // The command-line checks that involve more than one flag or the file
 // system, all before the model is made or loaded: a typo in --csv must not
 // cost a sweep.
@@ -145,7 +150,7 @@ void check_output_flags(const BenchArgs& a, const FlagParser& parser) {
   if (a.roofline) return;  // --roofline writes no files
   if (!a.csv.empty()) require_writable_path(a.csv, "--csv");
   if (!a.json.empty()) require_writable_path(a.json, "--json");
-  if (!a.plot.empty() && !a.no_plot) require_writable_path(a.plot, "--plot");
+  if (!a.no_plot) require_writable_path(a.plot.empty() ? default_plot_path() : a.plot, "--plot");
 }
 
 std::string machine_description(int threads) {
@@ -191,11 +196,6 @@ std::string resolve_model(const BenchArgs& a, StatusLine& progress) {
   });
   if (wrote) progress.lasting(str("model created in ", now_seconds() - t0, " s"));
   return path;
-}
-
-std::string default_plot_path() {
-  const std::string build = build_directory();
-  return (std::filesystem::path(build.empty() ? "." : build) / "bench-latency.svg").string();
 }
 
 void write_outputs(const BenchArgs& a, const BenchReport& report) {

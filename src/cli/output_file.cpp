@@ -79,9 +79,10 @@ StdoutBuffer* g_stdout_buffer = nullptr;
 }  // namespace
 
 void guard_stdout() {
-  static StdoutBuffer buffer;
-  g_stdout_buffer = &buffer;
-  std::cout.rdbuf(&buffer);
+  // Never destroyed: std::cout flushes through it during exit, after the
+  // destructors of function-local statics would have run.
+  if (g_stdout_buffer == nullptr) g_stdout_buffer = new StdoutBuffer();
+  std::cout.rdbuf(g_stdout_buffer);
 }
 
 void require_stdout_written() {
