@@ -156,10 +156,11 @@ RunResult run_shell(const std::string& command) {
 class CliHardenTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(program_path())) GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
+    if (!fs::exists(program_path()))
+      GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
     if (!fs::exists(kStories) || !fs::exists(kSpmVocab)) GTEST_SKIP() << "test data missing: " << kStories;
-    dir_ = fs::temp_directory_path() /
-           str("bifurcate_cli_harden_", getpid(), "_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() / str("bifurcate_cli_harden_", getpid(), "_",
+                                           ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
   }
   void TearDown() override {
@@ -170,7 +171,8 @@ class CliHardenTest : public ::testing::Test {
   std::string tiny_model(bool with_vocab = true) const {
     const std::string p = path(with_vocab ? "tiny-spm.gguf" : "tiny-novocab.gguf");
     if (!fs::exists(p)) {
-      model::write_random_model(model::find_model_shape("tiny"), gguf::GgmlType::F32, with_vocab ? kSpmVocab : "", 3, p);
+      model::write_random_model(model::find_model_shape("tiny"), gguf::GgmlType::F32,
+                                with_vocab ? kSpmVocab : "", 3, p);
     }
     return p;
   }
@@ -222,7 +224,8 @@ TEST_F(CliHardenTest, ProgressLinesOnlyOnATerminalAndNeverOverStreamedText) {
 
   const RunResult plain = run_on_terminal({"generate", "-n", "24", "-np", "2", "-t", "1"});
   ASSERT_EQ(plain.exit_code, 0) << plain.out;
-  EXPECT_TRUE(contains(plain.out, "\rdecoding: step")) << "the terminal test cannot see progress:\n" << plain.out;
+  EXPECT_TRUE(contains(plain.out, "\rdecoding: step")) << "the terminal test cannot see progress:\n"
+                                                       << plain.out;
   const RunResult streamed = run_on_terminal({"generate", "-n", "24", "-np", "2", "-t", "1", "--stream"});
   ASSERT_EQ(streamed.exit_code, 0) << streamed.out;
   EXPECT_FALSE(contains(streamed.out, "decoding: step")) << streamed.out;
@@ -234,12 +237,14 @@ TEST_F(CliHardenTest, FullDiskOnStdoutIsAnErrorWithTheReason) {
   if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
   // Small outputs fail at the final flush, a large one (~1 MB) on the way.
   const std::string large = str("inspect --max-items 100000 '", kSpmVocab, "'");
-  for (const std::string& args : {std::string("generate -n 8 -np 2 --json -t 1"), std::string("tokenize -p 'Hello world'"),
-                                  std::string("perplexity -p 'Once upon a time'"), std::string("--help"),
-                                  std::string("--version"), large}) {
+  for (const std::string& args :
+       {std::string("generate -n 8 -np 2 --json -t 1"), std::string("tokenize -p 'Hello world'"),
+        std::string("perplexity -p 'Once upon a time'"), std::string("--help"), std::string("--version"),
+        large}) {
     const RunResult r = run_bifurcate(str(args, " >/dev/full"));
     EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.err;
-    EXPECT_TRUE(contains(r.err, "cannot write to standard output: No space left on device")) << args << "\n" << r.err;
+    EXPECT_TRUE(contains(r.err, "cannot write to standard output: No space left on device")) << args << "\n"
+                                                                                             << r.err;
   }
 }
 
@@ -268,7 +273,8 @@ TEST_F(CliHardenTest, BenchOutputPathsCheckedFirstAndWritesChecked) {
 // 6. Ctrl-C in perplexity: the windows finished are scored and reported.
 TEST_F(CliHardenTest, InterruptedPerplexityReportsTheWindowsItFinished) {
   std::string text;
-  while (text.size() < 400000) text += "Once upon a time, there was a little girl named Lily. She liked to play. ";
+  while (text.size() < 400000)
+    text += "Once upon a time, there was a little girl named Lily. She liked to play. ";
   const std::string file = write_file("long.txt", text);
   Child child({"perplexity", "-f", file, "-c", "32", "--stride", "16", "-t", "1"});
   ASSERT_TRUE(child.wait_for_stderr("[3/", 60)) << child.err;
@@ -277,12 +283,16 @@ TEST_F(CliHardenTest, InterruptedPerplexityReportsTheWindowsItFinished) {
   size_t done = 0, planned = 0;
   const size_t at = child.err.find("interrupted: reporting the ");
   ASSERT_NE(at, std::string::npos) << child.err;
-  ASSERT_EQ(std::sscanf(child.err.c_str() + at, "interrupted: reporting the %zu of %zu windows", &done, &planned), 2);
+  ASSERT_EQ(
+      std::sscanf(child.err.c_str() + at, "interrupted: reporting the %zu of %zu windows", &done, &planned),
+      2);
   EXPECT_GE(done, 3u);
   EXPECT_LT(done, planned);
   double ppl = 0, error = 0;
   long long scored = 0;
-  ASSERT_EQ(std::sscanf(child.out.c_str(), "perplexity: %lf \xc2\xb1 %lf over %lld tokens", &ppl, &error, &scored), 3)
+  ASSERT_EQ(
+      std::sscanf(child.out.c_str(), "perplexity: %lf \xc2\xb1 %lf over %lld tokens", &ppl, &error, &scored),
+      3)
       << child.out;
   // The first window scores ctx - 1 = 31 tokens, each later one its last 16.
   EXPECT_EQ(scored, 31 + 16 * (long long)(done - 1));
@@ -347,7 +357,8 @@ TEST_F(CliHardenTest, NanLogitsAreAnErrorInPerplexityAndGenerate) {
     std::fstream out(file, std::ios::in | std::ios::out | std::ios::binary);
     out.seekp(std::streamoff(f.data_offset() + norm.offset));
     const float nan = std::nanf("");
-    for (uint64_t i = 0; i < norm.n_elements(); ++i) out.write(reinterpret_cast<const char*>(&nan), sizeof nan);
+    for (uint64_t i = 0; i < norm.n_elements(); ++i)
+      out.write(reinterpret_cast<const char*>(&nan), sizeof nan);
   }
   const RunResult ppl = run_bifurcate(str("perplexity -m '", file, "' -p 'Once upon a time there was'"));
   EXPECT_EQ(ppl.exit_code, 1) << ppl.out << ppl.err;
@@ -419,7 +430,8 @@ TEST_F(CliHardenTest, MessagesNameTheFlagAndTheReason) {
   ASSERT_EQ(std::sscanf(random.err.c_str() + at, "seed: %llu (random", &seed), 1) << random.err;
   const RunResult again = run_bifurcate(str("generate -n 6 -np 1 --json -s ", seed));
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_EQ(parse_json(again.out)["samples"][0]["text"].string, parse_json(random.out)["samples"][0]["text"].string);
+  EXPECT_EQ(parse_json(again.out)["samples"][0]["text"].string,
+            parse_json(random.out)["samples"][0]["text"].string);
 }
 
 // -n is tokens to predict (llama.cpp), --samples/-np the continuations.
@@ -451,7 +463,8 @@ TEST_F(CliHardenTest, StopStringsAreLiteralAndRepeatable) {
 // 10. The built-in model is installed beside the program and found from there.
 TEST_F(CliHardenTest, InstalledProgramFindsItsBuiltInModel) {
   const std::string prefix = path("prefix");
-  const RunResult install = run_shell(str("cmake --install '", BIFURCATE_BINARY_DIR, "' --prefix '", prefix, "'"));
+  const RunResult install =
+      run_shell(str("cmake --install '", BIFURCATE_BINARY_DIR, "' --prefix '", prefix, "'"));
   ASSERT_EQ(install.exit_code, 0) << install.out << install.err;
   const std::string installed = prefix + "/bin/bifurcate";
   ASSERT_TRUE(fs::exists(installed));

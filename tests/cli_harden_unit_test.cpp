@@ -5,14 +5,13 @@
 // with range checks, several names per flag and llama.cpp's multi-letter
 // aliases.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <sys/stat.h>
-
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
-#include <filesystem>
 #include <limits>
 #include <string>
 #include <vector>
@@ -35,8 +34,8 @@ namespace fs = std::filesystem;
 class TempDir : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           str("bifurcate_harden_unit_", getpid(), "_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() / str("bifurcate_harden_unit_", getpid(), "_",
+                                           ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -51,7 +50,8 @@ struct ExtraTensor {
 };
 void rewrite_model(const std::string& source, const std::string& out,
                    const std::vector<std::pair<std::string, gguf::Value>>& overrides,
-                   const std::function<bool(const std::string&)>& keep, const std::vector<ExtraTensor>& extra) {
+                   const std::function<bool(const std::string&)>& keep,
+                   const std::vector<ExtraTensor>& extra) {
   const gguf::GgufFile in = gguf::GgufFile::open(source);
   gguf::GgufWriter w;
   for (const auto& [key, value] : in.metadata()) {
@@ -77,8 +77,8 @@ TEST_F(CorruptModel, HugeBlockCountIsRefusedBeforeAnythingIsAllocated) {
   const std::string tiny = path("tiny.gguf");
   model::write_random_model(model::find_model_shape("tiny"), gguf::GgmlType::F32, "", 1, tiny);
   const std::string bad = path("bad.gguf");
-  rewrite_model(tiny, bad, {{"llama.block_count", gguf::Value::u32(1u << 30)}}, [](const std::string&) { return true; },
-                {});
+  rewrite_model(tiny, bad, {{"llama.block_count", gguf::Value::u32(1u << 30)}},
+                [](const std::string&) { return true; }, {});
   const auto t0 = std::chrono::steady_clock::now();
   try {
     model::Model::load(bad);
@@ -101,8 +101,9 @@ TEST_F(CorruptModel, MissingTensorListShowsTheFirstTenAndACount) {
   std::vector<ExtraTensor> filler;
   for (int i = 0; i < 30; ++i) filler.push_back({str("filler.", i), {4}});
   const std::string bad = path("missing.gguf");
-  rewrite_model(tiny, bad, {{"llama.block_count", gguf::Value::u32(3)}},
-                [](const std::string& name) { return name == "token_embd.weight"; }, filler);
+  rewrite_model(
+      tiny, bad, {{"llama.block_count", gguf::Value::u32(3)}},
+      [](const std::string& name) { return name == "token_embd.weight"; }, filler);
   try {
     model::Model::load(bad);
     ADD_FAILURE() << "a model without its layers loaded";
@@ -111,7 +112,8 @@ TEST_F(CorruptModel, MissingTensorListShowsTheFirstTenAndACount) {
     EXPECT_NE(message.find("(28 problems)"), std::string::npos) << message;
     EXPECT_NE(message.find("... and 18 more"), std::string::npos) << message;
     size_t listed = 0;
-    for (size_t at = message.find("\n  "); at != std::string::npos; at = message.find("\n  ", at + 1)) ++listed;
+    for (size_t at = message.find("\n  "); at != std::string::npos; at = message.find("\n  ", at + 1))
+      ++listed;
     EXPECT_EQ(listed, 11u) << message;  // 10 problems + the "... and N more" line
   }
 }
@@ -120,7 +122,8 @@ TEST_F(CorruptModel, FileBytesInErrorMessagesAreEscapedNotCut) {
   const std::string tiny = path("tiny.gguf");
   model::write_random_model(model::find_model_shape("tiny"), gguf::GgmlType::F32, "", 1, tiny);
   const std::string bad = path("arch.gguf");
-  rewrite_model(tiny, bad, {{"general.architecture", gguf::Value::string(std::string("ll\x1b[2Jama\0tail", 14))}},
+  rewrite_model(tiny, bad,
+                {{"general.architecture", gguf::Value::string(std::string("ll\x1b[2Jama\0tail", 14))}},
                 [](const std::string&) { return true; }, {});
   try {
     model::Model::load(bad);
@@ -135,14 +138,15 @@ TEST_F(CorruptModel, FileBytesInErrorMessagesAreEscapedNotCut) {
 
 TEST(Printable, EscapesControlBytesAndInvalidUtf8AndKeepsText) {
   EXPECT_EQ(printable("plain text"), "plain text");
-  EXPECT_EQ(printable("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(printable("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
   EXPECT_EQ(printable(std::string("a\0b", 3)), "a\\x00b");
   EXPECT_EQ(printable("\x1b[31mred"), "\\x1b[31mred");
   EXPECT_EQ(printable("tab\tnl\ncr\r\x7f"), "tab\\x09nl\\x0acr\\x0d\\x7f");
   EXPECT_EQ(printable("back\\slash"), "back\\\\slash");
-  EXPECT_EQ(printable("\xff\xc3"), "\\xff\\xc3");              // stray and truncated bytes
-  EXPECT_EQ(printable("\xc0\xaf"), "\\xc0\\xaf");              // overlong '/'
-  EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");      // a UTF-16 surrogate
+  EXPECT_EQ(printable("\xff\xc3"), "\\xff\\xc3");           // stray and truncated bytes
+  EXPECT_EQ(printable("\xc0\xaf"), "\\xc0\\xaf");           // overlong '/'
+  EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a UTF-16 surrogate
   EXPECT_EQ(printable_message("line\n  next\\x1b \x1b"), "line\n  next\\x1b \\x1b");
 }
 
@@ -212,7 +216,8 @@ struct LlamaArgs {
 
   template <class Visitor>
   void for_each(Visitor& v) {
-    v(n_predict, "n-predict|predict|max-tokens", 'n', "tokens", cli::IntRange{-1, std::numeric_limits<int32_t>::max()});
+    v(n_predict, "n-predict|predict|max-tokens", 'n', "tokens",
+      cli::IntRange{-1, std::numeric_limits<int32_t>::max()});
     v(samples, "samples|parallel", "np", "samples", cli::IntRange{1, 65536});
     v(seed, "seed", 's', "seed", cli::IntRange{-1, std::numeric_limits<int64_t>::max()});
     v(top_p, "top-p", '\0', "nucleus", cli::RealRange{0, 1, true});
@@ -280,7 +285,8 @@ TEST(FlagParserLlama, NumbersAreSixtyFourBitAndRangeChecked) {
   EXPECT_NE(parse_error({"--top-p", "0"}).find("flag --top-p: 0 is out of range (0, 1]"), std::string::npos);
   EXPECT_NE(parse_error({"--top-p", "nan"}).find("out of range"), std::string::npos);
   EXPECT_EQ(parse_error({"--top-p", "1"}), "");
-  EXPECT_NE(parse_error({"-j", "2"}).find("flag -j is not a flag of 'demo': use -t/--threads"), std::string::npos);
+  EXPECT_NE(parse_error({"-j", "2"}).find("flag -j is not a flag of 'demo': use -t/--threads"),
+            std::string::npos);
   EXPECT_NE(parse_error({"-n", "1", "--predict", "2"}).find("given more than once"), std::string::npos);
 }
 

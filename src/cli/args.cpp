@@ -59,7 +59,8 @@ std::vector<std::string> split_names(std::string_view names) {
   std::size_t start = 0;
   while (true) {
     const std::size_t bar = names.find('|', start);
-    out.emplace_back(names.substr(start, bar == std::string_view::npos ? std::string_view::npos : bar - start));
+    out.emplace_back(
+        names.substr(start, bar == std::string_view::npos ? std::string_view::npos : bar - start));
     if (bar == std::string_view::npos) return out;
     start = bar + 1;
   }
@@ -106,15 +107,16 @@ void FlagParser::add_flag(std::string_view names, const Alias& alias, std::strin
       require(std::find(f.names.begin(), f.names.end(), n) == f.names.end(), "command '", command_,
               "' declares flag --", n, " twice");
     }
-    require(alias.text.empty() || f.alias != alias.text, "command '", command_, "' declares alias -", alias.text,
-            " twice");
+    require(alias.text.empty() || f.alias != alias.text, "command '", command_, "' declares alias -",
+            alias.text, " twice");
   }
   for (const std::string& n : long_names) {
-    require(!n.empty() && n != "help" && n != "version", "command '", command_, "': --", n, " is reserved or empty");
+    require(!n.empty() && n != "help" && n != "version", "command '", command_, "': --", n,
+            " is reserved or empty");
   }
   require(alias.text != "h", "command '", command_, "': -h is reserved");
-  flags_.push_back({std::move(long_names), alias.text, std::string(help), need, target, range,
-                    std::move(default_text)});
+  flags_.push_back(
+      {std::move(long_names), alias.text, std::string(help), need, target, range, std::move(default_text)});
 }
 
 void FlagParser::operator()(std::string& value, std::string_view names, Alias alias, std::string_view help,
@@ -153,7 +155,8 @@ void FlagParser::positional(std::string& value, std::string_view name, std::stri
   positionals_.push_back({std::string(name), std::string(help), &value});
 }
 
-void FlagParser::positional_list(std::vector<std::string>& values, std::string_view name, std::string_view help) {
+void FlagParser::positional_list(std::vector<std::string>& values, std::string_view name,
+                                 std::string_view help) {
   require(positional_list_ == nullptr, "command '", command_, "' declares two positional lists");
   positional_list_ = &values;
   positional_list_name_ = name;
@@ -222,11 +225,13 @@ void FlagParser::assign(Flag& flag, std::string_view spelled, std::string_view t
   if (const auto* r = std::get_if<IntRange>(&flag.range)) {
     const int64_t v = *std::get<int64_t*>(flag.target);
     if (v < r->min || v > r->max) {
-      throw UsageError(str("flag ", spelled, ": ", text, " is out of range ", describe_range(*r), see_help()));
+      throw UsageError(
+          str("flag ", spelled, ": ", text, " is out of range ", describe_range(*r), see_help()));
     }
   } else if (const auto* r = std::get_if<RealRange>(&flag.range)) {
     if (!in_range(*std::get<double*>(flag.target), *r)) {
-      throw UsageError(str("flag ", spelled, ": ", text, " is out of range ", describe_range(*r), see_help()));
+      throw UsageError(
+          str("flag ", spelled, ": ", text, " is out of range ", describe_range(*r), see_help()));
     }
   }
 }
@@ -265,7 +270,8 @@ ParseResult FlagParser::parse(int argc, const char* const* argv) {
     Flag* flag = find_flag(spelled);
     if (flag == nullptr) {
       for (const auto& [old, instead] : moved_) {
-        if (old == spelled) throw UsageError(str("flag ", spelled, " is not a flag of '", command_, "': ", instead));
+        if (old == spelled)
+          throw UsageError(str("flag ", spelled, " is not a flag of '", command_, "': ", instead));
       }
       throw UsageError(str("unknown flag '", spelled, "' for '", command_, "'", see_help()));
     }
@@ -280,8 +286,8 @@ ParseResult FlagParser::parse(int argc, const char* const* argv) {
     } else if (i + 1 < argc) {
       assign(*flag, spelled, argv[++i]);
     } else {
-      throw UsageError(str("flag ", spelled, " needs a value (", value_placeholder(flag->target), ")",
-                           see_help()));
+      throw UsageError(
+          str("flag ", spelled, " needs a value (", value_placeholder(flag->target), ")", see_help()));
     }
   }
   for (const Flag& f : flags_) {
@@ -290,8 +296,8 @@ ParseResult FlagParser::parse(int argc, const char* const* argv) {
     }
   }
   if (next_positional < positionals_.size()) {
-    throw UsageError(str("missing argument ", positionals_[next_positional].name, " for '", command_, "'",
-                         see_help()));
+    throw UsageError(
+        str("missing argument ", positionals_[next_positional].name, " for '", command_, "'", see_help()));
   }
   if (positional_list_ != nullptr && positional_list_->empty()) {
     throw UsageError(str("missing argument ", positional_list_name_, " for '", command_, "'", see_help()));
@@ -310,14 +316,16 @@ std::string FlagParser::help() const {
   out << " [flags]\n\n" << summary_ << "\n";
   if (!positionals_.empty() || positional_list_ != nullptr) {
     out << "\narguments:\n";
-    for (const Positional& p : positionals_) out << "  " << std::left << std::setw(24) << p.name << p.help << '\n';
+    for (const Positional& p : positionals_)
+      out << "  " << std::left << std::setw(24) << p.name << p.help << '\n';
     if (positional_list_ != nullptr) {
-      out << "  " << std::left << std::setw(24) << (positional_list_name_ + "...") << positional_list_help_ << '\n';
+      out << "  " << std::left << std::setw(24) << (positional_list_name_ + "...") << positional_list_help_
+          << '\n';
     }
   }
   out << "\nflags:\n";
-  auto row = [&](std::string_view alias, std::string_view name, std::string_view placeholder, std::string_view help,
-                 std::string_view note) {
+  auto row = [&](std::string_view alias, std::string_view name, std::string_view placeholder,
+                 std::string_view help, std::string_view note) {
     std::string left = str(alias.empty() ? std::string("    ") : str("-", alias, ", "), "--", name,
                            placeholder.empty() ? "" : " ", placeholder);
     out << "  " << std::left << std::setw(24) << left << ' ' << help << note << '\n';

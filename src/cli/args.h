@@ -55,8 +55,9 @@ enum class ParseResult { kRun, kShowHelp };
 // The short spelling of a flag: none ('\0' or ""), one letter ('m') or
 // several letters ("ngl"); written with one dash.
 struct Alias {
-  Alias(char letter) : text(letter == '\0' ? std::string() : std::string(1, letter)) {}  // NOLINT: implicit by design
-  Alias(const char* letters) : text(letters) {}                                            // NOLINT
+  Alias(char letter)
+      : text(letter == '\0' ? std::string() : std::string(1, letter)) {}  // NOLINT: implicit by design
+  Alias(const char* letters) : text(letters) {}                           // NOLINT
   std::string text;
 };
 
@@ -94,7 +95,8 @@ class FlagParser {
   void operator()(double& value, std::string_view names, Alias alias, std::string_view help, RealRange range);
   void operator()(bool& value, std::string_view names, Alias alias, std::string_view help);
   // A flag that may be given several times; each occurrence appends one value.
-  void operator()(std::vector<std::string>& values, std::string_view names, Alias alias, std::string_view help);
+  void operator()(std::vector<std::string>& values, std::string_view names, Alias alias,
+                  std::string_view help);
   // A required positional argument; positionals are filled in declaration order.
   void positional(std::string& value, std::string_view name, std::string_view help);
   // One or more trailing positional arguments (`detokenize 1 2 3`), after
@@ -117,8 +119,7 @@ class FlagParser {
   std::string help() const;
 
  private:
-  using Target =
-      std::variant<std::string*, int64_t*, uint64_t*, double*, bool*, std::vector<std::string>*>;
+  using Target = std::variant<std::string*, int64_t*, uint64_t*, double*, bool*, std::vector<std::string>*>;
   using Range = std::variant<std::monostate, IntRange, RealRange>;
   struct Flag {
     std::vector<std::string> names;  // long names; names[0] is canonical

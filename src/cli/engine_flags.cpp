@@ -40,7 +40,8 @@ std::size_t parse_kv_budget_flag(double kv_budget_gib) {
 
 uint64_t resolve_seed_flag(int64_t seed) {
   if (seed >= 0) return uint64_t(seed);
-  if (seed != -1) throw UsageError(str("flag --seed: ", seed, " is out of range (>= 0, or -1 for a random seed)"));
+  if (seed != -1)
+    throw UsageError(str("flag --seed: ", seed, " is out of range (>= 0, or -1 for a random seed)"));
   std::random_device device;
   // Kept below 2^63 so the printed seed can be passed back to --seed.
   const uint64_t chosen = ((uint64_t(device()) << 32) | device()) >> 1;
@@ -70,7 +71,8 @@ EngineOptions EngineFlags::options() const {
   } else if (attention == "replicated") {
     o.attention = AttentionMode::replicated;
   } else {
-    throw UsageError(str("flag --attention: unknown mode '", attention, "' (expected bifurcated or replicated)"));
+    throw UsageError(
+        str("flag --attention: unknown mode '", attention, "' (expected bifurcated or replicated)"));
   }
   o.kv_precision = parse_kv_type_flag(kv_type);
   o.threads = parse_threads_flag(threads);

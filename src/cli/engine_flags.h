@@ -55,12 +55,14 @@ struct EngineFlags {
   template <class Visitor>
   void for_each(Visitor& v) {
     v(model, "model", 'm', "GGUF model file (default: the built-in stories260K model)");
-    v(attention, "attention", 'a', "bifurcated (shared prompt KV read once per step) or replicated (copied per sample)");
+    v(attention, "attention", 'a',
+      "bifurcated (shared prompt KV read once per step) or replicated (copied per sample)");
     v(threads, "threads", 't', "worker threads (0 = all hardware threads)", kThreadsRange);
     v(kv_type, "kv-type", '\0', "KV cache element type: f16 or f32");
-    v(kv_budget_gib, "kv-budget-gib", '\0', "KV cache memory budget in GiB; larger requests are refused up front",
-      RealRange{0, 1e6, true});
-    v(gpu_layers, "n-gpu-layers|gpu-layers", "ngl", "accepted for llama.cpp command lines and ignored: this engine runs on the CPU");
+    v(kv_budget_gib, "kv-budget-gib", '\0',
+      "KV cache memory budget in GiB; larger requests are refused up front", RealRange{0, 1e6, true});
+    v(gpu_layers, "n-gpu-layers|gpu-layers", "ngl",
+      "accepted for llama.cpp command lines and ignored: this engine runs on the CPU");
     v.moved("-j", "worker threads are -t/--threads (as in llama.cpp, where -j is --json-schema)");
   }
 

@@ -22,7 +22,8 @@ std::string find_runtime_file(std::string_view name) {
     if (fs::is_regular_file(p, ec)) return p.string();
   }
   throw Error(str("the built-in file ", name, " is missing: looked for ", candidates[0].string(), " and ",
-                  candidates[1].string(), " (the build copies it from the test data; `cmake --install` "
+                  candidates[1].string(),
+                  " (the build copies it from the test data; `cmake --install` "
                   "installs it beside the program)"));
 }
 

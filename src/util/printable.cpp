@@ -28,7 +28,8 @@ std::size_t utf8_length(std::string_view text, std::size_t i) {
     if ((byte(i + k) & 0xc0u) != 0x80u) return 0;
     cp = (cp << 6) | (byte(i + k) & 0x3fu);
   }
-  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff)) {
+  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+      (cp >= 0xd800 && cp <= 0xdfff)) {
     return 0;
   }
   return n;
