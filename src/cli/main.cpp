@@ -29,7 +29,7 @@ constexpr Command kCommands[] = {
 void print_usage(std::ostream& out) {
   out << "usage: bifurcate <command> [flags]\n\ncommands:\n";
   for (const Command& c : kCommands) out << "  " << std::left << std::setw(14) << c.name << c.summary << '\n';
-  out << "\nRun 'bifurcate <command> --help' for a command's flags.\n";
+  out << "\nRun 'bifurcate <command> --help' for a command's flags, 'bifurcate --version' for the version.\n";
 }
 
 int dispatch(int argc, char** argv) {
