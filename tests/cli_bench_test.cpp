@@ -379,7 +379,7 @@ TEST_F(BenchTest, SweepRejectsContextsBeyondTheModel) {
 TEST_F(BenchTest, CommandWritesTableCsvJsonAndPlot) {
   const std::string csv = path("rows.csv"), json = path("rows.json"), svg = path("plot.svg");
   std::vector<std::string> args = {"bench", "-m",    model_path(), "--npp", "40,80",  "--ntg",
-                                   "2",     "--npl", "1,2",        "-j",    "2",      "--no-roofline",
+                                   "2",     "--npl", "1,2",        "-t",    "2",      "--no-roofline",
                                    "--csv", csv,     "--json",     json,    "--plot", svg};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -438,7 +438,7 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthAndPeakPerRow) {
     GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
   const std::string json = path("repeat.json"), csv = path("repeat.csv");
   const cli_test::RunResult r = run_bifurcate(
-      str("bench -m '", model_path(), "' --npp 40 --ntg 3 --npl 1,2 -j 2 --repeat 2 --no-plot --json '", json,
+      str("bench -m '", model_path(), "' --npp 40 --ntg 3 --npl 1,2 -t 2 --repeat 2 --no-plot --json '", json,
           "' --csv '", csv, "'"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("rows: 2 rounds of 1 warm-up + 3 timed steps"), std::string::npos) << r.out;

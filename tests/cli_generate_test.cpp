@@ -25,7 +25,7 @@ class CliGenerateTest : public ::testing::Test {
 };
 
 TEST_F(CliGenerateTest, JsonHasEverySampleRankedWithConsistentScores) {
-  const auto r = run_bifurcate("generate -n 4 --max-tokens 12 --seed 3 --logprobs 2 --json -j 1");
+  const auto r = run_bifurcate("generate --samples 4 -n 12 --seed 3 --logprobs 2 --json -t 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json doc = JsonReader(r.out).parse_document();
   ASSERT_EQ(doc["samples"].size(), 4u);
@@ -54,9 +54,9 @@ TEST_F(CliGenerateTest, JsonHasEverySampleRankedWithConsistentScores) {
 }
 
 TEST_F(CliGenerateTest, SameSeedSameOutputInBothAttentionModes) {
-  const std::string args = "generate -n 3 --max-tokens 16 --seed 11 --json --kv-type f32";
-  const auto a = run_bifurcate(args + " --attention bifurcated -j 2");
-  const auto b = run_bifurcate(args + " --attention replicated -j 1");
+  const std::string args = "generate -np 3 --n-predict 16 --seed 11 --json --kv-type f32";
+  const auto a = run_bifurcate(args + " --attention bifurcated -t 2");
+  const auto b = run_bifurcate(args + " --attention replicated --threads 1");
   ASSERT_EQ(a.exit_code, 0) << a.err;
   ASSERT_EQ(b.exit_code, 0) << b.err;
   const Json ja = JsonReader(a.out).parse_document(), jb = JsonReader(b.out).parse_document();
@@ -70,14 +70,15 @@ TEST_F(CliGenerateTest, ErrorsNameTheProblem) {
     std::string message;
   };
   const Case cases[] = {
-      {"generate -n 0", 1, "n must be >= 1"},
+      {"generate -np 0", 2, "flag -np: 0 is out of range"},
+      {"generate -n 0", 2, "flag --n-predict: 0 tokens"},
       {"generate -p ''", 1, "prompt is empty"},
-      {"generate --temp -1", 1, "temperature"},
+      {"generate --temp -1", 2, "flag --temp"},
       {"generate --attention sideways", 2, "--attention"},
       {"generate --kv-type f8", 2, "--kv-type"},
       {"generate --bogus", 2, "bogus"},
       {"generate -m /nonexistent.gguf", 1, "/nonexistent.gguf"},
-      {"generate -n 5000 --max-tokens 500 --kv-budget-gib 0.01", 1, "KV cache"},
+      {"generate --samples 5000 --max-tokens 500 --kv-budget-gib 0.01", 1, "KV cache"},
       {"generate -f /nonexistent-prompt.txt", 1, "nonexistent-prompt.txt"},
   };
   for (const Case& c : cases) {

@@ -195,7 +195,7 @@ TEST_F(CliValidateTest, LogitsTopKEqualIndependentPrefill) {
   }
 }
 
-// --n-samples: B forked samples decode the last token; the reported largest
+// --samples: B forked samples decode the last token; the reported largest
 // difference matches the one recomputed here and is within 1e-5 (f32 KV).
 TEST_F(CliValidateTest, ForkedSamplesReproduceTheSingleSequenceLogits) {
   const auto m = model::Model::load(tiny());
@@ -203,8 +203,8 @@ TEST_F(CliValidateTest, ForkedSamplesReproduceTheSingleSequenceLogits) {
   const std::vector<int32_t> tokens = {1, 450, 4996, 17354, 1701, 432, 17204, 975, 278, 17366, 11203, 29889};
   const int b = 5;
   for (const char* mode : {"bifurcated", "replicated"}) {
-    const RunResult r = run_bifurcate(str("logits -m '", tiny(), "' -j 1 --kv-type f32 -a ", mode,
-                                          " --n-samples ", b, " --tokens ", ids_csv(tokens)));
+    const RunResult r = run_bifurcate(str("logits -m '", tiny(), "' -t 1 --kv-type f32 -a ", mode,
+                                          " --samples ", b, " --tokens ", ids_csv(tokens)));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_TRUE(contains(r.err, "fork check: 5 samples")) << r.err;
     const Json c = parse_json(r.out)["fork_check"];
@@ -262,7 +262,7 @@ TEST_F(CliValidateTest, PerplexityIsExpOfMeanNllFromLogitsAll) {
   const std::string path = write_file("story.txt", text);
   const size_t ctx = 24, stride = 10;
   const RunResult r =
-      run_bifurcate(str("perplexity -m '", kStories, "' --kv-type f32 -f '", path, "' --ctx ", ctx, " --stride ", stride,
+      run_bifurcate(str("perplexity -m '", kStories, "' --kv-type f32 -f '", path, "' --ctx-size ", ctx, " --stride ", stride,
                         " --json"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json j = parse_json(r.out);
@@ -342,11 +342,11 @@ TEST_F(CliValidateTest, ClearErrors) {
       {"logits" + m + "--tokens 1,x", 2, {"'x' is not a token id"}},
       {"detokenize" + m, 2, {"missing argument ID"}},
       {"logits" + m + "--tokens " + too_long, 1, {"513 tokens", "context length is 512"}},
-      {"perplexity" + m + "-p 'Once upon a time' --ctx 1024", 1, {"--ctx 1024", "context length 512"}},
+      {"perplexity" + m + "-p 'Once upon a time' -c 1024", 1, {"--ctx-size 1024", "context length 512"}},
       {"perplexity" + m + "-p 'Once upon a time' --ctx 16 --stride 16", 2, {"--stride", "16"}},
       {"perplexity" + m + "-p 'x' -f '" + empty + "'", 2, {"not both"}},
       {"logits" + m + "-p hi --top 0", 2, {"--top"}},
-      {"logits" + m + "--tokens 1 --n-samples 2", 1, {"at least 2 tokens"}},
+      {"logits" + m + "--tokens 1 -np 2", 1, {"at least 2 tokens"}},
   };
   for (const ErrorCase& c : cases) {
     const RunResult r = run_bifurcate(c.arguments);

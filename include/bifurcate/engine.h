@@ -128,6 +128,10 @@ struct ModelInfo {
   int n_vocab, dim, n_layers, n_heads, n_kv_heads, head_size, ffn_dim, context_length;
   std::string chat_template;         // tokenizer.chat_template; "" when the file has none
   std::string bos_token, eos_token;  // their text; "" when the vocabulary has none
+  // False for a weights-only file (`make-model` without --vocab): evaluate()
+  // works on token ids, while tokenize, detokenize, token_to_piece and
+  // generate throw an Error that says so.
+  bool has_vocabulary = true;
 };
 
 // A snapshot of the engine's load, for metrics and health checks.

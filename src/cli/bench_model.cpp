@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "cli/runtime_files.h"
 #include "model/model.h"
 #include "model/model_shapes.h"
 #include "model/random_model.h"
@@ -49,9 +50,12 @@ bool is_valid_bench_model(const std::string& path, const std::string& shape_name
 std::string ensure_bench_model(const std::string& cache_dir, const std::function<void(double)>& progress) {
   const std::string path = (fs::path(cache_dir) / kBenchModelFile).string();
   if (is_valid_bench_model(path, kBenchModelShape)) return path;
-  const std::string vocab = std::string(BIFURCATE_TESTDATA_DIR) + "/vocab/ggml-vocab-llama-spm.gguf";
-  require(fs::exists(vocab), "the default bench model needs the llama-spm vocabulary '", vocab,
-          "', which is missing; pass a model with -m");
+  std::string vocab;
+  try {
+    vocab = find_runtime_file(kBenchVocabFile);
+  } catch (const Error& e) {
+    throw Error(str("the default bench model needs the llama-spm vocabulary: ", e.what(), "; pass a model with -m"));
+  }
   std::error_code ec;
   fs::create_directories(cache_dir, ec);
   require(!ec, "cannot create the model cache directory '", cache_dir, "': ", ec.message());

@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
+#include "cli/output_file.h"
 #include "util/error.h"
 
 namespace bifurcate::cli {
@@ -204,12 +204,7 @@ std::string render_svg(const PlotSpec& spec) {
 
 std::string write_plot(const std::string& svg_path, const PlotSpec& spec) {
   const std::string svg = render_svg(spec);
-  {
-    std::ofstream out(svg_path, std::ios::binary);
-    require(bool(out), "cannot write plot file '", svg_path, "'");
-    out << svg;
-    require(bool(out.flush()), "cannot write plot file '", svg_path, "'");
-  }
+  write_output_file(svg_path, svg);
   const std::string png_path = std::filesystem::path(svg_path).replace_extension(".png").string();
   std::string command;
   if (on_path("rsvg-convert")) {

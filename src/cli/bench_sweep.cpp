@@ -108,6 +108,7 @@ class SweepRunner {
     std::vector<double> prefill_seconds;  // cumulative, per context
     int prefilled = 0;
     for (int context : contexts) {
+      if (cancelled()) return {};
       const double before = prefill_seconds.empty() ? 0 : prefill_seconds.back();
       prefill_seconds.push_back(
           before +
@@ -128,8 +129,9 @@ class SweepRunner {
       if (std::find(config_.modes.begin(), config_.modes.end(), mode) != config_.modes.end()) modes.push_back(mode);
     std::vector<BenchRow> rows(contexts.size() * modes.size() * samples.size());
     std::vector<RoundTotals> totals(rows.size());
-    for (int pass = 0; pass < config_.repeat; ++pass) {
-      for (std::size_t c = 0; c < contexts.size(); ++c) {
+    std::vector<bool> planned(rows.size(), false), reported(rows.size(), false);
+    for (int pass = 0; pass < config_.repeat && !cancelled(); ++pass) {
+      for (std::size_t c = 0; c < contexts.size() && !cancelled(); ++c) {
         ContextState state;
         state.cache = std::make_unique<kv::KvCache>(layout, config_.kv_budget_bytes);
         state.context = contexts[c];
@@ -138,26 +140,42 @@ class SweepRunner {
         state.keeper = state.cache->fork(state.root);
         for (std::size_t k = 0; k < modes.size(); ++k) {
           const std::size_t m = pass % 2 == 0 ? k : modes.size() - 1 - k;
-          for (std::size_t s = 0; s < samples.size(); ++s) {
+          for (std::size_t s = 0; s < samples.size() && !cancelled(); ++s) {
             const std::size_t index = (c * modes.size() + m) * samples.size() + s;
-            if (pass == 0) rows[index] = plan_row(state, modes[m], samples[s]);
+            if (pass == 0) rows[index] = plan_row(state, modes[m], samples[s]), planned[index] = true;
             run_row_round(state, rows[index], pass, totals[index]);
-            if (pass == config_.repeat - 1) finish_row(rows[index], std::move(totals[index]));
           }
         }
-        if (pass == config_.repeat - 1 && hooks_.on_row) {  // the context's rows, in report order
+        if (pass == config_.repeat - 1 && !cancelled()) {  // the context's rows, in report order
           const std::size_t first = c * modes.size() * samples.size();
-          for (std::size_t i = first; i < first + modes.size() * samples.size(); ++i) hooks_.on_row(rows[i]);
+          for (std::size_t i = first; i < first + modes.size() * samples.size(); ++i) {
+            finish_row(rows[i], std::move(totals[i]));
+            reported[i] = true;
+            if (hooks_.on_row) hooks_.on_row(rows[i]);
+          }
         }
       }  // each context's cache (and the memory its pool took) is freed after every pass
     }
-    return rows;
+    // What a cancelled sweep finished: rows with whole rounds, from those rounds.
+    std::vector<BenchRow> done;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (!planned[i]) continue;
+      if (!reported[i]) {
+        if (!rows[i].skipped && totals[i].rounds == 0) continue;
+        rows[i].rounds = std::max(1, totals[i].rounds);
+        finish_row(rows[i], std::move(totals[i]));
+        if (hooks_.on_row) hooks_.on_row(rows[i]);
+      }
+      done.push_back(rows[i]);
+    }
+    return done;
   }
 
  private:
   void progress(std::string_view line) const {
     if (hooks_.progress) hooks_.progress(line);
   }
+  bool cancelled() const { return hooks_.cancel != nullptr && hooks_.cancel->load(); }
 
   // Appends `tokens` to root `segment`; returns the seconds it took.
   double prefill(kv::KvCache& cache, kv::SegmentId segment, std::span<const int32_t> tokens) {
@@ -171,6 +189,7 @@ class SweepRunner {
 
   // What the rounds of one row add up.
   struct RoundTotals {
+    int rounds = 0;                 // whole rounds run (a round cut short by Ctrl-C adds nothing)
     std::vector<double> steps;      // every timed step of every round, seconds
     std::vector<double> bandwidth;  // the DRAM probe before each round, bytes/s
     std::vector<double> peak;       // the GEMM probe before each round, FLOP/s
@@ -205,7 +224,7 @@ class SweepRunner {
   // One round of a row, preceded by the bandwidth and GEMM probes. Peak RSS is taken in
   // the first pass, where rows run in the order that makes it the row's own.
   void run_row_round(ContextState& s, BenchRow& row, int pass, RoundTotals& totals) {
-    if (row.skipped) return;
+    if (row.skipped || cancelled()) return;
     if (hooks_.probe_bandwidth) {
       progress(str(row_name(s, row.mode, row.samples), ": probing DRAM read bandwidth ..."));
       totals.bandwidth.push_back(hooks_.probe_bandwidth());
@@ -266,23 +285,28 @@ class SweepRunner {
     for (kv::SegmentId leaf : leaves) s.cache->release(leaf);
   }
 
-  // One untimed warm-up step, then config_.ntg timed steps.
+  // One untimed warm-up step, then config_.ntg timed steps; a round cut
+  // short by cancel adds nothing to `totals`.
   void decode_round(ContextState& s, const std::vector<kv::SegmentId>& leaves, const BenchRow& row, int round,
                     RoundTotals& totals) {
     const int b = int(leaves.size());
     logits_.resize(std::size_t(b) * std::size_t(n_vocab_));
+    std::vector<double> steps;
     for (int step = 0; step <= config_.ntg; ++step) {
+      if (cancelled()) return;
       const std::vector<int32_t> tokens = random_tokens(rng_, b, n_vocab_);
       if (step == 1) transformer_.reset_timings();
       const double t0 = now_seconds();
       transformer_.decode(*s.cache, leaves, tokens, logits_.data(), pool_);
-      if (step > 0) totals.steps.push_back(now_seconds() - t0);
+      if (step > 0) steps.push_back(now_seconds() - t0);
       progress(str(row_name(s, row.mode, b), ": round ", round + 1, "/", config_.repeat, ", step ", step, "/",
                    config_.ntg));
     }
     const model::ForwardTimings& t = transformer_.timings();
     totals.attention_seconds += t.attention;
     totals.forward_seconds += t.total;
+    totals.steps.insert(totals.steps.end(), steps.begin(), steps.end());
+    ++totals.rounds;
   }
 
   const SweepConfig& config_;

@@ -15,6 +15,7 @@
 // row that needs it and each row's peak RSS (taken in the first pass) is its own.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -105,6 +106,12 @@ struct SweepHooks {
   // The same for the GEMM peak (FLOP/s): the row's flops_per_second. The
   // compute left to us moves too (two vCPUs sharing one core halve it).
   std::function<double()> probe_peak;
+  // Ctrl-C: polled before each round and between decode steps. Once set,
+  // the sweep stops and returns what it finished: a row with at least one
+  // whole round keeps those rounds (BenchRow::rounds says how many; a round
+  // cut short is dropped), a skipped row stays, rows never reached are left
+  // out. on_row is still called once for every returned row.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // Validates the config against the model (Error names the offending value)

@@ -1,9 +1,8 @@
 // `bifurcate bench`: the paper's measurement on this machine. Decode-step
 // latency as the number of samples and the context grow, bifurcated vs
 // replicated, with the machine's roofline, a CSV/JSON record and a plot.
-#include <unistd.h>
-
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -20,8 +19,12 @@
 #include "cli/bench_sweep.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "cli/interrupt.h"
+#include "cli/output_file.h"
+#include "cli/status_line.h"
 #include "model/model.h"
 #include "util/error.h"
+#include "util/printable.h"
 #include "util/timer.h"
 
 namespace bifurcate::cli {
@@ -37,7 +40,8 @@ struct BenchArgs {
   int64_t threads = 0;
   std::string kv_type = "f16";
   double kv_budget_gib = 8.0;
-  uint64_t seed = 1;
+  int64_t seed = 1;
+  std::string gpu_layers;
   std::string csv;
   std::string json;
   std::string plot;
@@ -50,17 +54,22 @@ struct BenchArgs {
   void for_each(Visitor& v) {
     v(model, "model", 'm', "GGUF model file (default: the 7b-mha-2l F16 random-weight model, created once)");
     v(npp, "npp", '\0', "context (prompt) lengths, comma-separated; each is prefilled once");
-    v(ntg, "ntg", '\0', "timed decode steps per round (after one warm-up step)");
+    v(ntg, "ntg", '\0', "timed decode steps per round (after one warm-up step)", IntRange{1, 100000});
     v(repeat, "repeat", '\0',
       "passes over the sweep, one round per row each (fresh sequences, warm-up, ntg timed "
       "steps; odd passes run the replicated rows first); a row's mean, median and attention share pool "
-      "its repeat*ntg steps, T_TG is per round");
+      "its repeat*ntg steps, T_TG is per round",
+      IntRange{1, 10000});
     v(npl, "npl", '\0', "numbers of samples B, comma-separated");
     v(attention, "attention", 'a', "attention modes, comma-separated: bifurcated, replicated");
-    v(threads, "threads", 'j', "worker threads (0 = all hardware threads)");
+    v(threads, "threads", 't', "worker threads (0 = all hardware threads)", kThreadsRange);
     v(kv_type, "kv-type", '\0', "KV cache element type: f16 or f32");
-    v(kv_budget_gib, "kv-budget-gib", '\0', "KV cache budget in GiB; rows that need more are skipped");
-    v(seed, "seed", 's', "seed of the random prompt and decode tokens");
+    v(kv_budget_gib, "kv-budget-gib", '\0', "KV cache budget in GiB; rows that need more are skipped",
+      RealRange{0, 1e6, true});
+    v(seed, "seed", 's', "seed of the random prompt and decode tokens (-1 = random, printed)", kSeedRange);
+    v(gpu_layers, "n-gpu-layers|gpu-layers", "ngl",
+      "accepted for llama.cpp command lines and ignored: this engine runs on the CPU");
+    v.moved("-j", "worker threads are -t/--threads (as in llama.cpp, where -j is --json-schema)");
     v(csv, "csv", '\0', "write every figure of every row to this CSV file");
     v(json, "json", '\0', "write every figure of every row to this JSON file");
     v(plot, "plot", '\0',
@@ -76,22 +85,21 @@ struct BenchArgs {
   }
 };
 
-std::vector<int> parse_int_list(const std::string& text, const char* flag) {
+// Comma-separated positive integers, each at most `max`.
+std::vector<int> parse_int_list(const std::string& text, const char* flag, int max) {
   std::vector<int> values;
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
-    std::size_t used = 0;
-    int value = 0;
-    try {
-      value = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || value < 1) {
+    int64_t value = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), value);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || value < 1) {
       throw UsageError(str("flag --", flag, ": '", item, "' is not a positive integer (in '", text, "')"));
     }
-    if (std::find(values.begin(), values.end(), value) == values.end()) values.push_back(value);
+    if (value > max) {
+      throw UsageError(str("flag --", flag, ": ", value, " is out of range [1, ", max, "] (in '", text, "')"));
+    }
+    if (std::find(values.begin(), values.end(), int(value)) == values.end()) values.push_back(int(value));
   }
   if (values.empty()) throw UsageError(str("flag --", flag, ": needs at least one value"));
   return values;
@@ -117,41 +125,33 @@ std::vector<AttentionMode> parse_modes(const std::string& text) {
 
 SweepConfig make_sweep_config(const BenchArgs& a) {
   SweepConfig c;
-  c.contexts = parse_int_list(a.npp, "npp");
-  c.samples = parse_int_list(a.npl, "npl");
+  c.contexts = parse_int_list(a.npp, "npp", 1 << 24);
+  c.samples = parse_int_list(a.npl, "npl", 4096);
   c.modes = parse_modes(a.attention);
-  if (a.ntg < 1 || a.ntg > 100000)
-    throw UsageError(str("flag --ntg: ", a.ntg, " is out of range [1, 100000]"));
-  c.ntg = int(a.ntg);
-  if (a.repeat < 1 || a.repeat > 10000) {
-    throw UsageError(str("flag --repeat: ", a.repeat, " is out of range [1, 10000] (rounds per row)"));
-  }
+  c.ntg = int(a.ntg);  // range-checked by the parser
   c.repeat = int(a.repeat);
   c.kv_type = parse_kv_type_flag(a.kv_type) == KvPrecision::f32 ? kernels::KvType::f32 : kernels::KvType::f16;
   c.kv_budget_bytes = parse_kv_budget_flag(a.kv_budget_gib);
-  c.seed = a.seed;
+  c.seed = resolve_seed_flag(a.seed);
   return c;
 }
 
-// Status lines on stderr: on a terminal they overwrite each other ("\r"),
-// elsewhere only the lasting ones are printed, one per line.
-class Progress {
- public:
-  Progress() : tty_(isatty(fileno(stderr)) != 0) {}
-  void transient(std::string_view line) {
-    if (tty_) std::fprintf(stderr, "\r%.*s\033[K", int(line.size()), line.data());
-  }
-  void lasting(std::string_view line) {
-    clear();
-    std::fprintf(stderr, "%.*s\n", int(line.size()), line.data());
-  }
-  void clear() {
-    if (tty_) std::fprintf(stderr, "\r\033[K");
-  }
+std::string default_plot_path() {
+  const std::string build = build_directory();
+  return (std::filesystem::path(build.empty() ? "." : build) / "bench-latency.svg").string();
+}
 
- private:
-  bool tty_;
-};
+// The command-line checks that involve more than one flag or the file
+// system, all before the model is made or loaded: a typo in --csv must not
+// cost a sweep.
+void check_output_flags(const BenchArgs& a, const FlagParser& parser) {
+  if (a.no_plot && parser.given("plot")) throw UsageError("flags --plot and --no-plot exclude each other");
+  if (a.roofline && a.no_roofline) throw UsageError("flags --roofline and --no-roofline exclude each other");
+  if (a.roofline) return;  // --roofline writes no files
+  if (!a.csv.empty()) require_writable_path(a.csv, "--csv");
+  if (!a.json.empty()) require_writable_path(a.json, "--json");
+  if (!a.no_plot) require_writable_path(a.plot.empty() ? default_plot_path() : a.plot, "--plot");
+}
 
 std::string machine_description(int threads) {
   std::ifstream in("/proc/cpuinfo");
@@ -179,7 +179,7 @@ std::string now_text() {
   return text;
 }
 
-std::string resolve_model(const BenchArgs& a, Progress& progress) {
+std::string resolve_model(const BenchArgs& a, StatusLine& progress) {
   if (!a.model.empty()) return a.model;
   const std::string dir = a.model_cache.empty() ? default_model_cache_dir() : a.model_cache;
   int last_percent = -1;
@@ -198,22 +198,17 @@ std::string resolve_model(const BenchArgs& a, Progress& progress) {
   return path;
 }
 
-std::string default_plot_path() {
-  const std::string build = build_directory();
-  return (std::filesystem::path(build.empty() ? "." : build) / "bench-latency.svg").string();
-}
-
 void write_outputs(const BenchArgs& a, const BenchReport& report) {
   if (!a.csv.empty()) {
-    std::ofstream out(a.csv);
-    require(bool(out), "cannot write CSV file '", a.csv, "'");
+    std::ostringstream out;
     write_csv(out, report);
+    write_output_file(a.csv, out.str());
     std::cout << "csv written to " << a.csv << '\n';
   }
   if (!a.json.empty()) {
-    std::ofstream out(a.json);
-    require(bool(out), "cannot write JSON file '", a.json, "'");
+    std::ostringstream out;
     write_json(out, report);
+    write_output_file(a.json, out.str());
     std::cout << "json written to " << a.json << '\n';
   }
   if (a.no_plot) return;
@@ -245,29 +240,30 @@ int run_bench(int argc, char** argv) {
     std::cout << parser.help();
     return 0;
   }
+  check_output_flags(args, parser);
   const SweepConfig config = make_sweep_config(args);
   const int threads_flag = parse_threads_flag(args.threads);
-  if (args.roofline && args.no_roofline)
-    throw UsageError("flags --roofline and --no-roofline exclude each other");
+  note_gpu_layers_flag(args.gpu_layers);
   const int threads =
       threads_flag > 0 ? threads_flag : int(std::max(1u, std::thread::hardware_concurrency()));
 
-  Progress progress;
+  StatusLine progress;
   const std::string model_path = resolve_model(args, progress);
   const auto model = model::Model::load(model_path);
   ThreadPool pool(threads);
 
   BenchReport report;
   report.model_path = model_path;
-  report.model_name =
-      model->config().name.empty() ? std::filesystem::path(model_path).stem().string() : model->config().name;
+  // general.name is the file's bytes: escaped once here for the table, plot and records.
+  report.model_name = printable(model->config().name.empty() ? std::filesystem::path(model_path).stem().string()
+                                                             : model->config().name);
   report.machine = machine_description(threads);
   report.date = now_text();
   report.threads = threads;
   report.kv_type = args.kv_type;
   report.counts = count_model(model->config(), model->weights());
   const int kv_elem = int(kernels::kv_type_bytes(config.kv_type));
-  std::cout << "model: " << model_path << " (" << report.model_name << ", " << model->config().n_layers
+  std::cout << "model: " << printable(model_path) << " (" << report.model_name << ", " << model->config().n_layers
             << " layers, dim " << model->config().dim << ", " << model->config().n_heads << " heads / "
             << model->config().n_kv_heads << " KV heads, weights " << report.counts.matrix_bytes / 1e9
             << " GB)\n"
@@ -325,8 +321,14 @@ int run_bench(int argc, char** argv) {
     print_row(std::cout, row, f ? &*f : nullptr);
     std::cout << std::flush;
   };
+  InterruptScope interrupt;
+  hooks.cancel = &InterruptScope::flag();
   report.rows = run_sweep(*model, config, pool, hooks);
   progress.clear();
+  if (interrupt.raised()) {
+    progress.lasting(str("interrupted: reporting the ", report.rows.size(),
+                         " rows finished (a row keeps its whole rounds)"));
+  }
   print_rows_footer(std::cout, report.rows);
   compute_roofline(report, kv_elem);
 
@@ -340,7 +342,7 @@ int run_bench(int argc, char** argv) {
     print_speedup_table(std::cout, report);
   }
   write_outputs(args, report);
-  return 0;
+  return interrupt.raised() ? kInterruptedExitCode : 0;
 }
 
 }  // namespace bifurcate::cli

@@ -6,6 +6,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "gguf/gguf_file.h"
+#include "util/printable.h"
 
 namespace bifurcate::cli {
 namespace {
@@ -20,6 +21,9 @@ struct InspectArgs {
     v(max_items, "max-items", 'n', "array elements shown per metadata value");
   }
 };
+
+// Keys, tensor names and string values are the file's bytes: printed escaped
+// (util/printable.h), so a NUL or an ESC in a file cannot reach the terminal.
 
 // "string", or "array<string>[32000]" for arrays (nested: "array<array>[n]").
 std::string describe_type(const gguf::Value& value) {
@@ -36,9 +40,9 @@ std::string join_dims(const std::vector<uint64_t>& dims) {
 void print_metadata(const gguf::GgufFile& file, std::size_t max_items, std::ostream& out) {
   out << "metadata (" << file.metadata().size() << " keys):\n";
   std::size_t key_width = 0;
-  for (const auto& [key, value] : file.metadata()) key_width = std::max(key_width, key.size());
+  for (const auto& [key, value] : file.metadata()) key_width = std::max(key_width, printable(key).size());
   for (const auto& [key, value] : file.metadata()) {
-    out << "  " << std::left << std::setw(int(key_width)) << key << "  " << std::setw(22) << describe_type(value)
+    out << "  " << std::left << std::setw(int(key_width)) << printable(key) << "  " << std::setw(22) << describe_type(value)
         << "  " << value.to_display_string(max_items) << '\n';
   }
 }
@@ -46,13 +50,13 @@ void print_metadata(const gguf::GgufFile& file, std::size_t max_items, std::ostr
 void print_tensors(const gguf::GgufFile& file, std::ostream& out) {
   const auto& tensors = file.tensors();
   std::size_t name_width = 4;
-  for (const auto& t : tensors) name_width = std::max(name_width, t.name.size());
+  for (const auto& t : tensors) name_width = std::max(name_width, printable(t.name).size());
   out << "tensors (" << tensors.size() << "):\n";
   out << "  " << std::left << std::setw(int(name_width)) << "name" << "  " << std::setw(6) << "type"
       << std::setw(20) << "dims" << std::right << std::setw(14) << "bytes" << std::setw(14) << "offset" << '\n';
   uint64_t total_bytes = 0, total_elements = 0;
   for (const auto& t : tensors) {
-    out << "  " << std::left << std::setw(int(name_width)) << t.name << "  " << std::setw(6)
+    out << "  " << std::left << std::setw(int(name_width)) << printable(t.name) << "  " << std::setw(6)
         << gguf::ggml_type_traits(t.type).name << std::setw(20) << join_dims(t.dims) << std::right
         << std::setw(14) << t.n_bytes << std::setw(14) << t.offset << '\n';
     total_bytes += t.n_bytes;
@@ -72,7 +76,7 @@ int run_inspect(int argc, char** argv) {
     return 0;
   }
   gguf::GgufFile file = gguf::GgufFile::open(args.path);
-  std::cout << file.path() << ": GGUF version " << file.version() << ", alignment " << file.alignment() << ", "
+  std::cout << printable(file.path()) << ": GGUF version " << file.version() << ", alignment " << file.alignment() << ", "
             << file.file_size() << " bytes, data section at " << file.data_offset() << '\n';
   print_metadata(file, args.max_items, std::cout);
   print_tensors(file, std::cout);

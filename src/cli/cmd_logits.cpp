@@ -1,18 +1,20 @@
 // `bifurcate logits`: runs a prompt and prints the top-K next-token logits
 // and log-probs (for the last position or all of them) as JSON, so another
-// engine's numbers can be diffed against these. With --n-samples B it also
+// engine's numbers can be diffed against these. With --samples B it also
 // checks the decode path: B forked samples decoding the last token must give
 // the single-sequence logits (relative error <= 1e-5 with f32 KV).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <numeric>
 
 #include "bifurcate/engine.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "cli/interrupt.h"
 #include "cli/model_session.h"
 #include "model/model_config.h"
 #include "util/error.h"
@@ -42,11 +44,12 @@ struct LogitsArgs {
     v(file, "file", 'f', "read the prompt from this file (exact bytes)");
     v(tokens, "tokens", '\0', "prompt as token ids, e.g. 1,2,3 (instead of text; no BOS is added)");
     v(no_bos, "no-bos", '\0', "do not prepend BOS to a text prompt");
-    v(top, "top", 'k', "most likely tokens reported per position");
+    v(top, "top", 'k', "most likely tokens reported per position", IntRange{1, std::numeric_limits<int32_t>::max()});
     v(all, "all", '\0', "report every position, not only the last");
-    v(n_samples, "n-samples", 'n',
+    v(n_samples, "samples|parallel", "np",
       "also prefill all but the last token once, fork this many samples that decode the last token, and "
-      "report their largest difference from the single-sequence logits (0 = off)");
+      "report their largest difference from the single-sequence logits (0 = off)",
+      IntRange{0, 4096});
   }
 };
 
@@ -117,7 +120,7 @@ void write_position(JsonWriter& j, const Engine& engine, std::span<const int32_t
     j.begin_object();
     j.key("id");
     j.value(id);
-    write_token_piece(j, engine.token_to_piece(id));
+    if (engine.model_info().has_vocabulary) write_token_piece(j, engine.token_to_piece(id));
     j.key("logit");
     j.value(double(row[size_t(id)]));
     j.key("logprob");
@@ -165,10 +168,6 @@ int run_logits(int argc, char** argv) {
     std::cout << parser.help();
     return 0;
   }
-  if (args.top < 1) throw UsageError(str("flag --top: ", args.top, " must be >= 1"));
-  if (args.n_samples < 0 || args.n_samples > 4096) {
-    throw UsageError(str("flag --n-samples: ", args.n_samples, " is out of range [0, 4096]"));
-  }
   Engine engine(args.engine.options());
   const ModelInfo& info = engine.model_info();
   print_model_banner(info);
@@ -176,13 +175,22 @@ int run_logits(int argc, char** argv) {
   const size_t n_vocab = size_t(info.n_vocab);
   const int k = int(std::min<int64_t>(args.top, info.n_vocab));
 
+  // Ctrl-C cannot cut an evaluation short, so it is honoured between the
+  // two: the prompt's logits, once computed, are printed; the fork check is
+  // skipped if it has not started.
+  InterruptScope interrupt;
   const std::vector<float> logits = engine.evaluate(tokens, args.all);
   const size_t rows = logits.size() / n_vocab;
   const std::span<const float> last = std::span<const float>(logits).subspan((rows - 1) * n_vocab, n_vocab);
   ForkCheck check;
-  if (args.n_samples > 0) {
+  const bool checked = args.n_samples > 0 && !interrupt.raised();
+  if (checked) {
     const std::vector<float> forked = engine.evaluate_forked(tokens, int(args.n_samples));
     check = compare_forked(last, forked, int(args.n_samples));
+  }
+  if (interrupt.raised()) {
+    std::fprintf(stderr, "interrupted: printing the logits computed%s\n",
+                 args.n_samples > 0 && !checked ? ", without the fork check" : "");
   }
 
   JsonWriter j(std::cout);
@@ -205,10 +213,12 @@ int run_logits(int argc, char** argv) {
   }
   j.end_array();
   const bool f32_kv = engine.options().kv_precision == KvPrecision::f32;
-  if (args.n_samples > 0) write_fork_check(j, engine, check, f32_kv);
+  if (checked) write_fork_check(j, engine, check, f32_kv);
   j.end_object();
+  std::cout << std::flush;
+  if (interrupt.raised()) return kInterruptedExitCode;
 
-  if (args.n_samples > 0) {
+  if (checked) {
     std::fprintf(stderr, "fork check: %d samples, max abs diff %.3g, max rel diff %.3g%s\n", check.n_samples,
                  check.max_abs_diff, check.max_rel_diff,
                  !f32_kv ? " (f16 KV: no tolerance; use --kv-type f32 for the exactness check)"

@@ -6,6 +6,9 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
+#include "cli/status_line.h"
+#include "gguf/gguf_writer.h"
 #include "model/model_shapes.h"
 #include "model/random_model.h"
 #include "util/timer.h"
@@ -17,18 +20,20 @@ struct MakeModelArgs {
   std::string shape;
   std::string dtype = "f16";
   std::string vocab;
-  uint64_t seed = 1;
+  int64_t seed = 1;
   std::string output;
 
   template <class Visitor>
   void for_each(Visitor& v) {
     std::string shapes;
     for (const auto& s : model::model_shapes()) shapes += str(shapes.empty() ? "" : ", ", s.name);
-    v(shape, "shape", 's', str("model shape: ", shapes), Need::kRequired);
-    v(dtype, "dtype", 't', "weight type: f32, f16, bf16, q8_0, q4_0");
-    v(vocab, "vocab", 'v', "copy the tokenizer from this GGUF file (its size sets the vocabulary)");
-    v(seed, "seed", '\0', "random seed; the same seed gives the same file");
-    v(output, "output", 'o', "output .gguf path", Need::kRequired);
+    v(shape, "shape", '\0', str("model shape: ", shapes), Need::kRequired);
+    v(dtype, "dtype", '\0', "weight type: f32, f16, bf16, q8_0, q4_0");
+    v(vocab, "vocab", 'v',
+      "copy the tokenizer from this GGUF file (its size sets the vocabulary); without it the model has token ids only");
+    v(seed, "seed", 's', "random seed (-1 = random, printed); the same seed gives the same file", kSeedRange);
+    v(output, "output", 'o', "output .gguf path (a new file or a regular file to replace)", Need::kRequired);
+    v.moved("-t", "the weight type is --dtype (-t is --threads in llama.cpp)");
   }
 };
 
@@ -76,21 +81,28 @@ int run_make_model(int argc, char** argv) {
     throw UsageError(str("flag --shape: ", e.what()));
   }
   const model::ModelShape& shape = *found;
+  gguf::require_replaceable_output(args.output);  // before the work, not after it
+  const uint64_t seed = resolve_seed_flag(args.seed);
 
+  StatusLine status;
   int last_percent = -1;
   auto progress = [&](double fraction) {
     int percent = int(fraction * 100);
     if (percent == last_percent) return;
     last_percent = percent;
-    std::cerr << "\rmake-model: writing " << args.output << " " << percent << "%" << std::flush;
+    status.transient(str("make-model: writing ", args.output, " ", percent, "%"));
   };
   double start = now_seconds();
-  model::write_random_model(shape, type, args.vocab, args.seed, args.output, progress);
-  std::cerr << '\n';
+  model::write_random_model(shape, type, args.vocab, seed, args.output, progress);
+  status.clear();
   uintmax_t size = std::filesystem::file_size(args.output);
   std::cout << "wrote " << args.output << ": shape " << shape.name << ", " << args.dtype << ", " << size
             << " bytes (" << human_bytes(size) << ") in " << std::fixed << std::setprecision(1)
             << now_seconds() - start << " s\n";
+  if (args.vocab.empty()) {
+    std::cerr << "note: made without --vocab, so the model has no tokenizer: `logits --tokens` and `bench` run it; "
+                 "generate, tokenize and perplexity need a model made with --vocab VOCAB.gguf\n";
+  }
   return 0;
 }
 

@@ -12,11 +12,13 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 
 #include "bifurcate/engine.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "cli/interrupt.h"
 #include "cli/model_session.h"
 #include "util/error.h"
 #include "util/json_writer.h"
@@ -38,11 +40,21 @@ struct PerplexityArgs {
     engine.for_each(v);
     v(file, "file", 'f', "text file to score (exact bytes)");
     v(prompt, "prompt", 'p', "text to score, instead of --file");
-    v(ctx, "ctx", 'c', "tokens per window (0 = min(512, the model's context length))");
-    v(stride, "stride", '\0', "tokens each window advances by (0 = ctx / 2); must be < ctx");
+    v(ctx, "ctx-size|ctx", 'c', "tokens per window (0 = min(512, the model's context length))",
+      IntRange{0, std::numeric_limits<int32_t>::max()});
+    v(stride, "stride", '\0', "tokens each window advances by (0 = ctx / 2); must be < ctx",
+      IntRange{0, std::numeric_limits<int32_t>::max()});
     v(json, "json", '\0', "print JSON with every window's scores");
   }
 };
+
+// printf's formatting into a string, for std::cout (where write errors are tracked).
+template <class... Args>
+std::string str_printf(const char* format, Args... args) {
+  char text[160];
+  std::snprintf(text, sizeof text, format, args...);
+  return text;
+}
 
 // One window [start, end) of the token sequence; tokens [first_target, end) are scored.
 struct Window {
@@ -63,7 +75,8 @@ std::vector<Window> plan_windows(int64_t n_tokens, int64_t ctx, int64_t stride) 
   return windows;
 }
 
-// Runs one window and adds -log p of each scored token.
+// Runs one window and adds -log p of each scored token. Error when the
+// model's logits are not finite (a NaN would print "nan" and exit 0).
 void score_window(Engine& engine, const std::vector<int32_t>& tokens, int32_t bos, Window& w) {
   std::vector<int32_t> input(tokens.begin() + w.start, tokens.begin() + w.end);
   if (bos >= 0) input.front() = bos;
@@ -73,6 +86,10 @@ void score_window(Engine& engine, const std::vector<int32_t>& tokens, int32_t bo
     // Row t - 1 - start holds the logits that predict token t.
     const float* row = logits.data() + size_t(t - 1 - w.start) * n_vocab;
     const double nll = log_sum_exp(std::span<const float>(row, n_vocab)) - double(row[size_t(tokens[size_t(t)])]);
+    if (!std::isfinite(nll)) {
+      throw Error(str("the model's logits predicting token ", t, " are not finite (NaN or infinity): -log p = ", nll,
+                      ", so the perplexity is undefined"));
+    }
     w.nll_sum += nll;
     w.nll2_sum += nll * nll;
   }
@@ -135,8 +152,12 @@ void print_json(const Engine& engine, int64_t n_tokens, int64_t ctx, int64_t str
   j.value(s.mean_nll);
   j.key("perplexity");
   j.value(s.perplexity);
-  j.key("uncertainty");
-  j.value(s.uncertainty);
+  j.key("uncertainty");  // null for one scored token: no spread to estimate it from
+  if (s.n_scored > 1) {
+    j.value(s.uncertainty);
+  } else {
+    j.null();
+  }
   j.end_object();
 }
 
@@ -157,8 +178,8 @@ int run_perplexity(int argc, char** argv) {
   print_model_banner(info);
 
   const int64_t ctx = args.ctx == 0 ? std::min<int64_t>(512, info.context_length) : args.ctx;
-  if (ctx < 2) throw UsageError(str("flag --ctx: ", ctx, " must be >= 2 (one token to predict from another)"));
-  require(ctx <= info.context_length, "--ctx ", ctx, " is longer than the model's context length ",
+  if (ctx < 2) throw UsageError(str("flag --ctx-size: ", ctx, " must be >= 2 (one token to predict from another)"));
+  require(ctx <= info.context_length, "--ctx-size ", ctx, " is longer than the model's context length ",
           info.context_length);
   const int64_t stride = args.stride == 0 ? std::max<int64_t>(1, ctx / 2) : args.stride;
   if (stride < 1 || stride >= ctx) {
@@ -176,19 +197,34 @@ int run_perplexity(int argc, char** argv) {
   std::fprintf(stderr, "perplexity: %zu tokens, %zu windows of up to %lld tokens, stride %lld\n", tokens.size(),
                windows.size(), static_cast<long long>(ctx), static_cast<long long>(stride));
   const double t0 = now_seconds();
-  for (size_t i = 0; i < windows.size(); ++i) {
-    score_window(engine, tokens, bos, windows[i]);
-    std::fprintf(stderr, "[%zu/%zu] ppl %.4f  (%.1f s)\n", i + 1, windows.size(), summarize(windows, i + 1).perplexity,
-                 now_seconds() - t0);
+  InterruptScope interrupt;
+  size_t n_done = 0;
+  while (n_done < windows.size() && !interrupt.raised()) {
+    score_window(engine, tokens, bos, windows[n_done]);
+    ++n_done;
+    std::fprintf(stderr, "[%zu/%zu] ppl %.4f  (%.1f s)\n", n_done, windows.size(),
+                 summarize(windows, n_done).perplexity, now_seconds() - t0);
+  }
+  if (interrupt.raised()) {
+    if (n_done == 0) {
+      std::fprintf(stderr, "interrupted before the first window finished: nothing to report\n");
+      return kInterruptedExitCode;
+    }
+    std::fprintf(stderr, "interrupted: reporting the %zu of %zu windows finished\n", n_done, windows.size());
+    windows.resize(n_done);
   }
   const Score score = summarize(windows, windows.size());
   if (args.json) {
     print_json(engine, int64_t(tokens.size()), ctx, stride, add_bos, windows, score);
+  } else if (score.n_scored > 1) {
+    std::cout << str_printf("perplexity: %.4f ± %.4f over %lld tokens\n", score.perplexity, score.uncertainty,
+                            static_cast<long long>(score.n_scored));
   } else {
-    std::printf("perplexity: %.4f ± %.4f over %lld tokens\n", score.perplexity, score.uncertainty,
-                static_cast<long long>(score.n_scored));
+    // One scored token has no spread to estimate an uncertainty from.
+    std::cout << str_printf("perplexity: %.4f over 1 token (no uncertainty from a single token)\n",
+                            score.perplexity);
   }
-  return 0;
+  return interrupt.raised() ? kInterruptedExitCode : 0;
 }
 
 }  // namespace bifurcate::cli

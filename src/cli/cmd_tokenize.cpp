@@ -51,6 +51,10 @@ struct DetokenizeArgs {
 tokenizer::Tokenizer load_tokenizer(const std::string& model_flag) {
   const std::string path = model_flag.empty() ? default_model_path() : model_flag;
   const gguf::GgufFile file = gguf::GgufFile::open(path);
+  if (file.get_string_or("tokenizer.ggml.model", "none") == "none") {
+    throw Error(str(path, " has no vocabulary (tokenizer.ggml.model is 'none'; a model made by "
+                    "`bifurcate make-model` without --vocab): make it again with --vocab VOCAB.gguf"));
+  }
   return tokenizer::Tokenizer::from_gguf(file);
 }
 

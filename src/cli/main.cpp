@@ -1,12 +1,15 @@
 // `bifurcate <command> [flags]`: dispatches to the commands of commands.h and
 // is the one place where errors become messages and exit codes:
-// 0 success, 1 failure while running, 2 bad command line.
+// 0 success, 1 failure while running (a failed write to stdout included),
+// 2 bad command line, 130 stopped by Ctrl-C after printing what was done.
 #include <exception>
 #include <iomanip>
 #include <iostream>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/output_file.h"
+#include "util/printable.h"
 
 namespace bifurcate::cli {
 namespace {
@@ -27,7 +30,7 @@ constexpr Command kCommands[] = {
 void print_usage(std::ostream& out) {
   out << "usage: bifurcate <command> [flags]\n\ncommands:\n";
   for (const Command& c : kCommands) out << "  " << std::left << std::setw(14) << c.name << c.summary << '\n';
-  out << "\nRun 'bifurcate <command> --help' for a command's flags.\n";
+  out << "\nRun 'bifurcate <command> --help' for a command's flags, 'bifurcate --version' for the version.\n";
 }
 
 int dispatch(int argc, char** argv) {
@@ -40,6 +43,7 @@ int dispatch(int argc, char** argv) {
     print_usage(std::cout);
     return 0;
   }
+  if (name == "--version" || name == "version") throw ShowVersion();
   for (const Command& c : kCommands) {
     if (c.name == name) return c.run(argc - 1, argv + 1);
   }
@@ -50,13 +54,24 @@ int dispatch(int argc, char** argv) {
 }  // namespace bifurcate::cli
 
 int main(int argc, char** argv) {
+  using bifurcate::printable_message;
+  // Messages may quote bytes from files (names, metadata): escaped, so an
+  // ESC in a model file cannot drive the terminal.
+  bifurcate::cli::guard_stdout();
   try {
-    return bifurcate::cli::dispatch(argc, argv);
+    int code = 0;
+    try {
+      code = bifurcate::cli::dispatch(argc, argv);
+    } catch (const bifurcate::cli::ShowVersion&) {
+      std::cout << bifurcate::cli::version_text() << '\n';
+    }
+    bifurcate::cli::require_stdout_written();  // "exit 0" must mean the output arrived
+    return code;
   } catch (const bifurcate::cli::UsageError& e) {
-    std::cerr << "bifurcate: error: " << e.what() << '\n';
+    std::cerr << "bifurcate: error: " << printable_message(e.what()) << '\n';
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "bifurcate: error: " << e.what() << '\n';
+    std::cerr << "bifurcate: error: " << printable_message(e.what()) << '\n';
     return 1;
   }
 }

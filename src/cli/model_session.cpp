@@ -1,25 +1,47 @@
 #include "cli/model_session.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
+#include <cstring>
 
 #include "cli/args.h"
 #include "tokenizer/unicode.h"
 #include "util/error.h"
+#include "util/printable.h"
 
 namespace bifurcate::cli {
 
 std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(bool(in), "cannot read text file '", path, "'");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  require(!in.bad(), "error while reading text file '", path, "'");
-  return buffer.str();
+  // POSIX calls rather than ifstream, for the OS's reason on failure.
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(str("cannot read text file '", path, "': ", std::strerror(errno)));
+  struct stat st {};
+  if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    close(fd);
+    throw Error(str("cannot read text file '", path, "': it is a directory"));
+  }
+  std::string text;
+  char buffer[1 << 16];
+  while (true) {
+    const ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      close(fd);
+      throw Error(str("error while reading text file '", path, "': ", std::strerror(error)));
+    }
+    if (n == 0) break;
+    text.append(buffer, std::size_t(n));
+  }
+  close(fd);
+  return text;
 }
 
 std::string input_text(const std::string& prompt, const std::string& file) {
@@ -76,9 +98,13 @@ double log_sum_exp(std::span<const float> row) {
 }
 
 void print_model_banner(const ModelInfo& info) {
-  std::fprintf(stderr, "model: %s (%s, %d layers, dim %d, %d heads / %d KV heads, vocab %d, context %d)\n",
-               info.path.c_str(), info.architecture.c_str(), info.n_layers, info.dim, info.n_heads,
-               info.n_kv_heads, info.n_vocab, info.context_length);
+  std::fprintf(stderr, "model: %s (%s%s, %d layers, dim %d, %d heads / %d KV heads, vocab %d, context %d)\n",
+               printable(info.path).c_str(), printable(info.architecture).c_str(),
+               info.name.empty() ? "" : str(" \"", printable(info.name), "\"").c_str(), info.n_layers, info.dim,
+               info.n_heads, info.n_kv_heads, info.n_vocab, info.context_length);
+  if (!info.has_vocabulary) {
+    std::fprintf(stderr, "model: no vocabulary (made without --vocab): token ids only\n");
+  }
 }
 
 }  // namespace bifurcate::cli

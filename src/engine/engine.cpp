@@ -19,15 +19,27 @@ std::string special_text(const tokenizer::Tokenizer& t, int32_t id) {
   return id < 0 ? std::string() : std::string(t.token_text(id));
 }
 
-ModelInfo describe(const model::Model& m, const tokenizer::Tokenizer& t) {
+ModelInfo describe(const model::Model& m, const tokenizer::Tokenizer* t) {
   const model::ModelConfig& c = m.config();
   ModelInfo info{m.file().path(), c.architecture, c.name,      c.n_vocab,        c.dim,
                  c.n_layers,      c.n_heads,      c.n_kv_heads, c.head_size,      c.ffn_dim,
                  c.context_length, "",            "",           ""};
   info.chat_template = m.file().get_string_or("tokenizer.chat_template", "");
-  info.bos_token = special_text(t, t.bos());
-  info.eos_token = special_text(t, t.eos());
+  info.has_vocabulary = t != nullptr;
+  if (t != nullptr) {
+    info.bos_token = special_text(*t, t->bos());
+    info.eos_token = special_text(*t, t->eos());
+  }
   return info;
+}
+
+// A weights-only file (`make-model` without --vocab writes
+// tokenizer.ggml.model = "none") still evaluates token ids; any other
+// vocabulary problem is an error at load.
+std::unique_ptr<tokenizer::Tokenizer> load_tokenizer(const gguf::GgufFile& file) {
+  const std::string kind = file.get_string_or("tokenizer.ggml.model", "none");
+  if (kind == "none") return nullptr;
+  return std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(file));
 }
 
 }  // namespace
@@ -45,24 +57,34 @@ std::string_view finish_reason_name(FinishReason reason) {
 Engine::Impl::Impl(const EngineOptions& opts)
     : options(opts),
       model(model::Model::load(opts.model_path)),
-      tokenizer(std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_gguf(model->file()))),
-      info(describe(*model, *tokenizer)),
+      tokenizer(load_tokenizer(model->file())),
+      info(describe(*model, tokenizer.get())),
       pool(resolve_threads(opts.threads)),
       transformer(model->config(), model->weights()),
       cache(transformer.kv_layout(to_kv_type(opts.kv_precision)), opts.kv_budget_bytes) {
   require(opts.prefill_chunk >= 1, "prefill chunk must be >= 1, got ", opts.prefill_chunk);
 }
 
+const tokenizer::Tokenizer& Engine::Impl::require_tokenizer() const {
+  if (tokenizer == nullptr) {
+    throw Error(str(info.path, " has no vocabulary (tokenizer.ggml.model is 'none'; a model made by "
+                    "`bifurcate make-model` without --vocab), so it cannot turn text into tokens or back: "
+                    "make it again with --vocab VOCAB.gguf, or give token ids (`bifurcate logits --tokens 1,2,3`)"));
+  }
+  return *tokenizer;
+}
+
 Engine::Engine(const EngineOptions& options) : impl_(std::make_unique<Impl>(options)) {}
 Engine::~Engine() = default;
 
 std::vector<int32_t> Engine::tokenize(std::string_view text, bool add_bos, bool parse_special) const {
-  return impl_->tokenizer->encode(text, add_bos && impl_->tokenizer->add_bos_by_default(), parse_special);
+  const tokenizer::Tokenizer& t = impl_->require_tokenizer();
+  return t.encode(text, add_bos && t.add_bos_by_default(), parse_special);
 }
 
 std::string Engine::detokenize(std::span<const int32_t> tokens) const {
   model::require_in_vocabulary(tokens, impl_->info.n_vocab);
-  return impl_->tokenizer->decode(tokens);
+  return impl_->require_tokenizer().decode(tokens);
 }
 
 const ModelInfo& Engine::model_info() const { return impl_->info; }

@@ -20,7 +20,9 @@ namespace bifurcate {
 struct Engine::Impl {
   EngineOptions options;
   std::unique_ptr<model::Model> model;
-  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null when the file has no vocabulary
+  // The tokenizer, or Error naming the file and how to give it a vocabulary.
+  const tokenizer::Tokenizer& require_tokenizer() const;
   ModelInfo info;
   ThreadPool pool;
   model::Transformer transformer;

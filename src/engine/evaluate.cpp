@@ -21,7 +21,7 @@ void validate_tokens(std::span<const int32_t> tokens, const ModelInfo& info) {
 
 std::string Engine::token_to_piece(int32_t token) const {
   model::require_in_vocabulary(std::span(&token, 1), impl_->info.n_vocab);
-  return impl_->tokenizer->token_to_piece(token);
+  return impl_->require_tokenizer().token_to_piece(token);
 }
 
 std::vector<float> Engine::evaluate(std::span<const int32_t> tokens, bool all_positions) {

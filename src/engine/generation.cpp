@@ -239,6 +239,7 @@ class StatusCount {
 
 GenerationResult Engine::generate(const GenerationRequest& request, const GenerationCallbacks& callbacks) {
   const double t_submit = now_seconds();
+  impl_->require_tokenizer();  // generated tokens become text even when the prompt is token ids
   std::vector<int32_t> prompt = prompt_tokens(*this, request);
   std::unique_lock<std::mutex> run_lock;
   {

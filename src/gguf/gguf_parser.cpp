@@ -7,6 +7,7 @@
 
 #include "gguf/gguf_file.h"
 #include "util/error.h"
+#include "util/printable.h"
 
 namespace bifurcate::gguf {
 namespace {
@@ -181,7 +182,7 @@ class GgufParser {
     for (uint64_t i = 0; i < kv_count_; ++i) {
       context_ = str("metadata entry ", i, " of ", kv_count_);
       std::string key = read_string("key");
-      context_ = str("metadata key '", key, "'");
+      context_ = str("metadata key '", printable(key), "'");
       auto [it, inserted] = file_.metadata_index_.emplace(key, std::size_t(i));
       if (!inserted) fail("duplicate metadata key (entries ", it->second, " and ", i, ")");
       ValueType type = read_value_type("value type");
@@ -210,7 +211,7 @@ class GgufParser {
       context_ = str("tensor info ", i, " of ", tensor_count_);
       TensorInfo t;
       t.name = read_string("name");
-      context_ = str("tensor '", t.name, "'");
+      context_ = str("tensor '", printable(t.name), "'");
       auto [it, inserted] = file_.tensor_index_.emplace(t.name, std::size_t(i));
       if (!inserted) fail("duplicate tensor name (tensors ", it->second, " and ", i, ")");
       read_shape(t);

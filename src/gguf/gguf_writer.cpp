@@ -1,6 +1,11 @@
 #include "gguf/gguf_writer.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -191,10 +196,38 @@ void GgufWriter::write_tensors(std::FILE* out, const std::vector<uint64_t>& offs
   write_bytes(out, zeros.data(), align_up(written, alignment_) - written, tmp_path);
 }
 
+void require_replaceable_output(const std::string& path) {
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    throw Error(str(path, ": cannot check the output path: ", std::strerror(errno)));
+  }
+  if (S_ISREG(st.st_mode)) return;
+  const char* kind = S_ISLNK(st.st_mode)    ? "a symbolic link"
+                     : S_ISDIR(st.st_mode)  ? "a directory"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a regular file";
+  throw Error(str(path, ": the output exists and is ", kind,
+                  "; refusing to replace it (give a new path or an existing regular file)"));
+}
+
 void GgufWriter::write(const std::string& path) const {
-  std::string tmp_path = path + ".tmp";
-  TmpFile tmp{std::fopen(tmp_path.c_str(), "wb"), tmp_path};
-  if (tmp.file == nullptr) throw Error(str(tmp_path, ": cannot create: ", std::strerror(errno)));
+  require_replaceable_output(path);
+  // A fresh temporary name (mkstemp: O_EXCL), so a file or link already at
+  // "<path>.tmp" is never written through.
+  std::string tmp_path = path + ".tmp.XXXXXX";
+  const int fd = mkstemp(tmp_path.data());
+  if (fd < 0) throw Error(str(path, ": cannot create a temporary file beside it: ", std::strerror(errno)));
+  TmpFile tmp{fdopen(fd, "wb"), tmp_path};
+  if (tmp.file == nullptr) {
+    const int error = errno;
+    close(fd);
+    throw Error(str(tmp_path, ": cannot open: ", std::strerror(error)));
+  }
+  fchmod(fd, 0644);  // mkstemp makes 0600; a model file is as readable as any other
   std::vector<uint64_t> offsets = tensor_offsets();
   std::vector<uint8_t> header = encode_header(offsets);
   write_bytes(tmp.file, header.data(), header.size(), tmp_path);
@@ -202,6 +235,7 @@ void GgufWriter::write(const std::string& path) const {
   std::FILE* f = tmp.file;
   tmp.file = nullptr;
   if (std::fclose(f) != 0) throw Error(str(tmp_path, ": close failed: ", std::strerror(errno)));
+  require_replaceable_output(path);  // again: it may have changed while the file was written
   if (std::rename(tmp_path.c_str(), path.c_str()) != 0) {
     throw Error(str(tmp_path, ": cannot rename to ", path, ": ", std::strerror(errno)));
   }

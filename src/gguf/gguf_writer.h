@@ -21,6 +21,11 @@ namespace bifurcate::gguf {
 // dims[0] is not a multiple of the block size or the size overflows.
 uint64_t tensor_n_bytes(GgmlType type, const std::vector<uint64_t>& dims);
 
+// Error unless `path` is absent or a regular file (lstat: a symbolic link is
+// refused, not followed): what GgufWriter::write may replace. Cheap, so
+// callers check before long work.
+void require_replaceable_output(const std::string& path);
+
 class GgufWriter {
  public:
   // Replaces an existing key (keeping its position). "general.alignment"
@@ -39,8 +44,10 @@ class GgufWriter {
   // must equal tensor_n_bytes(type, dims).
   void add_tensor(std::string name, std::vector<uint64_t> dims, GgmlType type, std::span<const uint8_t> bytes);
 
-  // Writes to path + ".tmp", then renames over `path`; Error on I/O failure
-  // (the .tmp file is removed).
+  // Writes to a fresh path + ".tmp.XXXXXX", then renames over `path`; Error
+  // on I/O failure (the temporary file is removed), and Error up front when
+  // `path` exists and is not a regular file: a device, FIFO, directory or
+  // symbolic link is never replaced.
   void write(const std::string& path) const;
 
  private:

@@ -1,6 +1,7 @@
 #include "model/model_weights.h"
 
 #include <string>
+#include <vector>
 
 #include "tensor/dtype.h"
 #include "util/error.h"
@@ -17,7 +18,7 @@ class Binder {
     const gguf::TensorInfo* t = lookup(name, {uint64_t(cols), uint64_t(rows)});
     if (t == nullptr) return {};
     if (!tensor::is_supported_weight_type(t->type)) {
-      problems_ += str("\n  ", name, ": weight type ", gguf::ggml_type_traits(t->type).name, " is not supported");
+      problems_.push_back(str(name, ": weight type ", gguf::ggml_type_traits(t->type).name, " is not supported"));
       return {};
     }
     bytes_ += t->n_bytes;
@@ -28,7 +29,7 @@ class Binder {
     const gguf::TensorInfo* t = lookup(name, {uint64_t(n)});
     if (t == nullptr) return {};
     if (!tensor::is_supported_weight_type(t->type)) {
-      problems_ += str("\n  ", name, ": type ", gguf::ggml_type_traits(t->type).name, " is not supported");
+      problems_.push_back(str(name, ": type ", gguf::ggml_type_traits(t->type).name, " is not supported"));
       return {};
     }
     std::vector<float> out(static_cast<size_t>(n));
@@ -39,19 +40,25 @@ class Binder {
   bool has(const std::string& name) const { return file_.find_tensor(name) != nullptr; }
   uint64_t bytes() const { return bytes_; }
 
+  // One Error listing the first kMaxListed problems and how many more there are.
   void throw_if_problems() const {
-    require(problems_.empty(), file_.path(), ": cannot bind model weights:", problems_);
+    if (problems_.empty()) return;
+    std::string list;
+    for (size_t i = 0; i < problems_.size() && i < kMaxListed; ++i) list += "\n  " + problems_[i];
+    if (problems_.size() > kMaxListed) list += str("\n  ... and ", problems_.size() - kMaxListed, " more");
+    throw Error(str(file_.path(), ": cannot bind model weights (", problems_.size(), " problem",
+                    problems_.size() == 1 ? "" : "s", "):", list));
   }
 
  private:
   const gguf::TensorInfo* lookup(const std::string& name, std::vector<uint64_t> dims) {
     const gguf::TensorInfo* t = file_.find_tensor(name);
     if (t == nullptr) {
-      problems_ += str("\n  missing tensor ", name);
+      problems_.push_back(str("missing tensor ", name));
       return nullptr;
     }
     if (t->dims != dims) {
-      problems_ += str("\n  ", name, ": dims ", format_dims(t->dims), ", expected ", format_dims(dims));
+      problems_.push_back(str(name, ": dims ", format_dims(t->dims), ", expected ", format_dims(dims)));
       return nullptr;
     }
     return t;
@@ -64,7 +71,8 @@ class Binder {
   }
 
   const gguf::GgufFile& file_;
-  std::string problems_;
+  static constexpr size_t kMaxListed = 10;
+  std::vector<std::string> problems_;
   uint64_t bytes_ = 0;
 };
 

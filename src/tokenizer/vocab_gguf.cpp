@@ -6,6 +6,7 @@
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/vocab.h"
 #include "util/error.h"
+#include "util/printable.h"
 
 namespace bifurcate::tokenizer {
 
@@ -55,7 +56,7 @@ Vocab vocab_from_gguf(const gguf::GgufFile& file) {
       throw Error(str(file.path(), ": metadata key 'tokenizer.ggml.pre': ", e.what()));
     }
   } else {
-    throw Error(str(file.path(), ": metadata key 'tokenizer.ggml.model' is '", model,
+    throw Error(str(file.path(), ": metadata key 'tokenizer.ggml.model' is '", printable(model),
                     "'; supported: 'llama' (SentencePiece), 'gpt2' (byte-level BPE)"));
   }
 
