@@ -110,7 +110,7 @@ TEST_F(CliChatTest, GenerateChatDoesNotDoubleBos) {
                      "{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
                      "{% if add_generation_prompt %}assistant:{% endif %}");
   RunResult r = run_bifurcate("generate --chat -m " + quote(model) +
-                              " -p 'Once upon a time' --system 'Tell a story' -n 1 -l 2 --temp 0 --json");
+                              " -p 'Once upon a time' --system 'Tell a story' --samples 1 -n 2 --temp 0 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json j = parse_json(r.out);
   const std::string prompt = j["prompt"].string;
@@ -129,7 +129,7 @@ TEST_F(CliChatTest, GenerateChatDoesNotDoubleBos) {
 TEST_F(CliChatTest, GenerateChatFallsBackToChatmlWithWarning) {
   const std::string stories = std::string(BIFURCATE_TESTDATA_DIR) + "/stories260K/stories260K.gguf";
   if (!fs::exists(stories)) GTEST_SKIP() << "missing test data " << stories;
-  RunResult r = run_bifurcate("generate --chat -p 'Hi' -n 1 -l 2 --temp 0 --json");
+  RunResult r = run_bifurcate("generate --chat -p 'Hi' --samples 1 -n 2 --temp 0 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.err, "has no tokenizer.chat_template; using the ChatML format")) << r.err;
   EXPECT_EQ(parse_json(r.out)["prompt"].string, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
@@ -137,11 +137,11 @@ TEST_F(CliChatTest, GenerateChatFallsBackToChatmlWithWarning) {
   // --chat-template overrides, and a broken template is an error naming its position.
   const std::string custom = temp("custom.jinja");
   write_file(custom, "[{{ messages[0].content|upper }}]");
-  RunResult o = run_bifurcate("generate --chat --chat-template " + quote(custom) + " -p 'hi' -n 1 -l 1 --json");
+  RunResult o = run_bifurcate("generate --chat --chat-template " + quote(custom) + " -p 'hi' --samples 1 -n 1 --json");
   ASSERT_EQ(o.exit_code, 0) << o.err;
   EXPECT_EQ(parse_json(o.out)["prompt"].string, "[HI]");
   write_file(custom, "ok\n{% for %}");
-  RunResult bad = run_bifurcate("generate --chat --chat-template " + quote(custom) + " -p 'hi' -n 1 -l 1");
+  RunResult bad = run_bifurcate("generate --chat --chat-template " + quote(custom) + " -p 'hi' --samples 1 -n 1");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_TRUE(contains(bad.err, "line 2, column 8")) << bad.err;
 }
