@@ -26,6 +26,11 @@ std::size_t KvCache::blocks_for_tokens(int64_t n_tokens) const {
   return std::size_t((n_tokens + layout_.block_tokens - 1) / layout_.block_tokens);
 }
 
+std::size_t KvCache::blocks_to_grow(SegmentId s, int n) const {
+  const Segment& seg = live_segment(s, "blocks_to_grow");
+  return blocks_for_tokens(int64_t(seg.tokens) + n) - seg.blocks.size();
+}
+
 std::size_t KvCache::bytes_for_tokens(int64_t n_tokens) const {
   return blocks_for_tokens(n_tokens) * pool_.block_stride();
 }
@@ -222,6 +227,7 @@ void KvCache::view(SegmentId s, int layer, kernels::PlannedSegment& out) const {
   std::size_t layer_offset = std::size_t(layer) * layout_.layer_stride();
   out.chunks.clear();
   out.sequences.clear();
+  out.key_ends.clear();
   out.head_stride = layout_.head_stride();
   int remaining = seg.tokens;
   for (uint8_t* block : seg.blocks) {

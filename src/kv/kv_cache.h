@@ -45,6 +45,14 @@ class KvCache {
   std::size_t bytes_reserved() const { return pool_.bytes_reserved(); }
   // Pool bytes that `n_tokens` tokens of one segment occupy (whole blocks).
   std::size_t bytes_for_tokens(int64_t n_tokens) const;
+  // Whole blocks that `n_tokens` tokens of one segment occupy.
+  std::size_t blocks_for_tokens(int64_t n_tokens) const;
+  std::size_t block_bytes() const { return pool_.block_stride(); }
+  std::size_t blocks_available() const { return pool_.blocks_available(); }
+  std::size_t blocks_in_use() const { return pool_.bytes_in_use() / pool_.block_stride(); }
+  std::size_t capacity_blocks() const { return pool_.budget_bytes() / pool_.block_stride(); }
+  // Blocks append_tokens(s, n) would take from the pool.
+  std::size_t blocks_to_grow(SegmentId s, int n) const;
 
   // Throws Error("KV cache budget exceeded: need ...") unless `extra_tokens_total`
   // new tokens, spread in any way over `n_growing_segments` segments that each
@@ -119,7 +127,6 @@ class KvCache {
   SegmentId new_segment(SegmentId parent, int path_offset);
   void free_segment(SegmentId s);
   std::vector<SegmentId> path_of(SegmentId s) const;  // root first
-  std::size_t blocks_for_tokens(int64_t n_tokens) const;
   [[noreturn]] void throw_budget_exceeded(std::size_t blocks_needed, const std::string& what) const;
   void copy_tokens(const Segment& src, int src_begin, Segment& dst, int dst_begin, int n) const;
 
