@@ -108,7 +108,6 @@ void Scheduler::step() {
   build_batch();
   if (batch_.rows() > 0) run_batch();
   complete_finished();
-  publish_status();
 }
 
 // A cancelled request's running samples finish as `cancelled` (one still
@@ -139,6 +138,10 @@ void Scheduler::cancel_waiting() {
       ++it;
       continue;
     }
+    {
+      std::lock_guard lock(mutex_);
+      status_.queued_requests = --queued_;
+    }
     ActiveRequest r;
     r.submission = *it;
     r.stats.prompt_tokens = r.prompt_tokens();
@@ -151,8 +154,6 @@ void Scheduler::cancel_waiting() {
       r.submission->done.set_exception(std::current_exception());
     }
     it = waiting_.erase(it);
-    std::lock_guard lock(mutex_);
-    status_.queued_requests = --queued_;
   }
 }
 
@@ -200,22 +201,38 @@ void Scheduler::fail(ActiveRequest& r, std::exception_ptr error) {
   }
 }
 
+// Finished and failed requests leave; their callers are woken only after the
+// status is published, so a caller sees its request gone from status().
 void Scheduler::complete_finished() {
+  struct Done {
+    std::shared_ptr<Submission> submission;
+    GenerationResult result;
+    std::exception_ptr error;
+  };
+  std::vector<Done> done;
   size_t kept = 0;
   for (size_t i = 0; i < active_.size(); ++i) {
     ActiveRequest& r = *active_[i];
     if (r.error) {
-      r.submission->done.set_exception(r.error);
+      done.push_back({r.submission, {}, r.error});
     } else if (r.finished()) {
       r.stats.decode_seconds = now_seconds() - r.t_prefilled;
       release_kv(r);
-      r.submission->done.set_value(collect_result(r));
+      done.push_back({r.submission, collect_result(r), nullptr});
     } else {
       if (kept != i) active_[kept] = std::move(active_[i]);
       ++kept;
     }
   }
   active_.resize(kept);
+  publish_status();
+  for (Done& d : done) {
+    if (d.error) {
+      d.submission->done.set_exception(d.error);
+    } else {
+      d.submission->done.set_value(std::move(d.result));
+    }
+  }
 }
 
 void Scheduler::publish_status() {
