@@ -142,6 +142,12 @@ struct EngineStatus {
   std::size_t kv_bytes_used = 0;    // held by running sequences and cached prefixes
   std::size_t kv_bytes_cached = 0;  // held by cached prefixes no running sequence uses (evictable)
   std::size_t kv_bytes_budget = 0;
+  // Since the engine started, on the model thread: steps run, seconds inside
+  // steps, and of those inside the model's forward passes (the rest is the
+  // scheduler: admission, batching, sampling, callbacks).
+  int64_t steps = 0;
+  double step_seconds = 0;
+  double forward_seconds = 0;
 };
 
 class Engine {

@@ -102,12 +102,13 @@ void Scheduler::shut_down() {
 }
 
 void Scheduler::step() {
+  const double t_begin = now_seconds();
   drop_cancelled();
   cancel_waiting();
   admit();
   build_batch();
   if (batch_.rows() > 0) run_batch();
-  complete_finished();
+  complete_finished(now_seconds() - t_begin);
 }
 
 // A cancelled request's running samples finish as `cancelled` (one still
@@ -203,7 +204,7 @@ void Scheduler::fail(ActiveRequest& r, std::exception_ptr error) {
 
 // Finished and failed requests leave; their callers are woken only after the
 // status is published, so a caller sees its request gone from status().
-void Scheduler::complete_finished() {
+void Scheduler::complete_finished(double step_seconds) {
   struct Done {
     std::shared_ptr<Submission> submission;
     GenerationResult result;
@@ -225,7 +226,7 @@ void Scheduler::complete_finished() {
     }
   }
   active_.resize(kept);
-  publish_status();
+  publish_status(step_seconds);
   for (Done& d : done) {
     if (d.error) {
       d.submission->done.set_exception(d.error);
@@ -235,9 +236,12 @@ void Scheduler::complete_finished() {
   }
 }
 
-void Scheduler::publish_status() {
+void Scheduler::publish_status(double step_seconds) {
   const size_t cached = prefix_.evictable_blocks() * e_.cache.block_bytes();
   std::lock_guard lock(mutex_);
+  ++status_.steps;
+  status_.step_seconds += step_seconds;
+  status_.forward_seconds = e_.transformer.timings().total;
   status_.running_requests = int(active_.size());
   status_.kv_bytes_used = e_.cache.bytes_in_use();
   status_.kv_bytes_cached = cached;

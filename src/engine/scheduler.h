@@ -5,8 +5,12 @@
 // Each step, on the model thread:
 //   1. requests whose cancel flag is set finish as `cancelled`, their KV freed;
 //   2. waiting requests are admitted in FIFO order while the head's worst-case
-//      KV fits (admission.cpp); the head is never overtaken, so a big request
-//      waits only for running ones to finish, never for later arrivals;
+//      KV fits beside the running ones after evicting cached prefixes
+//      (scheduler_step.cpp); a head that does not fit is not overtaken, so a
+//      big request waits only for running ones to finish, never for later
+//      arrivals. A request whose prompt shares more with a prompt being
+//      prefilled than with the cache waits for that prefill (passed over, not
+//      blocking the queue) and then finds it cached;
 //   3. one batch: a decode row per running sample plus prefill chunks of
 //      admitted prompts, up to EngineOptions::step_tokens rows;
 //   4. one Transformer::forward for the whole batch;
@@ -88,6 +92,7 @@ class Scheduler {
   void drop_cancelled();
   void admit();
   std::optional<Admission> plan_admission(const Submission& s) const;
+  bool waits_for_prefill_in_flight(const Submission& s) const;
   void start(std::shared_ptr<Submission> submission, const Admission& admission);
   std::size_t promised_blocks(const ActiveRequest& r) const;
   void build_batch();
@@ -97,8 +102,8 @@ class Scheduler {
   void finish_sample(ActiveRequest& r, int sample, FinishReason reason);
   void fail(ActiveRequest& r, std::exception_ptr error);
   void release_kv(ActiveRequest& r);
-  void complete_finished();
-  void publish_status();
+  void complete_finished(double step_seconds);
+  void publish_status(double step_seconds);
   void cancel_waiting();
   void shut_down();
 

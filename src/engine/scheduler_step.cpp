@@ -56,12 +56,38 @@ std::optional<Scheduler::Admission> Scheduler::plan_admission(const Submission& 
   return std::nullopt;
 }
 
+// True when a prompt being prefilled now shares at least one more whole
+// block with `s`'s prompt than the prefix cache does: `s` then waits for that
+// prefill to land in the cache instead of prefilling the same tokens again
+// (requests arriving together with one system prompt share it from the first).
+bool Scheduler::waits_for_prefill_in_flight(const Submission& s) const {
+  const int block = e_.cache.layout().block_tokens;
+  const int limit = int(s.prompt.size()) - 1;
+  const int matched = prefix_.match(s.prompt, limit).tokens;
+  for (const auto& r : active_) {
+    if (r->error || r->phase != RequestPhase::prefill) continue;
+    const std::vector<int32_t>& other = r->submission->prompt;
+    const auto [mine, theirs] = std::mismatch(s.prompt.begin(), s.prompt.end(), other.begin(), other.end());
+    const int common = std::min(int(mine - s.prompt.begin()), limit) / block * block;
+    if (common > matched) return true;
+  }
+  return false;
+}
+
+// In FIFO order. A request waiting for a prefill in flight (above) is passed
+// over, keeping its place: it waits at most for that prefill. Otherwise the
+// first request that does not fit stops admission, so a big request is never
+// overtaken by later, smaller ones.
 void Scheduler::admit() {
-  while (!waiting_.empty()) {
-    const std::optional<Admission> admission = plan_admission(*waiting_.front());
-    if (!admission) break;  // FIFO: nobody overtakes the head
-    std::shared_ptr<Submission> s = std::move(waiting_.front());
-    waiting_.pop_front();
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (use_prefix_cache_ && waits_for_prefill_in_flight(**it)) {
+      ++it;
+      continue;
+    }
+    const std::optional<Admission> admission = plan_admission(**it);
+    if (!admission) break;
+    std::shared_ptr<Submission> s = std::move(*it);
+    it = waiting_.erase(it);
     {
       std::lock_guard lock(mutex_);
       status_.queued_requests = --queued_;
