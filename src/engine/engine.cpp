@@ -60,12 +60,8 @@ Engine::Impl::Impl(const EngineOptions& opts)
 
 Engine::Impl::~Impl() { scheduler.reset(); }
 
-// Half of what the machine has free once the model is in memory: the rest
-// stays for the OS, the activations and whatever else runs beside the engine.
 std::size_t resolve_kv_budget(std::size_t requested) {
-  if (requested > 0) return requested;
-  constexpr std::size_t kFloor = std::size_t(64) << 20;
-  return std::max(kFloor, available_memory_bytes() / 2);
+  return requested > 0 ? requested : default_kv_budget_bytes();
 }
 
 Engine::Engine(const EngineOptions& options) : impl_(std::make_unique<Impl>(options)) {}

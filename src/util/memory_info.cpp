@@ -20,4 +20,10 @@ std::size_t available_memory_bytes() {
   return line == nullptr ? 0 : std::size_t(std::strtoull(line + 13, nullptr, 10)) * 1024;
 }
 
+std::size_t default_kv_budget_bytes() {
+  constexpr std::size_t kFloor = std::size_t(64) << 20;
+  const std::size_t half = available_memory_bytes() / 2;
+  return half > kFloor ? half : kFloor;
+}
+
 }  // namespace bifurcate
