@@ -3,15 +3,16 @@
 # Flavours and their build trees:
 #   release   build/           -O3 -march=native
 #   sanitize  build-sanitize/  ASan + UBSan
-#   tsan      build-tsan/      ThreadSanitizer (test.sh runs the scheduler tests in it)
+#   tsan      build-tsan/      ThreadSanitizer; builds only the scheduler tests (test.sh runs them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour="${1:-release}"
+targets=()  # all
 case "$flavour" in
   release)  dir=build;          opts=(-DCMAKE_BUILD_TYPE=Release) ;;
   sanitize) dir=build-sanitize; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_SANITIZE=ON) ;;
-  tsan)     dir=build-tsan;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_TSAN=ON) ;;
+  tsan)     dir=build-tsan;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_TSAN=ON); targets=(--target engine_scheduler_test) ;;
   *) echo "build.sh: unknown flavour '$flavour' (use release, sanitize or tsan)" >&2; exit 2 ;;
 esac
 cmake -S . -B "$dir" -G Ninja "${opts[@]}" >/dev/null
-cmake --build "$dir" -j "$(nproc)"
+cmake --build "$dir" -j "$(nproc)" "${targets[@]}"

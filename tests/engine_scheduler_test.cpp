@@ -35,7 +35,7 @@ std::vector<GenerationResult> alone(const std::vector<GenerationRequest>& reques
 }
 
 TEST_F(SchedulerExactness, ConcurrentEqualsAloneColdAndWarmAnyStepBudget) {
-  const std::vector<GenerationRequest> requests = mixed_requests(24, 7, 32000);
+  const std::vector<GenerationRequest> requests = mixed_requests(24 / kScale, 7, 32000);
   const std::vector<GenerationResult> reference = alone(requests, AttentionMode::bifurcated);
   struct Setup {
     const char* name;
@@ -76,10 +76,10 @@ TEST_F(SchedulerExactness, ConcurrentEqualsAloneColdAndWarmAnyStepBudget) {
 
 // 1, 2, 5, 17 and 64 requests at once, against each alone.
 TEST_F(SchedulerExactness, AnyNumberOfConcurrentRequests) {
-  const std::vector<GenerationRequest> all = mixed_requests(64, 21, 32000);
+  const std::vector<GenerationRequest> all = mixed_requests(64 / kScale, 21, 32000);
   const std::vector<GenerationResult> reference = alone(all, AttentionMode::bifurcated);
   Engine engine(tiny_options(AttentionMode::bifurcated, true, 64, 32));
-  for (size_t count : {1u, 2u, 5u, 17u, 64u}) {
+  for (size_t count : {size_t(1), size_t(2), size_t(5), size_t(17), all.size()}) {
     const std::vector<GenerationRequest> some(all.begin(), all.begin() + long(count));
     const std::vector<GenerationResult> got = run_concurrently(engine, some);
     for (size_t i = 0; i < count; ++i)
