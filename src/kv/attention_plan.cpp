@@ -84,6 +84,45 @@ void StepAttentionPlan::limit_leaf_keys(const KvCache& cache, SegmentId leaf, in
   seg.key_ends[std::size_t(at - seg.sequences.begin())] = key_end;
 }
 
+void StepAttentionPlan::fold_single_reader_chains(const KvCache& cache) {
+  require(layer_ == 0, "attention plan: fold before moving to another layer");
+  const size_t n = plan_.segments.size();
+  planned_parent_.assign(n, -1);
+  folded_.assign(n, false);
+  for (size_t j = 0; j < n; ++j) {
+    for (SegmentId p = cache.parent(segment_ids_[j]); p != kNoSegment; p = cache.parent(p)) {
+      const int index = planned_index_[cache.table_index(p)];
+      if (index >= 0) {
+        planned_parent_[j] = index;
+        break;
+      }
+    }
+  }
+  // Children follow their parents, so one pass folds whole chains downwards.
+  for (size_t j = 0; j < n; ++j) {
+    const int p = planned_parent_[j];
+    if (p < 0) continue;
+    kernels::PlannedSegment& parent = plan_.segments[size_t(p)];
+    kernels::PlannedSegment& child = plan_.segments[j];
+    if (parent.sequences != child.sequences || !parent.key_ends.empty()) continue;
+    const int parent_tokens = parent.tokens();
+    for (int& end : child.key_ends) end += parent_tokens;
+    child.chunks.insert(child.chunks.begin(), parent.chunks.begin(), parent.chunks.end());
+    folded_[size_t(p)] = true;
+  }
+  size_t kept = 0;
+  for (size_t j = 0; j < n; ++j) {
+    if (folded_[j]) continue;
+    if (kept != j) {
+      std::swap(plan_.segments[kept], plan_.segments[j]);
+      segment_ids_[kept] = segment_ids_[j];
+    }
+    ++kept;
+  }
+  plan_.segments.resize(kept);
+  segment_ids_.resize(kept);
+}
+
 const kernels::AttentionPlan& StepAttentionPlan::for_layer(int layer) {
   require(layer >= 0 && layer < n_layers_, "attention plan: layer ", layer, " out of range for ", n_layers_,
           " layers");
