@@ -217,7 +217,7 @@ void Scheduler::complete_finished(double step_seconds) {
     if (r.error) {
       done.push_back({r.submission, {}, r.error});
     } else if (r.finished()) {
-      r.stats.decode_seconds = now_seconds() - r.t_prefilled;
+      if (r.t_prefilled > 0) r.stats.decode_seconds = now_seconds() - r.t_prefilled;  // 0: cancelled in prefill
       release_kv(r);
       done.push_back({r.submission, collect_result(r), nullptr});
     } else {
