@@ -49,7 +49,8 @@ GenerationResult Engine::generate(const GenerationRequest& request, const Genera
   require(need <= budget, "n=", s->n_samples, " samples of up to ", s->max_new_tokens, " tokens after a ",
           s->prompt.size(), "-token prompt in ", bifurcated ? "bifurcated" : "replicated", " mode need ", need,
           " bytes (", gib(need), " GiB) of KV cache; the budget is ", budget, " bytes (", gib(budget), " GiB)");
-  return impl_->scheduler->submit(std::move(s)).get();
+  impl_->scheduler->submit(s);
+  return s->done.get();
 }
 
 }  // namespace bifurcate

@@ -5,11 +5,11 @@
 
 #include <cstddef>
 #include <exception>
-#include <future>
 #include <memory>
 #include <vector>
 
 #include "bifurcate/engine.h"
+#include "engine/completion.h"
 #include "engine/sequence.h"
 #include "kv/prefix_cache.h"
 #include "sampling/sampling_params.h"
@@ -26,7 +26,7 @@ struct Submission {
   int n_samples = 0;       // max(n, best_of)
   int max_new_tokens = 0;  // max_tokens, capped by the context
   double t_submit = 0;
-  std::promise<GenerationResult> done;
+  Completion<GenerationResult> done;
 };
 
 enum class RequestPhase { prefill, decode };

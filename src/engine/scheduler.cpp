@@ -26,8 +26,7 @@ Scheduler::~Scheduler() {
   thread_.join();
 }
 
-std::future<GenerationResult> Scheduler::submit(std::shared_ptr<Submission> submission) {
-  std::future<GenerationResult> result = submission->done.get_future();
+void Scheduler::submit(std::shared_ptr<Submission> submission) {
   {
     std::lock_guard lock(mutex_);
     require(!stopping_, "the engine is shutting down");
@@ -38,21 +37,19 @@ std::future<GenerationResult> Scheduler::submit(std::shared_ptr<Submission> subm
     incoming_.push_back(std::move(submission));
   }
   wake_.notify_one();
-  return result;
 }
 
 void Scheduler::run_on_model_thread(const std::function<void()>& run) {
   require(std::this_thread::get_id() != thread_.get_id(), "an engine call from inside a callback (the model thread)");
   auto task = std::make_shared<Task>();
   task->run = run;
-  std::future<void> done = task->done.get_future();
   {
     std::lock_guard lock(mutex_);
     require(!stopping_, "the engine is shutting down");
     tasks_.push_back(task);
   }
   wake_.notify_one();
-  done.get();
+  task->done.get();
 }
 
 EngineStatus Scheduler::status() const {
@@ -77,7 +74,7 @@ void Scheduler::loop() {
     for (auto& task : tasks) {
       try {
         task->run();
-        task->done.set_value();
+        task->done.set_value(true);
       } catch (...) {
         task->done.set_exception(std::current_exception());
       }

@@ -29,7 +29,6 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -53,7 +52,8 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Queues a validated request; Overloaded when max_queued_requests wait already.
-  std::future<GenerationResult> submit(std::shared_ptr<Submission> submission);
+  // The caller then waits in submission->done.get().
+  void submit(std::shared_ptr<Submission> submission);
   // Runs `task` on the model thread between two steps and waits for it
   // (rethrowing what it throws). Never call it from the model thread.
   void run_on_model_thread(const std::function<void()>& task);
@@ -74,7 +74,7 @@ class Scheduler {
  private:
   struct Task {
     std::function<void()> run;
-    std::promise<void> done;
+    Completion<bool> done;
   };
   // One batch entry: a decode row of sample `sample`, or (sample < 0) a prefill chunk of `rows` tokens.
   struct Entry {
