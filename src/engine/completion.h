@@ -34,7 +34,9 @@ class Completion {
   T get() {
     std::unique_lock lock(mutex_);
     ready_cv_.wait(lock, [this] { return ready_; });
-    if (error_) std::rethrow_exception(error_);
+    // The error moves out, so the caller's thread drops the exception's last
+    // reference (its refcount lives in uninstrumented libstdc++ code).
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
     return std::move(*value_);
   }
 

@@ -226,7 +226,7 @@ void Scheduler::complete_finished(double step_seconds) {
   publish_status(step_seconds);
   for (Done& d : done) {
     if (d.error) {
-      d.submission->done.set_exception(d.error);
+      d.submission->done.set_exception(std::move(d.error));  // the waiting caller holds the only reference
     } else {
       d.submission->done.set_value(std::move(d.result));
     }
