@@ -12,6 +12,7 @@ FLAVOURS=(
   "release  build"
   "sanitize build-sanitize"
   "avx2     build-avx2"
+  "tsan     build-tsan      -R Scheduler"
 )
 for line in "${FLAVOURS[@]}"; do
   read -r flavour dir extra <<<"$line"

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bifurcate/engine.h"
 #include "kernels/attention_types.h"
 #include "kv/kv_cache.h"
 #include "model/model.h"
@@ -30,7 +31,7 @@
 
 namespace bifurcate::cli {
 
-enum class AttentionMode { bifurcated, replicated };
+// The engine's own AttentionMode (bifurcate/engine.h), not a copy of it.
 std::string_view mode_name(AttentionMode mode);
 
 struct SweepConfig {

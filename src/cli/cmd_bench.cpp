@@ -25,6 +25,7 @@
 #include "model/model.h"
 #include "util/error.h"
 #include "util/printable.h"
+#include "util/memory_info.h"
 #include "util/timer.h"
 
 namespace bifurcate::cli {
@@ -39,7 +40,7 @@ struct BenchArgs {
   std::string attention = "bifurcated,replicated";
   int64_t threads = 0;
   std::string kv_type = "f16";
-  double kv_budget_gib = 8.0;
+  double kv_budget_gib = 0;
   int64_t seed = 1;
   std::string gpu_layers;
   std::string csv;
@@ -64,7 +65,7 @@ struct BenchArgs {
     v(attention, "attention", 'a', "attention modes, comma-separated: bifurcated, replicated");
     v(threads, "threads", 't', "worker threads (0 = all hardware threads)", kThreadsRange);
     v(kv_type, "kv-type", '\0', "KV cache element type: f16 or f32");
-    v(kv_budget_gib, "kv-budget-gib", '\0', "KV cache budget in GiB; rows that need more are skipped",
+    v(kv_budget_gib, "kv-budget-gib", '\0', "KV cache budget in GiB; rows that need more are skipped (0 = half of MemAvailable, as the engine)",
       RealRange{0, 1e6, true});
     v(seed, "seed", 's', "seed of the random prompt and decode tokens (-1 = random, printed)", kSeedRange);
     v(gpu_layers, "n-gpu-layers|gpu-layers", "ngl",
@@ -131,7 +132,7 @@ SweepConfig make_sweep_config(const BenchArgs& a) {
   c.ntg = int(a.ntg);  // range-checked by the parser
   c.repeat = int(a.repeat);
   c.kv_type = parse_kv_type_flag(a.kv_type) == KvPrecision::f32 ? kernels::KvType::f32 : kernels::KvType::f16;
-  c.kv_budget_bytes = parse_kv_budget_flag(a.kv_budget_gib);
+  c.kv_budget_bytes = a.kv_budget_gib == 0 ? default_kv_budget_bytes() : parse_kv_budget_flag(a.kv_budget_gib);
   c.seed = resolve_seed_flag(a.seed);
   return c;
 }

@@ -30,6 +30,24 @@ class StepAttentionPlan {
  public:
   // Rebuilds the plan (at layer 0) for the current state of `cache`.
   void build(const KvCache& cache, std::span<const SegmentId> leaves, const kernels::AttentionShape& shape);
+  // Same, where sequence i sees only the first leaf_key_ends[i] tokens of its
+  // own leaf (all of its ancestors): the rows of a prefill chunk appended to
+  // that leaf, causal within it. Several sequences may share a leaf.
+  void build(const KvCache& cache, std::span<const SegmentId> leaves, std::span<const int> leaf_key_ends,
+             const kernels::AttentionShape& shape);
+  // The plan-side cost rule for when a tree node is read on its own: after
+  // build(), folds every segment whose readers are exactly those of its one
+  // planned child into that child (its chunks first; the child's key limits
+  // shift by its tokens). Reading a node separately costs one partial state
+  // per reading row ((head_size + 1) floats written, then merged); reading it
+  // folded into its children costs its K/V bytes once more per extra child.
+  // With one reading child the bytes are equal and folding saves the partial
+  // states and a task per KV head; with r >= 2 children folding re-reads
+  // 2·t·head_size·e bytes (r - 1) times to save r partial states, which
+  // costs more for any node of t >= 2 tokens — so a node with several
+  // children is always read once, stacked. segment_ids()[j] then names the
+  // deepest segment of folded entry j. Call at layer 0, before for_layer().
+  void fold_single_reader_chains(const KvCache& cache);
   // The plan with its chunks pointing at `layer`.
   const kernels::AttentionPlan& for_layer(int layer);
   // segment_ids()[j] is the cache segment behind plan().segments[j].
@@ -41,7 +59,11 @@ class StepAttentionPlan {
   kernels::AttentionPlan plan_{};
   std::vector<SegmentId> segment_ids_;
   std::vector<int> planned_index_;  // by KvCache::table_index: index into plan_.segments, or -1
+  void limit_leaf_keys(const KvCache& cache, SegmentId leaf, int sequence, int key_end);
+
   std::vector<SegmentId> path_;     // scratch: one leaf's path, root first
+  std::vector<int> planned_parent_; // scratch: per planned segment, its nearest planned ancestor or -1
+  std::vector<bool> folded_;        // scratch: per planned segment, folded into its child
   int layer_ = 0;
   int n_layers_ = 0;
   std::ptrdiff_t layer_stride_ = 0;
