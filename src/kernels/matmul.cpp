@@ -81,7 +81,6 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
   bool any_direct = false, any_quant = false;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const WeightMatrix& w = targets[i].w;
-    // The integer path first: Q8_0 has both, and with VNNI the integer one.
     const Path path = detail::has_quant_path(w.type, avx512) ? Path::quant
                       : detail::has_direct_path(w.type)      ? Path::direct
                                                              : Path::packed;

@@ -8,7 +8,7 @@
 //    batch group, so DRAM reads each weight once. At batch 1-4 this is the
 //    bandwidth-bound GEMV, from ~8 on FMA-bound; Q8_0 block scales are
 //    converted in the tile, once per block and row.
-//  - quant (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; Q8_0 with VNNI): x is
+//  - quant (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K): x is
 //    quantized to int8 per 256-element superblock once per call, weights are
 //    unpacked to 8-bit levels per superblock and multiplied by integer dot
 //    products, block scales applied once per 16 elements (matmul_quant.h).

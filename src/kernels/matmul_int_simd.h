@@ -1,9 +1,9 @@
 // The integer dot products of the quantized matmul path (matmul_quant.cpp),
 // one struct per instruction set, so the tile is written once:
 //   dot(w, x): unsigned 8-bit w times signed 8-bit x, each 32-bit lane the
-//              sum of 4 adjacent products (exact: |sum| <= 4 * 255 * 127).
+//              sum of 4 adjacent products (exact: |sum| <= 4 * 63 * 127).
 //   Avx2:    vpmaddubsw + vpmaddwd (pairs saturate at int16: levels <= 63
-//            keep 2 * 63 * 127 in range; Q8_0's 255 would not).
+//            keep 2 * 63 * 127 in range).
 //   Avx512:  vpdpbusd (AVX512-VNNI) where built with it, else the same
 //            maddubs + maddwd pair in 512 bits.
 // expand(scale, c): the per-16-element scales of chunk c as a per-lane vector
@@ -19,7 +19,6 @@ namespace bifurcate::kernels::simd {
 struct IntAvx2 : Avx2 {
   using IV = __m256i;
   static constexpr int kBytes = 32;  // levels per chunk (2 groups)
-  static constexpr bool kExactForLevel255 = false;
   static constexpr int kMaxBatchTile = 2;  // 16 registers: 2 x 2 x (sum + part) accumulators
   static IV load_bytes(const void* p) { return _mm256_load_si256(static_cast<const __m256i*>(p)); }
   static IV dot(IV w, IV x) { return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)); }
@@ -39,11 +38,6 @@ struct IntAvx2 : Avx2 {
 struct IntAvx512 : Avx512 {
   using IV = __m512i;
   static constexpr int kBytes = 64;  // levels per chunk (4 groups)
-#ifdef __AVX512VNNI__
-  static constexpr bool kExactForLevel255 = true;
-#else
-  static constexpr bool kExactForLevel255 = false;
-#endif
   static constexpr int kMaxBatchTile = 4;  // 32 registers: 4 x 2 x (sum + part) accumulators
   static IV load_bytes(const void* p) { return _mm512_load_si512(p); }
   static IV dot(IV w, IV x) {

@@ -186,16 +186,7 @@ QuantizedX quantize_activations(const float* x, int64_t batch, int64_t cols, Qua
   return {buffers.q.data(), buffers.scale.data(), buffers.group_sums.data(), n_sb};
 }
 
-bool has_quant_path(GgmlType type, bool avx512) {
-  if (type == GgmlType::Q8_0) {
-#ifdef __AVX512F__
-    return avx512 && simd::IntAvx512::kExactForLevel255;
-#else
-    return false;
-#endif
-  }
-  return quant_unpacker(type) != nullptr;
-}
+bool has_quant_path(GgmlType type, bool /*avx512*/) { return quant_unpacker(type) != nullptr; }
 
 void multiply_rows_quant(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
                          int64_t r_end, bool avx512, AlignedBuffer<UnpackedSuperblock>& panel) {
@@ -203,7 +194,6 @@ void multiply_rows_quant(const WeightMatrix& w, const QuantizedX& x, int64_t bat
   if (avx512) return multiply_rows_quant_isa<simd::IntAvx512>(w, x, batch, y, r_begin, r_end, panel);
 #endif
   (void)avx512;
-  require(w.type != GgmlType::Q8_0, "matmul: Q8_0 takes the integer path only with AVX512-VNNI");
   multiply_rows_quant_isa<simd::IntAvx2>(w, x, batch, y, r_begin, r_end, panel);
 }
 

@@ -1,5 +1,7 @@
 // Integer-dot-product path of kernels::matmul for the block-quantized weight
-// types (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; Q8_0 where VNNI exists).
+// types Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K. (Q8_0 keeps the f32 direct
+// path: measured faster at batch 1-8, docs/perf-notes.md Q2, and one path per
+// type keeps a row's result independent of the batch it is in.)
 //
 // The activations are quantized once per call, per 256-element superblock of
 // each batch row (as ggml's q8_K): scale dx = amax / 127, q = round-to-
@@ -42,7 +44,7 @@ QuantizedX quantize_activations(const float* x, int64_t batch, int64_t cols, Qua
 // (a short last superblock of a 32-block type) have level 0, scale 0 and
 // offset 0.
 struct alignas(64) UnpackedSuperblock {
-  uint8_t levels[kSuperblock];  // 0..63 (0..255 for Q8_0, VNNI only)
+  uint8_t levels[kSuperblock];  // 0..63
   float scale[kGroups];
   float offset[kGroups];
 };
@@ -52,9 +54,7 @@ struct alignas(64) UnpackedSuperblock {
 using UnpackFn = void (*)(const uint8_t* row, int64_t sb, int n_valid, UnpackedSuperblock& out);
 UnpackFn quant_unpacker(gguf::GgmlType type);
 
-// True when `type` takes this path with the chosen kernels (avx512 = the
-// AVX-512 ones). Q8_0's levels reach 255, which vpmaddubsw would saturate,
-// so it takes the path only with VNNI; elsewhere it keeps the f32 direct path.
+// True when `type` takes this path (with either instruction set).
 bool has_quant_path(gguf::GgmlType type, bool avx512);
 
 // y[b, r] for all batch rows and r in [r_begin, r_end); y row-major with

@@ -91,16 +91,6 @@ void unpack_q5_1(const uint8_t* row, int64_t sb, int n_valid, UnpackedSuperblock
   });
 }
 
-// Signed levels -127..127 become 1..255 (xor 0x80 = +128); offset -128 d.
-void unpack_q8_0(const uint8_t* row, int64_t sb, int n_valid, UnpackedSuperblock& out) {
-  unpack_blocks<tensor::BlockQ8_0>(row, sb, n_valid, out, [](const tensor::BlockQ8_0& b, float& s, float& o) {
-    s = f16_to_f32(b.d);
-    o = -128.0f * s;
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
-    return _mm256_xor_si256(q, _mm256_set1_epi8(char(0x80)));
-  });
-}
-
 // 16 bytes (one per 16-element group) times f -> out[0..16).
 void store_group_floats(__m128i bytes, bool is_signed, float f, float* out) {
   const __m256 lo = _mm256_cvtepi32_ps(is_signed ? _mm256_cvtepi8_epi32(bytes) : _mm256_cvtepu8_epi32(bytes));
@@ -190,7 +180,6 @@ UnpackFn quant_unpacker(GgmlType type) {
     case GgmlType::Q4_1: return unpack_q4_1;
     case GgmlType::Q5_0: return unpack_q5_0;
     case GgmlType::Q5_1: return unpack_q5_1;
-    case GgmlType::Q8_0: return unpack_q8_0;
     case GgmlType::Q4_K: return unpack_q4_k;
     case GgmlType::Q5_K: return unpack_q5_k;
     case GgmlType::Q6_K: return unpack_q6_k;
