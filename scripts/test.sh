@@ -9,6 +9,7 @@ scripts/install-deps.sh
 FLAVOURS=(
   "release  build"
   "sanitize build-sanitize"
+  "avx2     build-avx2"
 )
 for line in "${FLAVOURS[@]}"; do
   read -r flavour dir extra <<<"$line"
