@@ -8,6 +8,10 @@
 //            maddubs + maddwd pair in 512 bits.
 // expand(scale, c): the per-16-element scales of chunk c as a per-lane vector
 // (4 lanes of 4 elements per group).
+// dot_scaled(w, x, s, acc): the K-quants' integer-scale form, acc + each
+// vpmaddubsw pair sum times its group's int16 scale (vpdpwssd with VNNI):
+// exact, |pair| <= 2 * 63 * 127 and |scale| <= 128 keep a superblock's sum
+// far inside int32.
 #pragma once
 
 #include <immintrin.h>
@@ -32,6 +36,20 @@ struct IntAvx2 : Avx2 {
     acc = fmadd(load(a), load(b), acc);
     return fmadd(load(a + 8), load(b + 8), acc);
   }
+  // Integer group scales: acc + (w . x per int16 pair) * scale of its group.
+  // vpmaddubsw pairs: 8 per 16-element group.
+  static IV zero_i() { return _mm256_setzero_si256(); }
+  static IV dot_scaled(IV w, IV x, IV scale16, IV acc) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), scale16));
+  }
+  // The int16 scales of chunk c's 2 groups, each over its 8 pair lanes.
+  static IV expand_i16(const int16_t* scale, int c) {
+    int32_t two;
+    __builtin_memcpy(&two, scale + 2 * c, 4);
+    return _mm256_shuffle_epi8(_mm256_set1_epi32(two),
+                               _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3,
+                                                2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+  }
 };
 
 #ifdef __AVX512F__
@@ -54,6 +72,21 @@ struct IntAvx512 : Avx512 {
                                         four);
   }
   static V fmadd_groups(const float* a, const float* b, V acc) { return fmadd(load(a), load(b), acc); }
+  static IV zero_i() { return _mm512_setzero_si512(); }
+  static IV dot_scaled(IV w, IV x, IV scale16, IV acc) {
+#ifdef __AVX512VNNI__
+    return _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(w, x), scale16);
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), scale16));
+#endif
+  }
+  // The int16 scales of chunk c's 4 groups, each over its 8 pair lanes.
+  static IV expand_i16(const int16_t* scale, int c) {
+    const __m512i four = _mm512_zextsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scale + 4 * c)));
+    const __m512i index = _mm512_setr_epi64(0, 0, 0x0001000100010001, 0x0001000100010001, 0x0002000200020002,
+                                            0x0002000200020002, 0x0003000300030003, 0x0003000300030003);
+    return _mm512_maskz_permutexvar_epi16(__mmask32(0xFFFFFFFF), index, four);
+  }
 };
 #endif
 

@@ -112,20 +112,75 @@ void quant_tile(const UnpackedSuperblock* row_a, const UnpackedSuperblock* row_b
   }
 }
 
-template <class S>
+// The same tile for the K-quants (has_int_scales): per chunk one vpmaddubsw
+// and one vpdpwssd per pair, the int16 group scales applied inside the
+// integer sum; per superblock one conversion, scaled by d * dx.
+template <class S, int MB>
+void quant_tile_int_scales(const UnpackedSuperblock* row_a, const UnpackedSuperblock* row_b, const QuantizedX& x,
+                           int64_t b0, int64_t sb0, int64_t n_sb, int64_t /*cols*/, float* y, int64_t ldy,
+                           int valid_rows, bool accumulate) {
+  using V = typename S::V;
+  using IV = typename S::IV;
+  const UnpackedSuperblock* rows[2] = {row_a, row_b};
+  V acc[MB][2];
+  for (int b = 0; b < MB; ++b) acc[b][0] = acc[b][1] = S::zero();
+  const int64_t x_stride = x.n_sb * kSuperblock;
+  for (int64_t s = 0; s < n_sb; ++s) {
+    const int64_t sb = sb0 + s;
+    IV part[MB][2];
+    for (int b = 0; b < MB; ++b) part[b][0] = part[b][1] = S::zero_i();
+    for (int c = 0; c < kSuperblock / S::kBytes; ++c) {
+      IV xv[MB];
+      for (int b = 0; b < MB; ++b)
+        xv[b] = S::load_bytes(x.q + (b0 + b) * x_stride + sb * kSuperblock + c * S::kBytes);
+      for (int r = 0; r < 2; ++r) {
+        const IV wv = S::load_bytes(rows[r][s].levels + c * S::kBytes);
+        const IV scale = S::expand_i16(rows[r][s].int_scale, c);
+        for (int b = 0; b < MB; ++b) part[b][r] = S::dot_scaled(wv, xv[b], scale, part[b][r]);
+      }
+    }
+    for (int b = 0; b < MB; ++b) {
+      const int64_t xs = (b0 + b) * x.n_sb + sb;
+      const float* sums = x.group_sums + xs * kGroups;
+      for (int r = 0; r < 2; ++r) {
+        acc[b][r] = S::fmadd(S::to_float(part[b][r]), S::set1(rows[r][s].d * x.scale[xs]), acc[b][r]);
+        acc[b][r] = S::fmadd_groups(rows[r][s].offset, sums, acc[b][r]);
+      }
+    }
+  }
+  for (int b = 0; b < MB; ++b) {
+    for (int r = 0; r < valid_rows; ++r) {
+      float& out = y[(b0 + b) * ldy + r];
+      const float v = S::hsum(acc[b][r]);
+      out = accumulate ? out + v : v;
+    }
+  }
+}
+
+template <class S, bool kIntScales, int MB>
+void run_tile(const UnpackedSuperblock* a, const UnpackedSuperblock* b, const QuantizedX& x, int64_t b0,
+              int64_t sb0, int64_t n_sb, int64_t cols, float* y, int64_t ldy, int valid_rows, bool accumulate) {
+  if constexpr (kIntScales)
+    quant_tile_int_scales<S, MB>(a, b, x, b0, sb0, n_sb, cols, y, ldy, valid_rows, accumulate);
+  else
+    quant_tile<S, MB>(a, b, x, b0, sb0, n_sb, cols, y, ldy, valid_rows, accumulate);
+}
+
+template <class S, bool kIntScales>
 void tiles_for_batch(const UnpackedSuperblock* a, const UnpackedSuperblock* b, const QuantizedX& x, int64_t batch,
                      int64_t sb0, int64_t n_sb, int64_t cols, float* y, int64_t ldy, int valid_rows,
                      bool accumulate) {
   constexpr int kMB = S::kMaxBatchTile;
   int64_t b0 = 0;
-  for (; b0 + kMB <= batch; b0 += kMB) quant_tile<S, kMB>(a, b, x, b0, sb0, n_sb, cols, y, ldy, valid_rows, accumulate);
+  for (; b0 + kMB <= batch; b0 += kMB)
+    run_tile<S, kIntScales, kMB>(a, b, x, b0, sb0, n_sb, cols, y, ldy, valid_rows, accumulate);
   switch (batch - b0) {
-    case 1: quant_tile<S, 1>(a, b, x, b0, sb0, n_sb, cols, y, ldy, valid_rows, accumulate); break;
+    case 1: run_tile<S, kIntScales, 1>(a, b, x, b0, sb0, n_sb, cols, y, ldy, valid_rows, accumulate); break;
     case 2:
-      if constexpr (kMB > 2) quant_tile<S, 2>(a, b, x, b0, sb0, n_sb, cols, y, ldy, valid_rows, accumulate);
+      if constexpr (kMB > 2) run_tile<S, kIntScales, 2>(a, b, x, b0, sb0, n_sb, cols, y, ldy, valid_rows, accumulate);
       break;
     case 3:
-      if constexpr (kMB > 3) quant_tile<S, 3>(a, b, x, b0, sb0, n_sb, cols, y, ldy, valid_rows, accumulate);
+      if constexpr (kMB > 3) run_tile<S, kIntScales, 3>(a, b, x, b0, sb0, n_sb, cols, y, ldy, valid_rows, accumulate);
       break;
     default: break;
   }
@@ -135,6 +190,7 @@ template <class S>
 void multiply_rows_quant_isa(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
                              int64_t r_end, AlignedBuffer<UnpackedSuperblock>& panel) {
   const UnpackFn unpack = quant_unpacker(w.type);
+  const bool int_scales = has_int_scales(w.type);
   const auto& traits = gguf::ggml_type_traits(w.type);
   const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
   const int64_t sb_bytes = kSuperblock / traits.block_size * traits.type_size;
@@ -162,7 +218,10 @@ void multiply_rows_quant_isa(const WeightMatrix& w, const QuantizedX& x, int64_t
         const int valid_rows = int(std::min<int64_t>(2, n_rows - r));
         const UnpackedSuperblock* a = &panel[size_t(r * panel_sb)];
         const UnpackedSuperblock* b = valid_rows == 2 ? a + panel_sb : a;
-        tiles_for_batch<S>(a, b, x, batch, sb0, n_sb, w.cols, y + r0 + r, w.rows, valid_rows, sb0 > 0);
+        if (int_scales)
+          tiles_for_batch<S, true>(a, b, x, batch, sb0, n_sb, w.cols, y + r0 + r, w.rows, valid_rows, sb0 > 0);
+        else
+          tiles_for_batch<S, false>(a, b, x, batch, sb0, n_sb, w.cols, y + r0 + r, w.rows, valid_rows, sb0 > 0);
       }
     }
   }

@@ -42,12 +42,21 @@ QuantizedX quantize_activations(const float* x, int64_t batch, int64_t cols, Qua
 
 // One weight row's superblock in the common form. Groups past the row's end
 // (a short last superblock of a 32-block type) have level 0, scale 0 and
-// offset 0.
+// offset 0. The K-quants' group scales are integers times one float per
+// superblock (scale_g = d * int_scale_g): they fill int_scale and d instead
+// of scale, so their tile applies the group scales inside the integer dot
+// product (vpmaddubsw then vpdpwssd with the int16 scales) and converts to
+// float once per superblock.
 struct alignas(64) UnpackedSuperblock {
   uint8_t levels[kSuperblock];  // 0..63
-  float scale[kGroups];
+  float scale[kGroups];         // 32-block types
   float offset[kGroups];
+  int16_t int_scale[kGroups];  // K-quants: Q4_K/Q5_K 0..63, Q6_K -128..127
+  float d;                     // K-quants
 };
+
+// True for the types whose unpacker fills int_scale and d (Q4_K, Q5_K, Q6_K).
+bool has_int_scales(gguf::GgmlType type);
 
 // Unpacks superblock `sb` (elements [256 sb, 256 sb + n_valid)) of the row
 // whose encoded bytes start at `row`; n_valid is a multiple of 32.
