@@ -101,6 +101,9 @@ BENCHMARK_CAPTURE(bench_matmul, q6_k_4096x11008, GgmlType::Q6_K, 4096, 11008)->A
 BENCHMARK_CAPTURE(bench_matmul, q6_k_4096x4096, GgmlType::Q6_K, 4096, 4096)->Apply(batches);
 BENCHMARK_CAPTURE(bench_matmul, q4_0_4096x4096, GgmlType::Q4_0, 4096, 4096)->Apply(batches);
 BENCHMARK_CAPTURE(bench_matmul, q5_k_4096x4096, GgmlType::Q5_K, 4096, 4096)->Apply(batches);
+// L2-resident (0.6-0.9 MB): the kernels' compute rate without DRAM.
+BENCHMARK_CAPTURE(bench_matmul, l2_q4_k_1024x1024, GgmlType::Q4_K, 1024, 1024)->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, l2_q6_k_1024x1024, GgmlType::Q6_K, 1024, 1024)->Apply(batches);
 // The AVX2 kernels where the build also has AVX-512 (machines without it run these).
 BENCHMARK_CAPTURE(bench_matmul, avx2_f16_4096x4096, GgmlType::F16, 4096, 4096, MatmulIsa::avx2)
     ->Apply(batches);

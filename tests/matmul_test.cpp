@@ -232,6 +232,31 @@ TEST(Matmul, OneAndTwoThreadsAgreeExactly) {
   }
 }
 
+TEST(Matmul, QuantBatchOneIsTheSameSumAsSmallBatches) {
+  // Batch 1 of the K-quants runs its own row loop (AVX-512, superblocks
+  // unpacked in registers); it must give each row exactly what the panel
+  // tiles give that row within a batch of 2-4 (same operations, same order).
+  ThreadPool two(2);
+  for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q4_0}) {
+    SCOPED_TRACE(gguf::ggml_type_traits(type).name);
+    const int64_t rows = 37, cols = 1024 + 256;
+    auto w = make_weights(type, rows, cols, 21);
+    std::vector<float> x(size_t(4 * cols));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(double(i) * 0.61));
+    const WeightMatrix wm{w.bytes.data(), type, rows, cols};
+    for (int64_t batch = 2; batch <= 4; ++batch) {
+      std::vector<float> many(size_t(batch * rows));
+      matmul(wm, x.data(), batch, many.data(), two);
+      for (int64_t b = 0; b < batch; ++b) {
+        std::vector<float> one(static_cast<size_t>(rows));
+        matmul(wm, x.data() + b * cols, 1, one.data(), two);
+        EXPECT_EQ(one, std::vector<float>(many.begin() + b * rows, many.begin() + (b + 1) * rows))
+            << "batch " << batch << " row " << b;
+      }
+    }
+  }
+}
+
 TEST(Matmul, LargeKCrossesSeveralKBlocks) {
   ThreadPool two(2);
   check_matmul(GgmlType::F16, 50, 2048 + 8, 6, two);

@@ -250,6 +250,7 @@ bool has_quant_path(GgmlType type, bool /*avx512*/) { return quant_unpacker(type
 void multiply_rows_quant(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
                          int64_t r_end, bool avx512, AlignedBuffer<UnpackedSuperblock>& panel) {
 #ifdef __AVX512F__
+  if (avx512 && batch == 1 && multiply_row_stream(w, x, y, r_begin, r_end)) return;
   if (avx512) return multiply_rows_quant_isa<simd::IntAvx512>(w, x, batch, y, r_begin, r_end, panel);
 #endif
   (void)avx512;
