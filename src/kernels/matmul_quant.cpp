@@ -3,11 +3,14 @@
 // superblock into a small panel in L1 (levels + per-group scale/offset), and
 // register tiles of MB batch rows x 2 weight rows run over it: per 64 (AVX2:
 // 32) levels one integer dot product per pair, converted and scaled by the
-// group scales; per superblock the pair's partial sum is scaled by the
-// activation scale and the offsets meet the activation group sums.
+// group scales (32-block types), or scaled by the integer group scales
+// inside the integer sum and converted once per superblock (K-quants); per
+// superblock the pair's partial sum is scaled by the activation scale and
+// the offsets meet the activation group sums.
+//  - batch 1 of the K-quants with AVX512-VNNI: matmul_quant_stream.cpp.
 //  - batch <= 4 (decode): the panel is 2 rows x the whole row length, so each
 //    thread reads two sequential streams and every weight byte once.
-//  - larger batches: 16 rows x 4 superblocks (24 KiB), reused by every batch
+//  - larger batches: 16 rows x 4 superblocks (28 KiB), reused by every batch
 //    group while it sits in L1.
 #include "kernels/matmul_quant.h"
 
