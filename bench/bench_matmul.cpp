@@ -94,14 +94,24 @@ BENCHMARK_CAPTURE(bench_matmul, q8_0_4096x4096, GgmlType::Q8_0, 4096, 4096)->App
 BENCHMARK_CAPTURE(bench_matmul, q8_0_11008x4096, GgmlType::Q8_0, 11008, 4096)->Apply(batches);
 BENCHMARK_CAPTURE(bench_matmul, q8_0_4096x11008, GgmlType::Q8_0, 4096, 11008)->Apply(batches);
 BENCHMARK_CAPTURE(bench_matmul, q8_0_32000x4096, GgmlType::Q8_0, 32000, 4096)->Apply(batches);
-// The packed path (types without a direct decoder), one shape.
+// The integer-dot path (matmul_quant.h): Q4_K_M's two types at the 7B shapes, Q4_0, Q5_K.
 BENCHMARK_CAPTURE(bench_matmul, q4_k_4096x4096, GgmlType::Q4_K, 4096, 4096)->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, q4_k_11008x4096, GgmlType::Q4_K, 11008, 4096)->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, q6_k_4096x11008, GgmlType::Q6_K, 4096, 11008)->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, q6_k_4096x4096, GgmlType::Q6_K, 4096, 4096)->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, q4_0_4096x4096, GgmlType::Q4_0, 4096, 4096)->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, q5_k_4096x4096, GgmlType::Q5_K, 4096, 4096)->Apply(batches);
+// L2-resident (0.6-0.9 MB): the kernels' compute rate without DRAM.
+BENCHMARK_CAPTURE(bench_matmul, l2_q4_k_1024x1024, GgmlType::Q4_K, 1024, 1024)->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, l2_q6_k_1024x1024, GgmlType::Q6_K, 1024, 1024)->Apply(batches);
 // The AVX2 kernels where the build also has AVX-512 (machines without it run these).
 BENCHMARK_CAPTURE(bench_matmul, avx2_f16_4096x4096, GgmlType::F16, 4096, 4096, MatmulIsa::avx2)
     ->Apply(batches);
 BENCHMARK_CAPTURE(bench_matmul, avx2_q8_0_4096x4096, GgmlType::Q8_0, 4096, 4096, MatmulIsa::avx2)
     ->Apply(batches);
 BENCHMARK_CAPTURE(bench_matmul, avx2_q4_k_4096x4096, GgmlType::Q4_K, 4096, 4096, MatmulIsa::avx2)
+    ->Apply(batches);
+BENCHMARK_CAPTURE(bench_matmul, avx2_q4_0_4096x4096, GgmlType::Q4_0, 4096, 4096, MatmulIsa::avx2)
     ->Apply(batches);
 
 }  // namespace

@@ -82,6 +82,15 @@ TEST(BenchRoofline, FloorFormulasMatchHandComputedNumbers) {
   EXPECT_DOUBLE_EQ(mean_decoded_tokens(16), 9.5);
   EXPECT_DOUBLE_EQ(mean_decoded_tokens(1), 2.0);
   EXPECT_THROW(floor_seconds(bif, MachineCeilings{}), Error);
+
+  // Matrices on the int8 path count against the int8 ceiling: 3e5 of the
+  // 5e5 elements there, at 4 MOP/s beside 1 MFLOP/s FMA; attention stays FMA.
+  m.int8_matrix_elements = 3e5;
+  const StepCost mixed = decode_step_cost(m, 4, 100, 5.0, true, 2);
+  EXPECT_DOUBLE_EQ(mixed.weights.int8_flops, 2.0 * 4 * 3e5);
+  EXPECT_DOUBLE_EQ(mixed.attention.int8_flops, 0.0);
+  const MachineCeilings with_int8{1e12, 1e6, 4e6};
+  EXPECT_NEAR(floor_seconds(mixed, with_int8), (1.6e6 / 1e6 + 2.4e6 / 4e6) + 215040.0 / 1e6, 1e-9);
 }
 
 TEST_F(BenchTest, ModelCountsMatchTheFilesTensorTable) {
@@ -398,7 +407,7 @@ TEST_F(BenchTest, CommandWritesTableCsvJsonAndPlot) {
   ASSERT_EQ(doc["rows"].size(), 8u);
   for (const cli_test::Json& row : doc["rows"].array) {
     EXPECT_EQ(row["read_gb_per_s"].kind, cli_test::Json::kNull);
-    EXPECT_EQ(row["gemm_gflop_per_s"].kind, cli_test::Json::kNull);
+    EXPECT_EQ(row["fma_gflop_per_s"].kind, cli_test::Json::kNull);
     EXPECT_EQ(row["floor_ms"].kind, cli_test::Json::kNull);
     EXPECT_EQ(row["measured_over_floor"].kind, cli_test::Json::kNull);
     EXPECT_EQ(row["rounds"].number, 1);
@@ -442,7 +451,7 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthAndPeakPerRow) {
           "' --csv '", csv, "'"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("rows: 2 rounds of 1 warm-up + 3 timed steps"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("| BW GB/s | GFLOP/s | floor ms | x floor |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| BW GB/s | FMA GF/s | floor ms | x floor |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("roofline: DRAM read"), std::string::npos) << r.out;  // the start-of-sweep line stays
   const cli_test::Json doc = cli_test::parse_json(read_text(json));
   ASSERT_EQ(doc["rows"].size(), 4u);
@@ -465,9 +474,9 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthAndPeakPerRow) {
     EXPECT_GT(row["read_gb_per_s"].number, 0.1);  // > 100 MB/s on any machine
     EXPECT_LT(row["read_gb_per_s"].number, 1e4);  // < 10 TB/s: a skipped read would exceed it
     EXPECT_EQ(row["bw_scope"].string, "row");
-    ASSERT_EQ(row["gemm_gflop_per_s"].kind, cli_test::Json::kNumber);
-    EXPECT_GT(row["gemm_gflop_per_s"].number, 0.1);  // > 100 MFLOP/s on any machine
-    EXPECT_LT(row["gemm_gflop_per_s"].number, 1e5);  // < 100 TFLOP/s: a skipped matmul would exceed it
+    ASSERT_EQ(row["fma_gflop_per_s"].kind, cli_test::Json::kNumber);
+    EXPECT_GT(row["fma_gflop_per_s"].number, 0.1);  // > 100 MFLOP/s on any machine
+    EXPECT_LT(row["fma_gflop_per_s"].number, 1e5);  // < 100 TFLOP/s: a skipped matmul would exceed it
     EXPECT_EQ(row["peak_scope"].string, "row");
     EXPECT_NEAR(row["measured_over_floor"].number, median / row["floor_ms"].number,
                 1e-6 * row["measured_over_floor"].number);
@@ -485,7 +494,7 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthAndPeakPerRow) {
   for (std::size_t i = 0; i < 4; ++i) {
     const cli_test::Json& row = doc["rows"][i];
     const double b = row["b"].number, bw = 1e9 * row["read_gb_per_s"].number;
-    const double peak = 1e9 * row["gemm_gflop_per_s"].number;
+    const double peak = 1e9 * row["fma_gflop_per_s"].number;
     const double kv_bytes =
         2.0 * 2 * 2 * 16 * 2 * (row["mode"].string == "bifurcated" ? 40 + b * 3 : b * (40 + 3));
     const double attn_flops = 4.0 * 2 * b * 4 * 16 * (40 + 3);

@@ -46,20 +46,66 @@ const char* isa_name(MatmulIsa isa) {
   return isa == MatmulIsa::avx2 || !matmul_has_avx512() ? "avx2" : "avx512";
 }
 
+// The activations the integer path multiplies by (matmul.h,
+// matmul_quantizes_activations): per 256-element superblock of each row,
+// dx = amax / 127 and q = round-half-even(x * (127 / amax)), both in f32;
+// x̂ = dx * q. Written here from the documented rule, not the kernel's code.
+struct QuantizedActivations {
+  std::vector<double> xhat;       // [batch][cols]
+  std::vector<double> half_step;  // [batch][cols]: dx / 2, the rounding bound of each element
+};
+QuantizedActivations quantize_like_matmul(const std::vector<float>& x, int64_t batch, int64_t cols) {
+  QuantizedActivations out{std::vector<double>(x.size()), std::vector<double>(x.size())};
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t k0 = 0; k0 < cols; k0 += 256) {
+      const int64_t k1 = std::min(cols, k0 + 256);
+      float amax = 0.0f;
+      for (int64_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(x[size_t(b * cols + k)]));
+      const float dx = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+      for (int64_t k = k0; k < k1; ++k) {
+        const size_t i = size_t(b * cols + k);
+        out.xhat[i] = double(dx) * std::nearbyint(x[i] * inv);
+        out.half_step[i] = double(dx) / 2;
+      }
+    }
+  }
+  return out;
+}
+
 // y[b][r] against a float64 sum over the dequantized weights, relative to
 // the sum of |terms| (cancellation cannot be blamed on the kernel).
+// With quantized activations (the integer path) the reference multiplies by
+// x̂ instead, so only f32 summation separates kernel and reference; the
+// kernel sums the scale and the offset parts of each weight separately,
+// each up to a few times sum |w x̂| for 4-6 bit levels, hence 3e-5 instead
+// of 1e-5 (a one-ulp f16 scale error moves a sum by ~1e-3 of a block's
+// share and fails it: docs/perf-notes.md Q1 records the injection).
+// Also checked then: |y - x·w| <= sum_k |w_k| dx_k / 2 (each x̂_k is within
+// dx_k / 2 of x_k, so the product can be off by at most that), plus the same
+// f32 allowance.
 void expect_matches_reference(const EncodedWeights& w, const std::vector<float>& x,
-                              const std::vector<float>& y, int64_t rows, int64_t cols, int64_t batch) {
+                              const std::vector<float>& y, int64_t rows, int64_t cols, int64_t batch,
+                              bool quantized_x = false) {
+  const QuantizedActivations xq = quantized_x ? quantize_like_matmul(x, batch, cols) : QuantizedActivations{};
+  const double f32_tolerance = quantized_x ? 3e-5 : 1e-5;
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t r = 0; r < rows; ++r) {
-      double want = 0, magnitude = 0;
+      double want = 0, magnitude = 0, exact = 0, rounding_bound = 0;
       for (int64_t k = 0; k < cols; ++k) {
-        const double term = double(x[size_t(b * cols + k)]) * w.dequantized[size_t(r * cols + k)];
-        want += term;
-        magnitude += std::fabs(term);
+        const size_t xi = size_t(b * cols + k);
+        const double wk = w.dequantized[size_t(r * cols + k)];
+        const double xk = quantized_x ? xq.xhat[xi] : double(x[xi]);
+        want += xk * wk;
+        magnitude += std::fabs(xk * wk);
+        exact += double(x[xi]) * wk;
+        if (quantized_x) rounding_bound += std::fabs(wk) * xq.half_step[xi];
       }
       const double got = y[size_t(b * rows + r)];
-      ASSERT_LE(std::fabs(got - want), 1e-5 * std::max(magnitude, 1e-30)) << "b=" << b << " r=" << r;
+      const double allowance = f32_tolerance * std::max(magnitude, 1e-30);
+      ASSERT_LE(std::fabs(got - want), allowance) << "b=" << b << " r=" << r;
+      if (quantized_x) {
+        ASSERT_LE(std::fabs(got - exact), rounding_bound + allowance) << "b=" << b << " r=" << r;
+      }
     }
   }
 }
@@ -76,7 +122,7 @@ void check_matmul(GgmlType type, int64_t rows, int64_t cols, int64_t batch, Thre
   for (auto& v : x) v = dist(rng);
   std::vector<float> y(size_t(batch * rows), -12345.0f);
   matmul(WeightMatrix{w.bytes.data(), type, rows, cols}, x.data(), batch, y.data(), pool, isa);
-  expect_matches_reference(w, x, y, rows, cols, batch);
+  expect_matches_reference(w, x, y, rows, cols, batch, matmul_quantizes_activations(type, isa));
 }
 
 struct TypeCase {
@@ -88,7 +134,9 @@ TEST(Matmul, AllTypesAwkwardShapes) {
   const std::vector<TypeCase> cases = {
       {GgmlType::F32, {1, 7, 32, 77, 600}}, {GgmlType::F16, {3, 8, 33, 64, 1030}},
       {GgmlType::BF16, {5, 32, 520}},       {GgmlType::Q8_0, {32, 64, 256 + 32, 544}},
-      {GgmlType::Q4_0, {32, 96, 544}},      {GgmlType::Q4_K, {256, 768}},
+      {GgmlType::Q4_0, {32, 96, 544}},      {GgmlType::Q4_1, {32, 288}},
+      {GgmlType::Q5_0, {64, 320}},          {GgmlType::Q5_1, {96, 256}},
+      {GgmlType::Q4_K, {256, 768}},         {GgmlType::Q5_K, {256, 512}},
       {GgmlType::Q6_K, {256, 768}},
   };
   ThreadPool one(1), two(2);
@@ -188,6 +236,31 @@ TEST(Matmul, OneAndTwoThreadsAgreeExactly) {
   }
 }
 
+TEST(Matmul, QuantBatchOneIsTheSameSumAsSmallBatches) {
+  // Batch 1 of the K-quants runs its own row loop (AVX-512, superblocks
+  // unpacked in registers); it must give each row exactly what the panel
+  // tiles give that row within a batch of 2-4 (same operations, same order).
+  ThreadPool two(2);
+  for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q4_0}) {
+    SCOPED_TRACE(gguf::ggml_type_traits(type).name);
+    const int64_t rows = 37, cols = 1024 + 256;
+    auto w = make_weights(type, rows, cols, 21);
+    std::vector<float> x(size_t(4 * cols));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(double(i) * 0.61));
+    const WeightMatrix wm{w.bytes.data(), type, rows, cols};
+    for (int64_t batch = 2; batch <= 4; ++batch) {
+      std::vector<float> many(size_t(batch * rows));
+      matmul(wm, x.data(), batch, many.data(), two);
+      for (int64_t b = 0; b < batch; ++b) {
+        std::vector<float> one(static_cast<size_t>(rows));
+        matmul(wm, x.data() + b * cols, 1, one.data(), two);
+        EXPECT_EQ(one, std::vector<float>(many.begin() + b * rows, many.begin() + (b + 1) * rows))
+            << "batch " << batch << " row " << b;
+      }
+    }
+  }
+}
+
 TEST(Matmul, LargeKCrossesSeveralKBlocks) {
   ThreadPool two(2);
   check_matmul(GgmlType::F16, 50, 2048 + 8, 6, two);
@@ -201,7 +274,7 @@ TEST(Matmul, RejectsBadShapesAndTypes) {
   std::vector<uint8_t> bytes(1024);
   std::vector<float> x(64), y(64);
   EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::Q8_0, 2, 48}, x.data(), 1, y.data(), one), Error);
-  EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::Q5_K, 1, 256}, x.data(), 1, y.data(), one), Error);
+  EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::Q2_K, 1, 256}, x.data(), 1, y.data(), one), Error);
   EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::F16, 2, 0}, x.data(), 1, y.data(), one), Error);
 }
 
@@ -235,7 +308,8 @@ TEST(Matmul, SharedInputTargetsMatchSeparateCallsAndReference) {
       for (size_t i = 0; i < weights.size(); ++i) {
         matmul(targets[i].w, x.data(), batch, separate[i].data(), two, isa);
         EXPECT_EQ(shared[i], separate[i]) << gguf::ggml_type_traits(shapes[i].type).name;
-        expect_matches_reference(weights[i], x, shared[i], shapes[i].rows, cols, batch);
+        expect_matches_reference(weights[i], x, shared[i], shapes[i].rows, cols, batch,
+                                 matmul_quantizes_activations(shapes[i].type, isa));
       }
     }
   }

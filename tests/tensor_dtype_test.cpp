@@ -245,7 +245,7 @@ TEST(TensorDtype, RejectsBadSizesAndTypes) {
   std::vector<uint8_t> buf(256);
   EXPECT_THROW(quantize_row(GgmlType::Q8_0, x.data(), buf.data(), 48), Error);
   EXPECT_THROW(dequantize_row(GgmlType::Q4_K, buf.data(), x.data(), 32), Error);
-  EXPECT_THROW(dequantize_row(GgmlType::Q5_K, buf.data(), x.data(), 256), Error);
+  EXPECT_THROW(dequantize_row(GgmlType::Q2_K, buf.data(), x.data(), 256), Error);
   EXPECT_FALSE(is_supported_weight_type(GgmlType::Q2_K));
   EXPECT_TRUE(is_supported_weight_type(GgmlType::Q6_K));
   EXPECT_EQ(row_bytes(GgmlType::Q8_0, 64), 68);

@@ -61,8 +61,9 @@ std::vector<Field> row_fields(const BenchRow& r, const RowRoofline* f) {
       {"attention_flops", roof(f ? f->cost.attention.flops : 0)},
       {"read_gb_per_s", roof(f ? f->read_bytes_per_second / 1e9 : 0)},
       {"bw_scope", f ? FieldValue(std::string(f->row_bandwidth ? "row" : "sweep")) : FieldValue()},
-      {"gemm_gflop_per_s", roof(f ? f->flops_per_second / 1e9 : 0)},
+      {"fma_gflop_per_s", roof(f ? f->flops_per_second / 1e9 : 0)},
       {"peak_scope", f ? FieldValue(std::string(f->row_peak ? "row" : "sweep")) : FieldValue()},
+      {"int8_gop_per_s", roof(f ? f->int8_ops_per_second / 1e9 : 0)},
       {"floor_ms", roof(f ? 1e3 * f->floor_seconds : 0)},
       {"measured_over_floor", ran && f ? FieldValue(f->measured_over_floor) : FieldValue()},
   };
@@ -98,7 +99,13 @@ RowRoofline row_roofline(const BenchRow& row, const ModelCounts& counts, const M
   f.read_bytes_per_second = f.row_bandwidth ? row.read_bytes_per_second : machine.read_bytes_per_second;
   f.row_peak = row.flops_per_second > 0;
   f.flops_per_second = f.row_peak ? row.flops_per_second : machine.flops_per_second;
-  f.floor_seconds = floor_seconds(f.cost, MachineCeilings{f.read_bytes_per_second, f.flops_per_second});
+  // The int8 loop is not re-probed per row: it shares the core with the FMA
+  // loop, so it is taken to move by the same factor.
+  f.int8_ops_per_second = machine.int8_ops_per_second > 0 && machine.flops_per_second > 0
+                              ? machine.int8_ops_per_second * f.flops_per_second / machine.flops_per_second
+                              : f.flops_per_second;
+  f.floor_seconds =
+      floor_seconds(f.cost, MachineCeilings{f.read_bytes_per_second, f.flops_per_second, f.int8_ops_per_second});
   f.measured_over_floor = row.skipped ? 0 : row.step_median_seconds / f.floor_seconds;
   return f;
 }
@@ -112,15 +119,21 @@ void compute_roofline(BenchReport& report, int kv_elem_bytes) {
 }
 
 std::string describe_ceilings(const MachineCeilings& m) {
-  return str("DRAM read ", format("%.1f", m.read_bytes_per_second / 1e9), " GB/s, F16 GEMM ",
-             format("%.1f", m.flops_per_second / 1e9), " GFLOP/s");
+  std::string text = str("DRAM read ", format("%.1f", m.read_bytes_per_second / 1e9), " GB/s, FP32 FMA ",
+                         format("%.1f", m.flops_per_second / 1e9), " GFLOP/s");
+  if (m.int8_ops_per_second > 0) text += str(", int8 dot ", format("%.1f", m.int8_ops_per_second / 1e9), " GOP/s");
+  if (m.gemm_flops_per_second > 0 && m.flops_per_second > 0) {
+    text += str(" (register loops); F16 GEMM kernel ", format("%.1f", m.gemm_flops_per_second / 1e9),
+                " GFLOP/s = ", format("%.0f", 100 * m.gemm_flops_per_second / m.flops_per_second), " % of FMA");
+  }
+  return text;
 }
 
 void print_rows_header(std::ostream& out) {
   out << "|       mode |    PP |  TG |   B |   N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s |    T s |  S t/s "
-         "| step ms | med ms | attn % | KV GiB | RSS GiB | BW GB/s | GFLOP/s | floor ms | x floor |\n"
+         "| step ms | med ms | attn % | KV GiB | RSS GiB | BW GB/s | FMA GF/s | floor ms | x floor |\n"
          "|------------|-------|-----|-----|--------|--------|----------|--------|----------|--------|--------"
-         "|---------|--------|--------|--------|---------|---------|---------|----------|---------|\n";
+         "|---------|--------|--------|--------|---------|---------|----------|----------|---------|\n";
 }
 
 void print_row(std::ostream& out, const BenchRow& r, const RowRoofline* f) {
@@ -140,7 +153,7 @@ void print_row(std::ostream& out, const BenchRow& r, const RowRoofline* f) {
                 gib(double(r.peak_rss_bytes)), r.rss_reset ? " " : "*");
   out << tail;
   if (f != nullptr) {
-    std::snprintf(tail, sizeof tail, " %7.1f | %7.1f | %8.1f | %7.2f |\n", f->read_bytes_per_second / 1e9,
+    std::snprintf(tail, sizeof tail, " %7.1f | %8.1f | %8.1f | %7.2f |\n", f->read_bytes_per_second / 1e9,
                   f->flops_per_second / 1e9, 1e3 * f->floor_seconds, f->measured_over_floor);
     out << tail;
   } else {
@@ -166,11 +179,14 @@ void print_floor_table(std::ostream& out, const BenchReport& report) {
   for (std::size_t i = 0; i < report.rows.size() && i < report.roofline.size(); ++i) {
     const BenchRow& r = report.rows[i];
     const RowRoofline& f = report.roofline[i];
-    const MachineCeilings m{f.read_bytes_per_second, f.flops_per_second};
+    const MachineCeilings m{f.read_bytes_per_second, f.flops_per_second, f.int8_ops_per_second};
+    const auto compute = [&m](const PhaseCost& p) {
+      return (p.flops - p.int8_flops) / m.flops_per_second + p.int8_flops / m.int8_ops_per_second;
+    };
     // The phase that dominates the floor, and whether it is bytes or FLOPs there.
-    const double w = std::max(f.cost.weights.bytes / m.read_bytes_per_second, f.cost.weights.flops / m.flops_per_second);
+    const double w = std::max(f.cost.weights.bytes / m.read_bytes_per_second, compute(f.cost.weights));
     const PhaseCost& p = f.floor_seconds - w > w ? f.cost.attention : f.cost.weights;
-    const bool memory = p.bytes / m.read_bytes_per_second >= p.flops / m.flops_per_second;
+    const bool memory = p.bytes / m.read_bytes_per_second >= compute(p);
     char line[200];
     std::snprintf(line, sizeof line, "| %10s | %5d | %3d | %10.2f | %13.1f | %8.2f | %10.1f | %8.3f | %5s |\n",
                   std::string(mode_name(r.mode)).c_str(), r.context, r.samples, f.cost.weights.bytes / 1e6,
@@ -265,6 +281,10 @@ void write_json(std::ostream& out, const BenchReport& report) {
     j.value(report.ceilings->read_bytes_per_second);
     j.key("flops_per_second");
     j.value(report.ceilings->flops_per_second);
+    j.key("int8_ops_per_second");
+    j.value(report.ceilings->int8_ops_per_second);
+    j.key("gemm_flops_per_second");
+    j.value(report.ceilings->gemm_flops_per_second);
     j.end_object();
   } else {
     j.null();

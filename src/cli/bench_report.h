@@ -17,14 +17,15 @@ struct RowRoofline {
   StepCost cost;
   double read_bytes_per_second = 0;  // the bandwidth behind floor_seconds
   bool row_bandwidth = false;        // true: the row's own probes (median); false: the sweep's start figure
-  double flops_per_second = 0;       // the GEMM peak behind floor_seconds
-  bool row_peak = false;             // as row_bandwidth, for the peak
+  double flops_per_second = 0;       // the FP32 FMA ceiling behind floor_seconds
+  bool row_peak = false;             // as row_bandwidth, for the FMA ceiling
+  double int8_ops_per_second = 0;    // the int8 ceiling: the sweep's, scaled as the row's FMA probe moved
   double floor_seconds = 0;
   double measured_over_floor = 0;  // median step latency / floor (a preempted step does not move it)
 };
 
 // The floor of one row's step (m_d from mean_decoded_tokens) with the row's
-// own bandwidth and GEMM peak where they were probed, else the machine's.
+// own bandwidth and FMA ceiling where they were probed, else the machine's.
 RowRoofline row_roofline(const BenchRow& row, const ModelCounts& counts, const MachineCeilings& machine,
                          int kv_elem_bytes);
 
@@ -44,7 +45,7 @@ struct BenchReport {
 // Fills report.roofline from report.ceilings (cleared when absent).
 void compute_roofline(BenchReport& report, int kv_elem_bytes);
 
-// The one-line summary of the machine's ceilings ("read 31.2 GB/s, F16 GEMM 180.5 GFLOP/s").
+// The one-line summary of the machine's ceilings and the GEMM kernel's rate.
 std::string describe_ceilings(const MachineCeilings& m);
 
 // Markdown table, one row per (context, B, mode); skipped rows say what they

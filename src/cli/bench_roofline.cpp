@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/matmul.h"
+#include "kernels/peak_probe.h"
 #include "util/error.h"
 #include "util/f16.h"
 #include "util/huge_pages.h"
@@ -104,10 +105,14 @@ double MatmulProbe::peak(ThreadPool& pool, int reps) {
 
 MatmulProbe make_peak_probe() { return MatmulProbe(kPeakProbeSize, kPeakProbeSize, 64); }
 
+double measure_fma_ceiling(ThreadPool& pool) { return kernels::fma_ceiling_flops(pool, 3); }
+
 MachineCeilings measure_machine_ceilings(ThreadPool& pool, MatmulProbe& probe) {
   MachineCeilings m;
   m.read_bytes_per_second = measure_read_bandwidth(pool, std::size_t(1) << 30, 3);
-  m.flops_per_second = probe.peak(pool, 5);
+  m.flops_per_second = kernels::fma_ceiling_flops(pool, 5);
+  m.int8_ops_per_second = kernels::int8_dot_ceiling_ops(pool, 5);
+  m.gemm_flops_per_second = probe.peak(pool, 5);
   return m;
 }
 
@@ -120,11 +125,13 @@ ModelCounts count_model(const model::ModelConfig& config, const model::ModelWeig
   m.matrix_bytes = double(weights.matrix_bytes);
   // The output matrix (the embedding itself when tied) is read whole; the
   // embedding's other use is one row per token and is not counted.
-  m.matrix_elements = matrix_elements(weights.output);
+  const auto add = [&m](const kernels::WeightMatrix& w) {
+    m.matrix_elements += matrix_elements(w);
+    if (kernels::matmul_quantizes_activations(w.type)) m.int8_matrix_elements += matrix_elements(w);
+  };
+  add(weights.output);
   for (const model::LayerWeights& l : weights.layers) {
-    for (const kernels::WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
-      m.matrix_elements += matrix_elements(*w);
-    }
+    for (const kernels::WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) add(*w);
   }
   return m;
 }
@@ -137,6 +144,7 @@ StepCost decode_step_cost(const ModelCounts& m, int samples, int context, double
   StepCost c;
   c.weights.bytes = m.matrix_bytes;
   c.weights.flops = 2.0 * B * m.matrix_elements;
+  c.weights.int8_flops = 2.0 * B * m.int8_matrix_elements;
   c.attention.bytes = bifurcated ? kv_row * (mc + B * md) : kv_row * B * (mc + md);
   c.attention.flops = 4.0 * m.n_layers * B * m.n_heads * m.head_size * (mc + md);
   return c;
@@ -148,9 +156,11 @@ double floor_seconds(const StepCost& cost, const MachineCeilings& machine) {
   require(machine.read_bytes_per_second > 0 && machine.flops_per_second > 0,
           "roofline needs positive ceilings, got ", machine.read_bytes_per_second, " B/s and ",
           machine.flops_per_second, " FLOP/s");
+  const double int8_peak = machine.int8_ops_per_second > 0 ? machine.int8_ops_per_second : machine.flops_per_second;
   double total = 0;
   for (const PhaseCost* p : {&cost.weights, &cost.attention}) {
-    total += std::max(p->bytes / machine.read_bytes_per_second, p->flops / machine.flops_per_second);
+    const double compute = (p->flops - p->int8_flops) / machine.flops_per_second + p->int8_flops / int8_peak;
+    total += std::max(p->bytes / machine.read_bytes_per_second, compute);
   }
   return total;
 }

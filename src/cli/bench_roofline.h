@@ -1,6 +1,10 @@
-// The roofline of a decode step for `bifurcate bench`: this machine's two
-// ceilings (DRAM read bandwidth, GEMM peak), measured with the project's own
-// code, and the bytes and FLOPs one decode step must move and do per phase.
+// The roofline of a decode step for `bifurcate bench`: this machine's
+// ceilings (DRAM read bandwidth; FP32 FMA and int8 dot-product peaks from
+// register-only loops, kernels/peak_probe.h, so a slow kernel cannot lower
+// the floor it is judged by), and the bytes and FLOPs one decode step must
+// move and do per phase. Matrices whose matmul runs integer dot products
+// (kernels::matmul_quantizes_activations) count against the int8 peak, the
+// rest and attention against the FMA peak.
 //
 // Per step with L layers, g KV heads, h query heads, head size k, B samples,
 // context m_c, mean decoded length m_d, KV element size e:
@@ -9,7 +13,7 @@
 //   attention: bytes = 2·L·g·k·e·(m_c + B·m_d)   bifurcated (context read once)
 //                      2·L·g·k·e·B·(m_c + m_d)   replicated (context read B times)
 //              flops = 4·L·B·h·k·(m_c + m_d)     (q·K and p·V, same in both modes)
-//   floor = Σ_phase max(bytes / bandwidth, flops / peak)
+//   floor = Σ_phase max(bytes / bandwidth, fma flops / FMA peak + int8 flops / int8 peak)
 #pragma once
 
 #include <cstdint>
@@ -23,8 +27,15 @@ namespace bifurcate::cli {
 
 struct MachineCeilings {
   double read_bytes_per_second = 0;  // DRAM streaming read, all threads
-  double flops_per_second = 0;       // kernels::matmul F16 4096x4096, best of batch 64 and 32
+  double flops_per_second = 0;       // FP32 FMA register loop, all threads (kernels::fma_ceiling_flops)
+  double int8_ops_per_second = 0;    // int8 dot register loop (kernels::int8_dot_ceiling_ops); 0: use the FMA peak
+  // Not a ceiling: kernels::matmul's own F16 4096x4096 rate (best of batch
+  // 64 and 32), reported beside the FMA peak as the kernel's efficiency.
+  double gemm_flops_per_second = 0;
 };
+
+// The FMA ceiling, probed again before each row (cheap: ~2 ms).
+double measure_fma_ceiling(ThreadPool& pool);
 
 // Best of `reps` multithreaded streaming reads over a buffer of `bytes` bytes
 // (>= 1 GiB for a DRAM figure; smaller only in tests).
@@ -49,8 +60,8 @@ class MatmulProbe {
 // The GEMM probe's matrix: F16 4096x4096, inputs for up to batch 64.
 inline constexpr int kPeakProbeSize = 4096;
 MatmulProbe make_peak_probe();
-// The sweep's start: 1 GiB read x3; probe.peak x5 (batch 64 and 32, the two
-// matmul paths; the faster counts).
+// The sweep's start: 1 GiB read x3; the FMA and int8 register loops; the
+// kernel's GEMM rate: probe.peak x5 (batch 64 and 32, the faster counts).
 MachineCeilings measure_machine_ceilings(ThreadPool& pool, MatmulProbe& probe);
 
 // The shape facts the formulas need, taken from a loaded model.
@@ -61,12 +72,14 @@ struct ModelCounts {
   int head_size = 0;        // k
   double matrix_bytes = 0;  // all weight matrices one token reads
   double matrix_elements = 0;
+  double int8_matrix_elements = 0;  // of matrix_elements, those multiplied by int8 dot products
 };
 ModelCounts count_model(const model::ModelConfig& config, const model::ModelWeights& weights);
 
 struct PhaseCost {
   double bytes = 0;
   double flops = 0;
+  double int8_flops = 0;  // of flops, those on the int8 dot-product path
 };
 struct StepCost {
   PhaseCost weights;
@@ -82,7 +95,8 @@ StepCost decode_step_cost(const ModelCounts& m, int samples, int context, double
 // the mean over s = 2..ntg+1 is (ntg + 3) / 2.
 double mean_decoded_tokens(int ntg);
 
-// Σ_phase max(bytes / bandwidth, flops / peak), in seconds.
+// Σ_phase max(bytes / bandwidth, (flops - int8_flops) / FMA peak +
+// int8_flops / int8 peak), in seconds.
 double floor_seconds(const StepCost& cost, const MachineCeilings& machine);
 
 }  // namespace bifurcate::cli

@@ -230,7 +230,7 @@ class SweepRunner {
       totals.bandwidth.push_back(hooks_.probe_bandwidth());
     }
     if (hooks_.probe_peak) {
-      progress(str(row_name(s, row.mode, row.samples), ": probing the GEMM peak ..."));
+      progress(str(row_name(s, row.mode, row.samples), ": probing the FMA ceiling ..."));
       totals.peak.push_back(hooks_.probe_peak());
     }
     if (pass == 0) {

@@ -28,7 +28,8 @@ struct MakeModelArgs {
     std::string shapes;
     for (const auto& s : model::model_shapes()) shapes += str(shapes.empty() ? "" : ", ", s.name);
     v(shape, "shape", '\0', str("model shape: ", shapes), Need::kRequired);
-    v(dtype, "dtype", '\0', "weight type: f32, f16, bf16, q8_0, q4_0");
+    v(dtype, "dtype", '\0', "weight type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, or llama.cpp's mixes "
+      "q4_k_m, q5_k_m (Q6_K for output and some attn_v/ffn_down)");
     v(vocab, "vocab", 'v',
       "copy the tokenizer from this GGUF file (its size sets the vocabulary); without it the model has token ids only");
     v(seed, "seed", 's', "random seed (-1 = random, printed); the same seed gives the same file", kSeedRange);
@@ -37,20 +38,28 @@ struct MakeModelArgs {
   }
 };
 
-gguf::GgmlType parse_dtype(std::string_view text) {
+model::WeightTypes parse_dtype(std::string_view text) {
+  using gguf::GgmlType;
+  using model::KQuantMix;
   struct Name {
     std::string_view name;
-    gguf::GgmlType type;
+    GgmlType type;
+    KQuantMix mix;
   };
-  constexpr Name kNames[] = {{"f32", gguf::GgmlType::F32},
-                             {"f16", gguf::GgmlType::F16},
-                             {"bf16", gguf::GgmlType::BF16},
-                             {"q8_0", gguf::GgmlType::Q8_0},
-                             {"q4_0", gguf::GgmlType::Q4_0}};
+  constexpr Name kNames[] = {
+      {"f32", GgmlType::F32, KQuantMix::none},    {"f16", GgmlType::F16, KQuantMix::none},
+      {"bf16", GgmlType::BF16, KQuantMix::none},  {"q8_0", GgmlType::Q8_0, KQuantMix::none},
+      {"q4_0", GgmlType::Q4_0, KQuantMix::none},  {"q4_1", GgmlType::Q4_1, KQuantMix::none},
+      {"q5_0", GgmlType::Q5_0, KQuantMix::none},  {"q5_1", GgmlType::Q5_1, KQuantMix::none},
+      {"q4_k", GgmlType::Q4_K, KQuantMix::none},  {"q5_k", GgmlType::Q5_K, KQuantMix::none},
+      {"q6_k", GgmlType::Q6_K, KQuantMix::none},  {"q4_k_m", GgmlType::Q4_K, KQuantMix::q4_k_m},
+      {"q5_k_m", GgmlType::Q5_K, KQuantMix::q5_k_m}};
+  std::string expected;
   for (const Name& n : kNames) {
-    if (n.name == text) return n.type;
+    if (n.name == text) return model::WeightTypes(n.type, n.mix);
+    expected += str(expected.empty() ? "" : ", ", n.name);
   }
-  throw UsageError(str("flag --dtype: unknown weight type '", text, "' (expected f32, f16, bf16, q8_0 or q4_0)"));
+  throw UsageError(str("flag --dtype: unknown weight type '", text, "' (expected one of ", expected, ")"));
 }
 
 std::string human_bytes(uintmax_t bytes) {
@@ -73,7 +82,7 @@ int run_make_model(int argc, char** argv) {
     return 0;
   }
   // Check the cheap things first, so a typo costs no work.
-  gguf::GgmlType type = parse_dtype(args.dtype);
+  const model::WeightTypes type = parse_dtype(args.dtype);
   const model::ModelShape* found = nullptr;
   try {
     found = &model::find_model_shape(args.shape);

@@ -1,12 +1,13 @@
 // matmul front: argument checks, path and instruction-set choice, and the
-// split of output rows between threads. The kernels are in matmul_direct.cpp
-// and matmul_packed.cpp.
+// split of output rows between threads. The kernels are in matmul_direct.cpp,
+// matmul_packed.cpp and matmul_quant.cpp.
 #include "kernels/matmul.h"
 
 #include <algorithm>
 #include <array>
 
 #include "kernels/matmul_paths.h"
+#include "kernels/matmul_quant.h"
 #include "tensor/dtype.h"
 #include "util/aligned_buffer.h"
 #include "util/error.h"
@@ -40,6 +41,10 @@ bool matmul_has_avx512() {
 #endif
 }
 
+bool matmul_quantizes_activations(gguf::GgmlType type, MatmulIsa isa) {
+  return detail::has_quant_path(type, isa == MatmulIsa::best && matmul_has_avx512());
+}
+
 void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, ThreadPool& pool, MatmulIsa isa) {
   const MatmulTarget target{w, y};
   matmul_shared_input(std::span(&target, 1), x, batch, pool, isa);
@@ -63,32 +68,41 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
   }
   if (batch == 0 || targets.empty()) return;
 
+  const bool avx512 = isa == MatmulIsa::best && matmul_has_avx512();
   // Tasks of target i are [first_task[i], first_task[i + 1]).
+  enum class Path { direct, packed, quant };
   struct Plan {
     const MatmulTarget* target;
-    bool direct;
+    Path path;
     int64_t rows_per_task, first_task;
   };
   std::array<Plan, kMaxTargets + 1> plans{};
   int64_t n_tasks = 0, macs = 0;
-  bool any_direct = false;
+  bool any_direct = false, any_quant = false;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const WeightMatrix& w = targets[i].w;
-    const bool direct = detail::has_direct_path(w.type);
-    const int64_t rows_per_task = direct ? direct_task_rows(w.rows, pool.size()) : kPackedTaskRows;
-    plans[i] = {&targets[i], direct, rows_per_task, n_tasks};
+    const Path path = detail::has_quant_path(w.type, avx512) ? Path::quant
+                      : detail::has_direct_path(w.type)      ? Path::direct
+                                                             : Path::packed;
+    const int64_t rows_per_task =
+        path == Path::packed ? kPackedTaskRows : direct_task_rows(w.rows, pool.size());
+    plans[i] = {&targets[i], path, rows_per_task, n_tasks};
     n_tasks += (w.rows + rows_per_task - 1) / rows_per_task;
     macs += w.rows * w.cols * batch;
-    any_direct = any_direct || direct;
+    any_direct = any_direct || path == Path::direct;
+    any_quant = any_quant || path == Path::quant;
   }
   plans[targets.size()].first_task = n_tasks;
 
-  const bool avx512 = isa == MatmulIsa::best && matmul_has_avx512();
   // The direct path's 8-row tiles read x interleaved (no L1 set aliasing of
   // 8 rows 4*cols bytes apart); packed once per call by the calling thread.
   thread_local AlignedBuffer<float> x8_buffer;
   const detail::PackedX x8 =
       any_direct ? detail::pack_x_groups(x, batch, targets[0].w.cols, avx512, x8_buffer) : detail::PackedX{};
+  // The integer path's activations, quantized once per call for every target.
+  thread_local detail::QuantizedXBuffers xq_buffers;
+  const detail::QuantizedX xq =
+      any_quant ? detail::quantize_activations(x, batch, targets[0].w.cols, xq_buffers) : detail::QuantizedX{};
   // One captured reference keeps std::function's small-buffer storage: no allocation.
   struct Call {
     const std::array<Plan, kMaxTargets + 1>& plans;
@@ -97,7 +111,8 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
     int64_t batch;
     bool avx512;
     detail::PackedX x8;
-  } call{plans, targets.size(), x, batch, avx512, x8};
+    detail::QuantizedX xq;
+  } call{plans, targets.size(), x, batch, avx512, x8, xq};
   const auto task = [&call](std::size_t t, int /*thread*/) {
     std::size_t i = 0;
     while (int64_t(t) >= call.plans[i + 1].first_task) ++i;
@@ -105,7 +120,11 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
     const WeightMatrix& w = plan.target->w;
     const int64_t r_begin = (int64_t(t) - plan.first_task) * plan.rows_per_task;
     const int64_t r_end = std::min(w.rows, r_begin + plan.rows_per_task);
-    if (plan.direct) {
+    if (plan.path == Path::quant) {
+      thread_local AlignedBuffer<detail::UnpackedSuperblock> quant_panel;
+      detail::multiply_rows_quant(w, call.xq, call.batch, plan.target->y, r_begin, r_end, call.avx512,
+                                  quant_panel);
+    } else if (plan.path == Path::direct) {
       detail::multiply_rows_direct(w, call.x, call.x8, call.batch, plan.target->y, r_begin, r_end,
                                    call.avx512);
     } else {

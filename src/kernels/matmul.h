@@ -8,8 +8,12 @@
 //    batch group, so DRAM reads each weight once. At batch 1-4 this is the
 //    bandwidth-bound GEMV, from ~8 on FMA-bound; Q8_0 block scales are
 //    converted in the tile, once per block and row.
-//  - packed (BF16, Q4_0, Q4_K, Q6_K): a panel of weight rows × a K-block is
-//    dequantized to f32 once and multiplied by x with the same tiles.
+//  - quant (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K): x is
+//    quantized to int8 per 256-element superblock once per call, weights are
+//    unpacked to 8-bit levels per superblock and multiplied by integer dot
+//    products, block scales applied once per 16 elements (matmul_quant.h).
+//  - packed (BF16): a panel of weight rows × a K-block is dequantized to f32
+//    once and multiplied by x with the same tiles.
 // Both run AVX-512 kernels when built with it (-march=native on a machine
 // that has it) and AVX2 kernels otherwise; MatmulIsa::avx2 forces the latter.
 #pragma once
@@ -37,6 +41,14 @@ enum class MatmulIsa {
 
 // True when this build has the AVX-512 kernels (MatmulIsa::best uses them).
 bool matmul_has_avx512();
+
+// True when matmul multiplies `type` weights by integer dot products against
+// the activations quantized to int8 (matmul_quant.h): per 256-element
+// superblock of each x row (zero-padded past the row's end), dx = amax / 127
+// in f32 and q = round-half-even(x * (127 / amax)), also in f32. The result
+// is then the product with x̂ = dx * q, up to f32 summation: x itself is
+// only approximated, by at most dx / 2 per element.
+bool matmul_quantizes_activations(gguf::GgmlType type, MatmulIsa isa = MatmulIsa::best);
 
 // y[batch, rows] = x[batch, cols] · Wᵀ; x and y are f32 row-major and must
 // not overlap. Threads split output rows, so results do not depend on the

@@ -68,30 +68,43 @@ float approx_normal(uint64_t bits) {
   return float((double(sum) - kMean) * kInvStd);
 }
 
-uint32_t file_type_of(GgmlType weight_type) {
-  // llama.cpp's LLAMA_FTYPE values.
-  switch (weight_type) {
+uint32_t file_type_of(const WeightTypes& types) {
+  // llama.cpp's LLAMA_FTYPE values. It has none for "all Q4_K" or "all Q5_K":
+  // those are recorded as the nearest, Q4_K_S (14) and Q5_K_S (16).
+  if (types.mix == KQuantMix::q4_k_m) return 15;
+  if (types.mix == KQuantMix::q5_k_m) return 17;
+  switch (types.base) {
     case GgmlType::F32: return 0;
     case GgmlType::F16: return 1;
     case GgmlType::Q4_0: return 2;
+    case GgmlType::Q4_1: return 3;
     case GgmlType::Q8_0: return 7;
+    case GgmlType::Q5_0: return 8;
+    case GgmlType::Q5_1: return 9;
+    case GgmlType::Q4_K: return 14;
+    case GgmlType::Q5_K: return 16;
+    case GgmlType::Q6_K: return 18;
     case GgmlType::BF16: return 32;
     default: break;
   }
-  throw Error(str("make-model cannot write weight type ", gguf::ggml_type_traits(weight_type).name,
-                  " (supported: F32, F16, BF16, Q8_0, Q4_0)"));
+  throw Error(str("make-model cannot write weight type ", gguf::ggml_type_traits(types.base).name,
+                  " (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)"));
 }
+
+// llama.cpp's use_more_bits: the first and last eighth of the layers and
+// every third one between get more bits in the K-quant mixes.
+bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 bool is_quantized(GgmlType type) { return gguf::ggml_type_traits(type).block_size > 1; }
 
-void add_model_metadata(gguf::GgufWriter& writer, const ModelShape& shape, GgmlType weight_type,
+void add_model_metadata(gguf::GgufWriter& writer, const ModelShape& shape, const WeightTypes& weight_types,
                         uint64_t n_vocab, uint64_t seed) {
   const std::string arch(shape.architecture);
   auto key = [&](std::string_view suffix) { return str(arch, ".", suffix); };
   writer.set("general.architecture", Value::string(arch));
   writer.set("general.name", Value::string(str("bifurcate-random-", shape.name)));
-  writer.set("general.file_type", Value::u32(file_type_of(weight_type)));
-  if (is_quantized(weight_type)) writer.set("general.quantization_version", Value::u32(2));
+  writer.set("general.file_type", Value::u32(file_type_of(weight_types)));
+  if (is_quantized(weight_types.base)) writer.set("general.quantization_version", Value::u32(2));
   writer.set("bifurcate.random_seed", Value::u64(seed));
   writer.set(key("vocab_size"), Value::u32(uint32_t(n_vocab)));
   writer.set(key("context_length"), Value::u32(shape.context_length));
@@ -171,11 +184,27 @@ struct Generator {
 
 GgmlType stored_weight_type(GgmlType weight_type, uint64_t row_length) {
   uint32_t block = gguf::ggml_type_traits(weight_type).block_size;
-  return row_length % block == 0 ? weight_type : GgmlType::F16;
+  if (row_length % block == 0) return weight_type;
+  if (row_length % 32 == 0) {
+    if (weight_type == GgmlType::Q4_K) return GgmlType::Q5_0;
+    if (weight_type == GgmlType::Q5_K) return GgmlType::Q5_1;
+    if (weight_type == GgmlType::Q6_K) return GgmlType::Q8_0;
+  }
+  return GgmlType::F16;
 }
 
-std::vector<RandomTensorPlan> plan_random_model(const ModelShape& shape, GgmlType weight_type, uint64_t n_vocab) {
-  file_type_of(weight_type);  // rejects unsupported types
+GgmlType mixed_weight_type(const WeightTypes& types, std::string_view name, int layer, int n_layers,
+                           bool tied_embeddings) {
+  if (types.mix == KQuantMix::none) return types.base;
+  if (name == "output.weight" || (tied_embeddings && name == "token_embd.weight")) return GgmlType::Q6_K;
+  const bool more_bits_tensor = name.ends_with("attn_v.weight") || name.ends_with("ffn_down.weight");
+  if (more_bits_tensor && layer >= 0 && use_more_bits(layer, n_layers)) return GgmlType::Q6_K;
+  return types.base;
+}
+
+std::vector<RandomTensorPlan> plan_random_model(const ModelShape& shape, const WeightTypes& weight_types,
+                                                uint64_t n_vocab) {
+  file_type_of(weight_types);  // rejects unsupported types
   require(shape.n_heads > 0 && shape.n_kv_heads > 0 && shape.n_heads % shape.n_kv_heads == 0, "model shape '",
           shape.name, "': n_heads ", shape.n_heads, " is not a multiple of n_kv_heads ", shape.n_kv_heads);
   const uint64_t dim = shape.dim, q_dim = shape.q_dim(), kv_dim = shape.kv_dim(), ffn = shape.ffn_dim;
@@ -185,8 +214,11 @@ std::vector<RandomTensorPlan> plan_random_model(const ModelShape& shape, GgmlTyp
   const float residual_scale = 1.0f / std::sqrt(2.0f * float(shape.n_layers));
 
   std::vector<RandomTensorPlan> plans;
+  int layer = -1;  // the layer the next matrices belong to (-1: outside the layers)
   auto matrix = [&](std::string name, uint64_t cols, uint64_t rows, float stddev) {
-    plans.push_back({std::move(name), {cols, rows}, stored_weight_type(weight_type, cols), 0.0f, stddev});
+    const GgmlType type =
+        mixed_weight_type(weight_types, name, layer, int(shape.n_layers), shape.tied_embeddings);
+    plans.push_back({std::move(name), {cols, rows}, stored_weight_type(type, cols), 0.0f, stddev});
   };
   auto vector = [&](std::string name, uint64_t n, float mean, float stddev) {
     plans.push_back({std::move(name), {n}, GgmlType::F32, mean, stddev});
@@ -196,6 +228,7 @@ std::vector<RandomTensorPlan> plan_random_model(const ModelShape& shape, GgmlTyp
   // Tied: the embedding doubles as the output matrix, so it gets the logit scale.
   matrix("token_embd.weight", dim, n_vocab, shape.tied_embeddings ? logit_std : 1.0f);
   for (uint32_t l = 0; l < shape.n_layers; ++l) {
+    layer = int(l);
     std::string blk = str("blk.", l, ".");
     vector(blk + "attn_norm.weight", dim, 1.0f, 0.05f);
     matrix(blk + "attn_q.weight", dim, q_dim, fan_in(dim));
@@ -213,22 +246,23 @@ std::vector<RandomTensorPlan> plan_random_model(const ModelShape& shape, GgmlTyp
     // silu(g) * u for unit-variance g, u has variance ~0.36; x1.7 restores ~1.
     matrix(blk + "ffn_down.weight", ffn, dim, 1.7f * fan_in(ffn) * residual_scale);
   }
+  layer = -1;
   vector("output_norm.weight", dim, 1.0f, 0.05f);
   if (!shape.tied_embeddings) matrix("output.weight", dim, n_vocab, logit_std);
   return plans;
 }
 
-void write_random_model(const ModelShape& shape, GgmlType weight_type, const std::string& vocab_gguf_path,
+void write_random_model(const ModelShape& shape, const WeightTypes& weight_types, const std::string& vocab_gguf_path,
                         uint64_t seed, const std::string& out_path, std::function<void(double fraction)> progress,
                         int n_threads) {
   VocabKeys vocab{shape.n_vocab, {{"tokenizer.ggml.model", Value::string("none")}}};
   if (!vocab_gguf_path.empty()) vocab = read_vocab_keys(vocab_gguf_path);
   const uint64_t n_vocab = vocab.n_vocab;
-  std::vector<RandomTensorPlan> plans = plan_random_model(shape, weight_type, n_vocab);
+  std::vector<RandomTensorPlan> plans = plan_random_model(shape, weight_types, n_vocab);
 
   // Architecture keys first (llama.cpp's order), then the tokenizer's.
   gguf::GgufWriter writer;
-  add_model_metadata(writer, shape, weight_type, n_vocab, seed);
+  add_model_metadata(writer, shape, weight_types, n_vocab, seed);
   for (auto& [key, value] : vocab.keys) writer.set(std::move(key), std::move(value));
 
   uint64_t total = 0;

@@ -45,6 +45,52 @@ void dequantize_q4_0(const BlockQ4_0* blocks, float* dst, int64_t n_blocks) {
   }
 }
 
+// Q4_0-style nibbles: element j < 16 is the low nibble of qs[j], j >= 16 the
+// high nibble of qs[j - 16]; Q5 types add bit j of qh as bit 4.
+int nibble_q4(const uint8_t* qs, int j) { return j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4; }
+int bit5(const uint8_t* qh, int j) { return ((qh[j / 8] >> (j % 8)) & 1) << 4; }
+
+void dequantize_q4_1(const BlockQ4_1* blocks, float* dst, int64_t n_blocks) {
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const float d = f16_to_f32(blocks[b].d), m = f16_to_f32(blocks[b].m);
+    for (int j = 0; j < kQK4_0; ++j) dst[b * kQK4_0 + j] = float(nibble_q4(blocks[b].qs, j)) * d + m;
+  }
+}
+
+void dequantize_q5_0(const BlockQ5_0* blocks, float* dst, int64_t n_blocks) {
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const float d = f16_to_f32(blocks[b].d);
+    for (int j = 0; j < kQK4_0; ++j)
+      dst[b * kQK4_0 + j] = float((nibble_q4(blocks[b].qs, j) | bit5(blocks[b].qh, j)) - 16) * d;
+  }
+}
+
+void dequantize_q5_1(const BlockQ5_1* blocks, float* dst, int64_t n_blocks) {
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const float d = f16_to_f32(blocks[b].d), m = f16_to_f32(blocks[b].m);
+    for (int j = 0; j < kQK4_0; ++j)
+      dst[b * kQK4_0 + j] = float(nibble_q4(blocks[b].qs, j) | bit5(blocks[b].qh, j)) * d + m;
+  }
+}
+
+void dequantize_q5_k(const BlockQ5_K* blocks, float* dst, int64_t n_blocks) {
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const BlockQ5_K& blk = blocks[b];
+    const float d = f16_to_f32(blk.d), dmin = f16_to_f32(blk.dmin);
+    for (int s = 0; s < 8; ++s) {  // sub-block s: nibbles of qs[32*(s/2) ..], low for even s
+      uint8_t sc, m;
+      scale_min_q4_k(s, blk.scales, sc, m);
+      const float ds = d * sc, ms = dmin * m;
+      const uint8_t* q = blk.qs + 32 * (s / 2);
+      for (int l = 0; l < 32; ++l) {
+        const int lo = s % 2 ? q[l] >> 4 : q[l] & 0xF;
+        const int hi = ((blk.qh[l] >> s) & 1) << 4;
+        dst[b * kQK_K + 32 * s + l] = ds * float(lo | hi) - ms;
+      }
+    }
+  }
+}
+
 void dequantize_q4_k(const BlockQ4_K* blocks, float* dst, int64_t n_blocks) {
   for (int64_t b = 0; b < n_blocks; ++b) {
     const BlockQ4_K& blk = blocks[b];
@@ -99,7 +145,11 @@ bool is_supported_weight_type(GgmlType type) {
     case GgmlType::BF16:
     case GgmlType::Q8_0:
     case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
     case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
     case GgmlType::Q6_K:
       return true;
     default:
@@ -135,8 +185,20 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     case GgmlType::Q4_0:
       dequantize_q4_0(static_cast<const BlockQ4_0*>(src), dst, n_blocks);
       break;
+    case GgmlType::Q4_1:
+      dequantize_q4_1(static_cast<const BlockQ4_1*>(src), dst, n_blocks);
+      break;
+    case GgmlType::Q5_0:
+      dequantize_q5_0(static_cast<const BlockQ5_0*>(src), dst, n_blocks);
+      break;
+    case GgmlType::Q5_1:
+      dequantize_q5_1(static_cast<const BlockQ5_1*>(src), dst, n_blocks);
+      break;
     case GgmlType::Q4_K:
       dequantize_q4_k(static_cast<const BlockQ4_K*>(src), dst, n_blocks);
+      break;
+    case GgmlType::Q5_K:
+      dequantize_q5_k(static_cast<const BlockQ5_K*>(src), dst, n_blocks);
       break;
     case GgmlType::Q6_K:
       dequantize_q6_k(static_cast<const BlockQ6_K*>(src), dst, n_blocks);

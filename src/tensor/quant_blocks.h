@@ -26,6 +26,33 @@ struct BlockQ4_0 {
 };
 static_assert(sizeof(BlockQ4_0) == 18, "block_q4_0 must match ggml's 18 bytes");
 
+// value = nibble * d + m (element j < 16: low nibble of qs[j], else the high
+// nibble of qs[j - 16], as Q4_0).
+struct BlockQ4_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qs[kQK4_0 / 2];
+};
+static_assert(sizeof(BlockQ4_1) == 20, "block_q4_1 must match ggml's 20 bytes");
+
+// 5-bit values: the low 4 bits as Q4_0's nibbles, bit 4 of element j is bit j
+// of the little-endian 32-bit qh; value = (q - 16) * d.
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[kQK4_0 / 2];
+};
+static_assert(sizeof(BlockQ5_0) == 22, "block_q5_0 must match ggml's 22 bytes");
+
+// As Q5_0 with value = q * d + m.
+struct BlockQ5_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qh[4];
+  uint8_t qs[kQK4_0 / 2];
+};
+static_assert(sizeof(BlockQ5_1) == 24, "block_q5_1 must match ggml's 24 bytes");
+
 // 8 sub-blocks of 32. Sub-block s has a 6-bit scale sc_s and 6-bit min m_s
 // packed in `scales` (see scale_min_q4_k); value = d*sc_s*q - dmin*m_s with
 // q a nibble. Nibbles: 64-element chunk c uses qs[32c .. 32c+32): low nibbles
@@ -37,6 +64,17 @@ struct BlockQ4_K {
   uint8_t qs[kQK_K / 2];
 };
 static_assert(sizeof(BlockQ4_K) == 144, "block_q4_K must match ggml's 144 bytes");
+
+// Q4_K with a fifth bit: sub-block s's element l (l < 32) takes its low 4
+// bits as Q4_K's nibble and bit 4 from bit s of qh[l]; q is 0..31.
+struct BlockQ5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[12];
+  uint8_t qh[kQK_K / 8];
+  uint8_t qs[kQK_K / 2];
+};
+static_assert(sizeof(BlockQ5_K) == 176, "block_q5_K must match ggml's 176 bytes");
 
 // 16 sub-blocks of 16 with signed 8-bit scales; q is 6 bits (low 4 in ql,
 // high 2 in qh), value = d * scales[s] * (q - 32). Within each 128-element
