@@ -3,13 +3,16 @@
 # Flavours and their build trees:
 #   release   build/           -O3 -march=native
 #   sanitize  build-sanitize/  ASan + UBSan
+#   fuzz      build-fuzz/      clang, libFuzzer + ASan + UBSan: the fuzz/ targets only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour="${1:-release}"
 case "$flavour" in
   release)  dir=build;          opts=(-DCMAKE_BUILD_TYPE=Release) ;;
   sanitize) dir=build-sanitize; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_SANITIZE=ON) ;;
-  *) echo "build.sh: unknown flavour '$flavour' (use release or sanitize)" >&2; exit 2 ;;
+  fuzz)     dir=build-fuzz;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_FUZZ=ON
+                                      -DCMAKE_CXX_COMPILER=clang++) ;;
+  *) echo "build.sh: unknown flavour '$flavour' (use release, sanitize or fuzz)" >&2; exit 2 ;;
 esac
 cmake -S . -B "$dir" -G Ninja "${opts[@]}" >/dev/null
 cmake --build "$dir" -j "$(nproc)"

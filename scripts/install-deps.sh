@@ -8,6 +8,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
   libicu-dev
+  clang libclang-rt-14-dev libfuzzer-14-dev  # the fuzz flavour (libFuzzer + sanitizers)
 )
 
 missing=()

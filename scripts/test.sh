@@ -9,6 +9,7 @@ scripts/install-deps.sh
 FLAVOURS=(
   "release  build"
   "sanitize build-sanitize"
+  "fuzz     build-fuzz"
 )
 for line in "${FLAVOURS[@]}"; do
   read -r flavour dir extra <<<"$line"
