@@ -8,6 +8,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
   libicu-dev
+  nlohmann-json3-dev
+  python3-jinja2
   clang libclang-rt-14-dev libfuzzer-14-dev  # the fuzz flavour (libFuzzer + sanitizers)
 )
 
