@@ -6,7 +6,10 @@
 //                   stories260K's real one), all through the project's writer;
 //   OUT/tokenizer/  per vocabulary of fuzz_vocabularies.h, each text of its
 //                   llama.cpp test file (<vocab>.gguf.inp) and the ids it
-//                   encodes to, in fuzz_tokenizer.cpp's input layout.
+//                   encodes to, in fuzz_tokenizer.cpp's input layout;
+//   OUT/chat_template/  each real template of chat-templates/*.jinja with
+//                   several conversations and options, in
+//                   fuzz_chat_template.cpp's input layout.
 // Usage: make_seed_corpora OUT_DIR TESTDATA_DIR
 #include <cstdint>
 #include <cstdio>
@@ -187,6 +190,33 @@ void write_tokenizer_seeds(const fs::path& dir, const std::string& testdata) {
   }
 }
 
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+void write_chat_template_seeds(const fs::path& dir, const std::string& testdata) {
+  const fs::path templates = fs::path(testdata) / "chat-templates";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(templates, ec)) {
+    if (entry.path().extension() != ".jinja") continue;
+    const std::string source = read_file(entry.path());
+    const std::string stem = entry.path().stem().string();
+    // Control byte: conversation in bits 0-3, add_generation_prompt (bit 4)
+    // on odd ones, tools (bit 5) always (conversations without tools pass null).
+    for (int conversation = 0; conversation < 8; ++conversation) {
+      const char control = char(conversation | (conversation % 2 ? 0x10 : 0) | 0x20);
+      write_bytes(dir / (stem + "-c" + std::to_string(conversation)), std::string(1, control) + source);
+    }
+    // Messages from the input (bit 6): the template, NUL, then the JSON.
+    const std::string own = R"([{"role":"system","content":"s"},{"role":"user","content":[1,{"a":null}]},)"
+                            R"({"role":"assistant","content":"x","tool_calls":[{"function":{"name":"f","arguments":{"k":1.5}}}]}])";
+    write_bytes(dir / (stem + "-own"), std::string(1, char(0x50)) + source + std::string(1, '\0') + own);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -196,7 +226,7 @@ int main(int argc, char** argv) {
   }
   try {
     const fs::path out = argv[1];
-    for (const char* name : {"gguf", "tokenizer"}) {
+    for (const char* name : {"gguf", "tokenizer", "chat_template"}) {
       fs::remove_all(out / name);
       fs::create_directories(out / name);
     }
@@ -205,6 +235,7 @@ int main(int argc, char** argv) {
     }
     write_gguf_seeds(out / "gguf", argv[2]);
     write_tokenizer_seeds(out / "tokenizer", argv[2]);
+    write_chat_template_seeds(out / "chat_template", argv[2]);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "make_seed_corpora: %s\n", e.what());
