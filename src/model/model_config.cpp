@@ -24,6 +24,12 @@ ModelConfig read_model_config(const gguf::GgufFile& file) {
   c.name = file.get_string_or("general.name", "");
   c.dim = get(a + "embedding_length");
   c.n_layers = get(a + "block_count");
+  // Checked against the tensor table before anything is sized by it: a
+  // corrupt block_count (2^30) must not allocate gigabytes of layer
+  // bindings or list a million missing tensors.
+  require(uint64_t(c.n_layers) * kTensorsPerLayer <= file.tensors().size(), file.path(), ": metadata key '", a,
+          "block_count' = ", c.n_layers, " needs at least ", uint64_t(c.n_layers) * kTensorsPerLayer,
+          " tensors (", kTensorsPerLayer, " per layer), but the file holds ", file.tensors().size());
   c.n_heads = get(a + "attention.head_count");
   c.n_kv_heads = file.find(a + "attention.head_count_kv") ? get(a + "attention.head_count_kv") : c.n_heads;
   c.ffn_dim = get(a + "feed_forward_length");

@@ -27,6 +27,10 @@ struct ModelConfig {
   bool qkv_bias = false;   // qwen2
 };
 
+// Tensors every layer has: attn_norm, attn_q/k/v, attn_output, ffn_norm,
+// ffn_gate/up/down (qwen2 adds three biases).
+inline constexpr uint64_t kTensorsPerLayer = 9;
+
 // Reads and validates the configuration; Error names the file and the key.
 ModelConfig read_model_config(const gguf::GgufFile& file);
 
