@@ -6,6 +6,7 @@
 #   avx2      build-avx2/      -O3 for the portable floor (AVX2/FMA/F16C, no -march=native):
 #                              the kernels' AVX2 paths, never compiled on an AVX-512 host otherwise
 #   tsan      build-tsan/      ThreadSanitizer; builds only the scheduler tests (test.sh runs them)
+#   fuzz      build-fuzz/      clang, libFuzzer + ASan + UBSan: the fuzz/ targets only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour="${1:-release}"
@@ -15,7 +16,9 @@ case "$flavour" in
   sanitize) dir=build-sanitize; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_SANITIZE=ON) ;;
   avx2)     dir=build-avx2;     opts=(-DCMAKE_BUILD_TYPE=Release -DBIFURCATE_NATIVE=OFF) ;;
   tsan)     dir=build-tsan;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_TSAN=ON); targets=(--target engine_scheduler_test) ;;
-  *) echo "build.sh: unknown flavour '$flavour' (use release, sanitize, avx2 or tsan)" >&2; exit 2 ;;
+  fuzz)     dir=build-fuzz;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_FUZZ=ON
+                                      -DCMAKE_CXX_COMPILER=clang++) ;;
+  *) echo "build.sh: unknown flavour '$flavour' (use release, sanitize, avx2, tsan or fuzz)" >&2; exit 2 ;;
 esac
 cmake -S . -B "$dir" -G Ninja "${opts[@]}" >/dev/null
 cmake --build "$dir" -j "$(nproc)" "${targets[@]}"

@@ -10,6 +10,7 @@ PACKAGES=(
   libicu-dev
   nlohmann-json3-dev
   python3-jinja2
+  clang libclang-rt-14-dev libfuzzer-14-dev  # the fuzz flavour (libFuzzer + sanitizers)
 )
 
 missing=()

@@ -13,6 +13,7 @@ FLAVOURS=(
   "sanitize build-sanitize"
   "avx2     build-avx2"
   "tsan     build-tsan      -R Scheduler"
+  "fuzz     build-fuzz"
 )
 for line in "${FLAVOURS[@]}"; do
   read -r flavour dir extra <<<"$line"
