@@ -20,8 +20,10 @@
 #include <vector>
 
 #include "gguf/ggml_types.h"
+#include "kernels/matmul.h"
 #include "kv/kv_cache.h"
 #include "model/model.h"
+#include "util/error.h"
 #include "model/model_shapes.h"
 #include "model/transformer.h"
 #include "model_file_support.h"
@@ -59,6 +61,24 @@ std::vector<int32_t> random_tokens(int n, int n_vocab, std::mt19937& rng) {
   return t;
 }
 
+// Every row within 1e-5 of the reference, except where activations are
+// rounded to int8 (the reference rounds them by the same rule). There the
+// library's f32 and the reference's f64 activations can fall on either side
+// of a rounding midpoint: one level of one element moves that output by
+// dx·|w|, and through the KV of that position it reaches every later row
+// (measured: 30-40 of 55 rows move, by up to 2.6e-2). So int8 types are held
+// to 5e-2 end to end — a misplaced block or a wrong scale moves logits by
+// O(1) — and their exact int8 arithmetic is checked at kernel level
+// (matmul_test, against the same rounding rule, 3e-5).
+class RowErrors {
+ public:
+  explicit RowErrors(bool int8_activations) : bound_(int8_activations ? 5e-2 : 1e-5) {}
+  void check(double error, const std::string& where) { EXPECT_LT(error, bound_) << where; }
+
+ private:
+  double bound_;
+};
+
 class QuantizedForward : public ::testing::TestWithParam<std::tuple<bool, gguf::GgmlType>> {};
 
 TEST_P(QuantizedForward, PrefillAndBatchedDecodeMatchFloat64) {
@@ -88,9 +108,10 @@ TEST_P(QuantizedForward, PrefillAndBatchedDecodeMatchFloat64) {
   std::vector<float> logits(size_t(n_prompt) * size_t(n_vocab));
   const kv::SegmentId root = cache.create_root();
   forward.prefill(cache, root, prompt, logits, /*all_logits=*/true, pool, 16);
+  RowErrors errors(kernels::matmul_quantizes_activations(type));
   for (int i = 0; i < n_prompt; ++i) {
-    EXPECT_LT(relative_error(logits.data() + size_t(i) * size_t(n_vocab), expected_prompt[size_t(i)]), 1e-5)
-        << "prefill token " << i;
+    errors.check(relative_error(logits.data() + size_t(i) * size_t(n_vocab), expected_prompt[size_t(i)]),
+                 str("prefill token ", i));
   }
 
   // 9 samples forked from the prompt, each fed its own tokens for 2 steps:
@@ -110,10 +131,9 @@ TEST_P(QuantizedForward, PrefillAndBatchedDecodeMatchFloat64) {
   for (int i = 0; i < b; ++i) {
     const std::vector<Vec> expected = reference.logits(sequences[size_t(i)]);
     for (int s = 0; s < steps; ++s) {
-      EXPECT_LT(relative_error(step_logits[size_t(s)].data() + size_t(i) * size_t(n_vocab),
-                               expected[size_t(n_prompt + s)]),
-                1e-5)
-          << "decode step " << s << " sample " << i;
+      errors.check(relative_error(step_logits[size_t(s)].data() + size_t(i) * size_t(n_vocab),
+                                  expected[size_t(n_prompt + s)]),
+                   str("decode step ", s, " sample ", i));
     }
   }
   for (kv::SegmentId leaf : leaves) cache.release(leaf);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gguf/gguf_file.h"
+#include "kernels/matmul.h"
 #include "tensor/dtype.h"
 #include "util/error.h"
 
@@ -144,16 +145,36 @@ class ReferenceModel {
                all.begin() + std::ptrdiff_t(size_t(r + 1) * cols));
   }
   Vec vector(const std::string& name) const { return dequantized(name); }
+  // x as the int8 path sees it: per 256 elements, dx = amax / 127 and
+  // q = round-half-even(x * (127 / amax)), both in f32; x̂ = dx * q.
+  static Vec int8_rounded(const Vec& x) {
+    Vec out(x.size());
+    for (size_t b = 0; b < x.size(); b += 256) {
+      const size_t end = std::min(x.size(), b + 256);
+      float amax = 0;
+      for (size_t e = b; e < end; ++e) amax = std::max(amax, std::fabs(float(x[e])));
+      const float dx = amax / 127.0f;
+      const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+      for (size_t e = b; e < end; ++e) out[e] = double(dx) * double(std::nearbyint(float(x[e]) * inv));
+    }
+    return out;
+  }
   Vec matvec(const std::string& name, const Vec& x) const {
     const gguf::TensorInfo& t = file_.tensor(name);
     require(t.dims[0] == x.size(), "reference model: ", name, " has rows of ", t.dims[0], ", input ",
             x.size());
     const Vec& w = dequantized(name);
+    // Where the library multiplies by int8 dot products, it multiplies the
+    // weights by x rounded to int8 per 256-element superblock (the rule is
+    // written out here, after kernels::matmul_quantizes_activations): the
+    // reference does the same, or int8 rounding (~1e-2 of the logits) would
+    // hide every other error.
+    const Vec xq = kernels::matmul_quantizes_activations(t.type) ? int8_rounded(x) : x;
     Vec y(t.dims[1]);
     for (size_t r = 0; r < y.size(); ++r) {
       const double* wr = w.data() + r * x.size();
       double sum = 0;
-      for (size_t e = 0; e < x.size(); ++e) sum += wr[e] * x[e];
+      for (size_t e = 0; e < x.size(); ++e) sum += wr[e] * xq[e];
       y[r] = sum;
     }
     return y;
