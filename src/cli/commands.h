@@ -22,5 +22,6 @@ int run_detokenize(int argc, char** argv);  // cmd_tokenize.cpp
 int run_logits(int argc, char** argv);      // cmd_logits.cpp
 int run_perplexity(int argc, char** argv);  // cmd_perplexity.cpp
 int run_bench(int argc, char** argv);       // cmd_bench.cpp
+int run_serve(int argc, char** argv);       // cmd_serve.cpp
 
 }  // namespace bifurcate::cli
