@@ -33,9 +33,10 @@ bool describe(const sockaddr_storage& a, int& port, std::string& addr) {
   return true;
 }
 
-}  // namespace
-
-int find_connection_socket(int local_port, const std::string& remote_addr, int remote_port) {
+// Calls `visit(fd, local port, peer address, peer port)` for every connected
+// socket of this process until it returns true; returns that fd or -1.
+template <class Visit>
+int find_socket(Visit visit) {
   DIR* dir = opendir("/proc/self/fd");
   if (dir == nullptr) return -1;
   int found = -1;
@@ -50,13 +51,28 @@ int find_connection_socket(int local_port, const std::string& remote_addr, int r
     int peer_port = -1, own_port = -1;
     std::string peer_addr, own_addr;
     if (!describe(peer, peer_port, peer_addr) || !describe(local, own_port, own_addr)) continue;
-    if (peer_port == remote_port && own_port == local_port && peer_addr == remote_addr) {
+    if (visit(int(fd), own_port, peer_addr, peer_port)) {
       found = int(fd);
       break;
     }
   }
   closedir(dir);
   return found;
+}
+
+}  // namespace
+
+int find_connection_socket(int local_port, const std::string& remote_addr, int remote_port) {
+  return find_socket([&](int, int own_port, const std::string& peer_addr, int peer_port) {
+    return own_port == local_port && peer_port == remote_port && peer_addr == remote_addr;
+  });
+}
+
+void shutdown_connections(int local_port) {
+  find_socket([&](int fd, int own_port, const std::string&, int) {
+    if (own_port == local_port) ::shutdown(fd, SHUT_RDWR);
+    return false;
+  });
 }
 
 bool peer_closed(int fd) {

@@ -23,6 +23,11 @@ namespace bifurcate::server {
 // or -1. Scans this process's descriptors (/proc/self/fd).
 int find_connection_socket(int local_port, const std::string& remote_addr, int remote_port);
 
+// Shuts down (both directions) every connected socket of this process on
+// `local_port`: idle keep-alive connections end at once instead of after
+// their timeout, so a drained server exits promptly.
+void shutdown_connections(int local_port);
+
 // True when the peer closed or reset the connection (data waiting to be
 // read, such as a pipelined request, does not count).
 bool peer_closed(int fd);

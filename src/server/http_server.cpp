@@ -320,6 +320,7 @@ int HttpServer::run() {
     code = 1;
   }
   http_->stop();
+  shutdown_connections(port);  // idle keep-alive connections would hold their threads until their timeout
   listener.join();
   std::fprintf(stderr, "stopped\n");
   return code;

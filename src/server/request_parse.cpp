@@ -174,7 +174,10 @@ ParsedRequest parse_common(const json& body, const ServerOptions& limits, const 
   const char* max_name = body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   g.max_tokens = int(f.integer(max_name, std::min(max_tokens_default, limits.max_tokens), 1, limits.max_tokens));
   g.stop = parse_stop(f);
-  g.ranking = Ranking::mean_logprob;
+  // Draw order unless best_of asks for the best n (then by mean log-prob,
+  // the paper's re-ranking), so a streamed choice i is the returned choice i.
+  g.ranking = g.best_of > g.n ? Ranking::mean_logprob : Ranking::none;
+  g.ignore_eos = f.boolean("ignore_eos", false);  // llama.cpp's extension
 
   SamplingOptions& s = g.sampling;
   s.temperature = float(f.number("temperature", 1.0, 0.0, 2.0));
