@@ -81,7 +81,7 @@ int run_serve(int argc, char** argv) {
   }
   EngineOptions engine = a.engine.options();
   engine.prefix_cache = !a.no_prefix_cache;
-  engine.max_queued_requests = int(in_range(a.max_queue, 0, 1 << 20, "max-queue"));
+  engine.max_queued_requests = int(in_range(a.max_queue, 1, 1 << 20, "max-queue"));
   server::ServerOptions o;
   o.host = a.host;
   o.port = int(in_range(a.port, 0, 65535, "port"));

@@ -96,7 +96,7 @@ void HttpServer::add_routes() {
   s.set_read_timeout(std::chrono::duration_cast<std::chrono::microseconds>(read_timeout));
   s.set_write_timeout(std::chrono::seconds(30));
   s.set_keep_alive_max_count(1000);
-  s.set_keep_alive_timeout(30);
+  s.set_keep_alive_timeout(5);
   s.set_tcp_nodelay(true);  // stream chunks are small and latency is the point
 
   s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
@@ -113,6 +113,8 @@ void HttpServer::add_routes() {
       message = str("no route for ", req.method, " ", req.path);
     } else if (res.status == 413) {
       message = "the request body is larger than the server's limit (--max-body-bytes)";
+    } else if (res.status == 400) {
+      message = "the request could not be read (malformed HTTP, or the client stalled past --read-timeout)";
     } else {
       message = str("HTTP ", res.status);
     }
