@@ -40,6 +40,8 @@
 
 namespace bifurcate::chat {
 
+class Value;
+
 // A syntax error, an unsupported construct, a runtime error (e.g. iterating
 // None) or the template's own raise_exception(). what() is
 // "line L, column C: message"; message() is the bare message, which for
@@ -108,6 +110,7 @@ class ChatTemplate {
 
  private:
   struct Parsed;
+  std::string render_parsed(const Value& messages, const RenderOptions& options) const;
   std::unique_ptr<const Parsed> parsed_;
 };
 

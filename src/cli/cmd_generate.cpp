@@ -6,7 +6,9 @@
 #include <iostream>
 
 #include "bifurcate/engine.h"
+#include "chat/chat_template.h"
 #include "cli/args.h"
+#include "cli/chat_prompt.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "cli/model_session.h"
@@ -39,6 +41,9 @@ struct GenerateArgs {
   bool no_bos = false;
   bool json = false;
   bool stream = false;
+  bool chat = false;
+  std::string system;
+  std::string chat_template;
 
   template <class Visitor>
   void for_each(Visitor& v) {
@@ -64,6 +69,11 @@ struct GenerateArgs {
     v(no_bos, "no-bos", '\0', "do not prepend the BOS token");
     v(json, "json", '\0', "print one JSON document with every sample and its scores");
     v(stream, "stream", '\0', "print sample 0's text as it is generated (text mode)");
+    v(chat, "chat", '\0',
+      "treat --prompt as a user message: render it with the model's chat template (ChatML when the file has "
+      "none), control tokens recognised, BOS not doubled");
+    v(system, "system", '\0', "system message for --chat (none when empty)");
+    v(chat_template, "chat-template", '\0', "Jinja chat template file used by --chat instead of the model's");
   }
 };
 
@@ -224,6 +234,20 @@ void print_timing(const GenerationResult& result, int n_samples) {
                double(s.kv_bytes_peak) / (1 << 20));
 }
 
+// --chat: the prompt becomes the model's own chat format, tokenized with its
+// control tokens; BOS is added only when the template did not write it.
+void apply_chat_template(const Engine& engine, const GenerateArgs& args, GenerationRequest& request) {
+  const PromptTemplate tmpl = template_for(engine.model_info(), args.chat_template);
+  ChatPrompt prompt;
+  try {
+    prompt = render_chat_prompt(tmpl, args.system, request.prompt);
+  } catch (const chat::TemplateError& e) {
+    throw Error(str("chat template: ", e.what()));
+  }
+  request.prompt = prompt.text;
+  request.prompt_tokens = engine.tokenize(prompt.text, request.add_bos && !prompt.starts_with_bos, true);
+}
+
 }  // namespace
 
 int run_generate(int argc, char** argv) {
@@ -235,9 +259,12 @@ int run_generate(int argc, char** argv) {
     std::cout << parser.help();
     return 0;
   }
-  const GenerationRequest request = make_request(args);
+  if (!args.chat && (!args.system.empty() || !args.chat_template.empty()))
+    throw UsageError("--system and --chat-template need --chat");
+  GenerationRequest request = make_request(args);
   Engine engine(args.engine.options());
   print_model_banner(engine.model_info());
+  if (args.chat) apply_chat_template(engine, args, request);
 
   g_interrupted.store(false);
   std::signal(SIGINT, on_interrupt);

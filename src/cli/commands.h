@@ -23,5 +23,6 @@ int run_logits(int argc, char** argv);      // cmd_logits.cpp
 int run_perplexity(int argc, char** argv);  // cmd_perplexity.cpp
 int run_bench(int argc, char** argv);       // cmd_bench.cpp
 int run_serve(int argc, char** argv);       // cmd_serve.cpp
+int run_chat_template(int argc, char** argv);  // cmd_chat_template.cpp
 
 }  // namespace bifurcate::cli

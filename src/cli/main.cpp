@@ -22,6 +22,7 @@ constexpr Command kCommands[] = {
     {"detokenize", "print the text of token ids", run_detokenize},
     {"logits", "top-K logits and log-probs of a prompt as JSON; check forked decoding", run_logits},
     {"perplexity", "perplexity over a text file in sliding windows", run_perplexity},
+    {"chat-template", "render a chat template for conversations, as transformers' apply_chat_template", run_chat_template},
 };
 
 void print_usage(std::ostream& out) {
