@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "server/api_error.h"
+#include "server/chat_renderer.h"
 #include "server/generation_runner.h"
 #include "server/openai_format.h"
 #include "server/request_parse.h"
@@ -146,7 +147,6 @@ void HttpServer::add_routes() {
 
 void HttpServer::handle_generation(const httplib::Request& req, httplib::Response& res, bool chat) {
   const json body = parse_body(req.body);
-  if (chat && !render_chat_) throw ApiError(400, "this server has no chat template", "", "no_chat_template");
   ParsedRequest request = chat ? parse_chat_request(body, *engine_, options_, model_id_, render_chat_)
                                : parse_completion_request(body, *engine_, options_, model_id_);
   const ResponseIds ids = new_response_ids(chat, model_id_);
@@ -267,6 +267,7 @@ void HttpServer::access_log(const httplib::Request& req, const httplib::Response
 void HttpServer::load_model() {
   engine_ = std::make_unique<Engine>(engine_options_);
   const ModelInfo& info = engine_->model_info();
+  render_chat_ = make_chat_renderer(info, options_.chat_template_file);
   std::fprintf(stderr, "model: %s (%s, %d layers, dim %d, vocab %d, context %d) as '%s'\n", info.path.c_str(),
                info.architecture.c_str(), info.n_layers, info.dim, info.n_vocab, info.context_length,
                model_id_.c_str());

@@ -66,7 +66,7 @@ class HttpServer {
   EngineOptions engine_options_;
   std::unique_ptr<httplib::Server> http_;
   std::unique_ptr<Engine> engine_;
-  std::function<std::string(const nlohmann::json& messages)> render_chat_;
+  std::function<std::string(const nlohmann::json& messages)> render_chat_;  // server/chat_renderer.h
   std::string model_id_;
   std::atomic<State> state_{State::loading};
   Metrics metrics_;
