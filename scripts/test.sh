@@ -9,6 +9,7 @@ scripts/install-deps.sh
 FLAVOURS=(
   "release  build"
   "sanitize build-sanitize"
+  "tsan     build-tsan      -R Scheduler"
 )
 for line in "${FLAVOURS[@]}"; do
   read -r flavour dir extra <<<"$line"

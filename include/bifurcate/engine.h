@@ -32,8 +32,13 @@ struct EngineOptions {
   int threads = 0;                                  // 0: one per hardware thread
   AttentionMode attention = AttentionMode::bifurcated;
   KvPrecision kv_precision = KvPrecision::f16;
-  std::size_t kv_budget_bytes = std::size_t(8) << 30;  // refused up front when a request needs more
+  // KV cache memory; 0: half of MemAvailable when the engine starts (after
+  // the model is loaded), at least 64 MiB. A request that could never fit is refused up front.
+  std::size_t kv_budget_bytes = 0;
   int prefill_chunk = 256;                          // prompt tokens per prefill matmul batch
+  // Rows of one forward pass: every running sample's decode row, then prefill
+  // chunks of admitted prompts with what is left (at least a quarter of it).
+  int step_tokens = 256;
   bool prefix_cache = true;      // keep prompts' KV for later requests that share a prefix
   int max_queued_requests = 256; // requests waiting for admission beyond this are refused (Overloaded)
 };
@@ -137,6 +142,12 @@ struct EngineStatus {
   std::size_t kv_bytes_used = 0;    // held by running sequences and cached prefixes
   std::size_t kv_bytes_cached = 0;  // held by cached prefixes no running sequence uses (evictable)
   std::size_t kv_bytes_budget = 0;
+  // Since the engine started, on the model thread: steps run, seconds inside
+  // steps, and of those inside the model's forward passes (the rest is the
+  // scheduler: admission, batching, sampling, callbacks).
+  int64_t steps = 0;
+  double step_seconds = 0;
+  double forward_seconds = 0;
 };
 
 class Engine {

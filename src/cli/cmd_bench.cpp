@@ -22,6 +22,7 @@
 #include "cli/engine_flags.h"
 #include "model/model.h"
 #include "util/error.h"
+#include "util/memory_info.h"
 #include "util/timer.h"
 
 namespace bifurcate::cli {
@@ -36,7 +37,7 @@ struct BenchArgs {
   std::string attention = "bifurcated,replicated";
   int64_t threads = 0;
   std::string kv_type = "f16";
-  double kv_budget_gib = 8.0;
+  double kv_budget_gib = 0;
   uint64_t seed = 1;
   std::string csv;
   std::string json;
@@ -59,7 +60,8 @@ struct BenchArgs {
     v(attention, "attention", 'a', "attention modes, comma-separated: bifurcated, replicated");
     v(threads, "threads", 'j', "worker threads (0 = all hardware threads)");
     v(kv_type, "kv-type", '\0', "KV cache element type: f16 or f32");
-    v(kv_budget_gib, "kv-budget-gib", '\0', "KV cache budget in GiB; rows that need more are skipped");
+    v(kv_budget_gib, "kv-budget-gib", '\0',
+      "KV cache budget in GiB; rows that need more are skipped (0 = half of MemAvailable, as the engine)");
     v(seed, "seed", 's', "seed of the random prompt and decode tokens");
     v(csv, "csv", '\0', "write every figure of every row to this CSV file");
     v(json, "json", '\0', "write every figure of every row to this JSON file");
@@ -128,7 +130,7 @@ SweepConfig make_sweep_config(const BenchArgs& a) {
   }
   c.repeat = int(a.repeat);
   c.kv_type = parse_kv_type_flag(a.kv_type) == KvPrecision::f32 ? kernels::KvType::f32 : kernels::KvType::f16;
-  c.kv_budget_bytes = parse_kv_budget_flag(a.kv_budget_gib);
+  c.kv_budget_bytes = a.kv_budget_gib == 0 ? default_kv_budget_bytes() : parse_kv_budget_flag(a.kv_budget_gib);
   c.seed = a.seed;
   return c;
 }

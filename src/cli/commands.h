@@ -24,5 +24,6 @@ int run_perplexity(int argc, char** argv);  // cmd_perplexity.cpp
 int run_bench(int argc, char** argv);       // cmd_bench.cpp
 int run_serve(int argc, char** argv);       // cmd_serve.cpp
 int run_chat_template(int argc, char** argv);  // cmd_chat_template.cpp
+int run_bench_serve(int argc, char** argv); // cmd_bench_serve.cpp
 
 }  // namespace bifurcate::cli

@@ -3,6 +3,7 @@
 
 #include "engine/engine_impl.h"
 #include "util/error.h"
+#include "util/memory_info.h"
 
 namespace bifurcate {
 namespace {
@@ -49,8 +50,18 @@ Engine::Impl::Impl(const EngineOptions& opts)
       info(describe(*model, *tokenizer)),
       pool(resolve_threads(opts.threads)),
       transformer(model->config(), model->weights()),
-      cache(transformer.kv_layout(to_kv_type(opts.kv_precision)), opts.kv_budget_bytes) {
+      cache(transformer.kv_layout(to_kv_type(opts.kv_precision)), resolve_kv_budget(opts.kv_budget_bytes)) {
   require(opts.prefill_chunk >= 1, "prefill chunk must be >= 1, got ", opts.prefill_chunk);
+  require(opts.step_tokens >= 1, "step tokens must be >= 1, got ", opts.step_tokens);
+  require(opts.max_queued_requests >= 0, "max queued requests must be >= 0, got ", opts.max_queued_requests);
+  options.kv_budget_bytes = cache.budget_bytes();
+  scheduler = std::make_unique<engine::Scheduler>(*this);
+}
+
+Engine::Impl::~Impl() { scheduler.reset(); }
+
+std::size_t resolve_kv_budget(std::size_t requested) {
+  return requested > 0 ? requested : default_kv_budget_bytes();
 }
 
 Engine::Engine(const EngineOptions& options) : impl_(std::make_unique<Impl>(options)) {}
@@ -68,10 +79,7 @@ std::string Engine::detokenize(std::span<const int32_t> tokens) const {
 const ModelInfo& Engine::model_info() const { return impl_->info; }
 const EngineOptions& Engine::options() const { return impl_->options; }
 
-EngineStatus Engine::status() const {
-  std::lock_guard lock(impl_->status_mutex);
-  return impl_->status;
-}
+EngineStatus Engine::status() const { return impl_->scheduler->status(); }
 
 kv::SegmentId prefill_root(Engine::Impl& engine, std::span<const int32_t> tokens, std::span<float> logits,
                            bool all_positions) {

@@ -3,7 +3,6 @@
 
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 
@@ -13,6 +12,7 @@
 #include "model/transformer.h"
 #include "sampling/sampler.h"
 #include "tokenizer/tokenizer.h"
+#include "engine/scheduler.h"
 #include "util/thread_pool.h"
 
 namespace bifurcate {
@@ -24,16 +24,15 @@ struct Engine::Impl {
   ModelInfo info;
   ThreadPool pool;
   model::Transformer transformer;
-  kv::KvCache cache;
-  // Until the scheduler lands, one request runs at a time: generate() holds
-  // run_mutex for the whole request; status (guarded by status_mutex) counts
-  // the waiting and the running one.
-  std::mutex run_mutex;
-  mutable std::mutex status_mutex;
-  EngineStatus status;
+  kv::KvCache cache;                             // the model thread's (scheduler.h)
+  std::unique_ptr<engine::Scheduler> scheduler;  // last: its thread stops before the rest goes
 
   explicit Impl(const EngineOptions& options);
+  ~Impl();
 };
+
+// The KV budget EngineOptions::kv_budget_bytes asks for (0: from MemAvailable).
+std::size_t resolve_kv_budget(std::size_t requested);
 
 // Refuses up front work whose KV cache could outgrow what the budget has free:
 // a root of `root_tokens` plus `n_leaves` leaves of up to `leaf_tokens` each,

@@ -24,13 +24,19 @@ std::string Engine::token_to_piece(int32_t token) const {
   return impl_->tokenizer->token_to_piece(token);
 }
 
+// Both run on the model thread between steps, beside whatever requests are
+// running: cached prefixes make room first; the blocks promised to running
+// requests are given back before the next step.
 std::vector<float> Engine::evaluate(std::span<const int32_t> tokens, bool all_positions) {
   Impl& s = *impl_;
   validate_tokens(tokens, s.info);
-  require_kv_budget(s.cache, tokens.size(), 0, 0, str("evaluating ", tokens.size(), " tokens would"));
   const size_t rows = all_positions ? tokens.size() : 1;
   std::vector<float> logits(rows * size_t(s.info.n_vocab));
-  s.cache.release(prefill_root(s, tokens, logits, all_positions));
+  s.scheduler->run_on_model_thread([&] {
+    s.scheduler->make_room(s.cache.blocks_for_tokens(int64_t(tokens.size())));
+    require_kv_budget(s.cache, tokens.size(), 0, 0, str("evaluating ", tokens.size(), " tokens would"));
+    s.cache.release(prefill_root(s, tokens, logits, all_positions));
+  });
   return logits;
 }
 
@@ -42,22 +48,26 @@ std::vector<float> Engine::evaluate_forked(std::span<const int32_t> tokens, int 
   require(n_samples >= 1, "n_samples must be >= 1, got ", n_samples);
   const std::span<const int32_t> prefix = tokens.first(tokens.size() - 1);
   const bool shared = s.options.attention == AttentionMode::bifurcated;
-  // Bifurcated: one decoded token per leaf; replicated: a private copy of the whole sequence per leaf.
-  require_kv_budget(s.cache, prefix.size(), size_t(n_samples), shared ? 1 : tokens.size(),
-                    str("evaluating ", prefix.size(), " tokens forked into ", n_samples, " sequences would"));
-
   const size_t n_vocab = size_t(s.info.n_vocab);
   std::vector<float> logits(size_t(n_samples) * n_vocab);
-  const kv::SegmentId root = prefill_root(s, prefix, std::span<float>(logits).first(n_vocab), false);
-  const std::vector<kv::SegmentId> leaves = fork_leaves(s, root, n_samples);
-  const std::vector<int32_t> last(size_t(n_samples), tokens.back());
-  try {
-    s.transformer.decode(s.cache, leaves, last, logits.data(), s.pool);
-  } catch (...) {
+  s.scheduler->run_on_model_thread([&] {
+    // Bifurcated: one decoded token per leaf; replicated: a private copy of the whole sequence per leaf.
+    const size_t leaf_tokens = shared ? 1 : tokens.size();
+    s.scheduler->make_room(s.cache.blocks_for_tokens(int64_t(prefix.size())) +
+                           size_t(n_samples) * s.cache.blocks_for_tokens(int64_t(leaf_tokens)));
+    require_kv_budget(s.cache, prefix.size(), size_t(n_samples), leaf_tokens,
+                      str("evaluating ", prefix.size(), " tokens forked into ", n_samples, " sequences would"));
+    const kv::SegmentId root = prefill_root(s, prefix, std::span<float>(logits).first(n_vocab), false);
+    const std::vector<kv::SegmentId> leaves = fork_leaves(s, root, n_samples);
+    const std::vector<int32_t> last(size_t(n_samples), tokens.back());
+    try {
+      s.transformer.decode(s.cache, leaves, last, logits.data(), s.pool);
+    } catch (...) {
+      for (kv::SegmentId leaf : leaves) s.cache.release(leaf);
+      throw;
+    }
     for (kv::SegmentId leaf : leaves) s.cache.release(leaf);
-    throw;
-  }
-  for (kv::SegmentId leaf : leaves) s.cache.release(leaf);
+  });
   return logits;
 }
 

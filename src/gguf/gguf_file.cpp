@@ -14,6 +14,7 @@
 
 #include "util/error.h"
 #include "util/huge_pages.h"
+#include "util/memory_info.h"
 
 namespace bifurcate::gguf {
 
@@ -34,19 +35,6 @@ uint64_t TensorInfo::n_rows() const {
 namespace {
 
 constexpr std::size_t kHugeCopyMinBytes = std::size_t(64) << 20;
-
-// MemAvailable from /proc/meminfo in bytes, or 0 when unknown.
-std::size_t available_memory_bytes() {
-  int fd = ::open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char text[4096];
-  const ssize_t n = ::read(fd, text, sizeof text - 1);
-  ::close(fd);
-  if (n <= 0) return 0;
-  text[n] = '\0';
-  const char* line = std::strstr(text, "MemAvailable:");
-  return line == nullptr ? 0 : std::size_t(std::strtoull(line + 13, nullptr, 10)) * 1024;
-}
 
 // Reads all `size` bytes of fd into dst; false (errno set) on a read error or early end.
 bool read_all(int fd, uint8_t* dst, std::size_t size) {

@@ -65,14 +65,20 @@ void validate_plan(const AttentionPlan& plan, const float* q, const float* out,
   for (std::size_t s = 0; s < plan.segments.size(); ++s) {
     const PlannedSegment& seg = plan.segments[s];
     validate_chunks(plan.shape, seg, s);
+    require(seg.key_ends.empty() || seg.key_ends.size() == seg.sequences.size(), "attention: segment ", s,
+            " has ", seg.key_ends.size(), " key limits for ", seg.sequences.size(), " sequences");
     int previous = -1;
-    for (int sequence : seg.sequences) {
+    for (std::size_t i = 0; i < seg.sequences.size(); ++i) {
+      const int sequence = seg.sequences[i];
       require(sequence >= 0 && sequence < plan.n_sequences, "attention: segment ", s,
               " lists sequence ", sequence, ", outside [0, ", plan.n_sequences, ")");
       require(sequence > previous, "attention: segment ", s, " lists sequence ", sequence,
               " after ", previous, " (must be ascending, no duplicates)");
       previous = sequence;
-      keys_seen[std::size_t(sequence)] += seg.tokens();
+      const int keys = seg.keys_seen(i);
+      require(keys >= 0 && keys <= seg.tokens(), "attention: segment ", s, " limits sequence ", sequence,
+              " to ", keys, " keys of its ", seg.tokens());
+      keys_seen[std::size_t(sequence)] += keys;
     }
   }
   for (int i = 0; i < plan.n_sequences; ++i)
@@ -114,6 +120,10 @@ class AttentionRunner {
       const PlannedSegment& seg = plan.segments[s];
       const int tokens = seg.tokens(), rows = int(seg.sequences.size()) * r;
       if (tokens == 0 || rows == 0) continue;
+      if (!seg.key_ends.empty()) {
+        add_limited_segment(int(s), seg, q);
+        continue;
+      }
       const double unit_cost = cost(tokens, rows);
       const int splits = key_splits(tokens, kTargetTasks * unit_cost / total_cost);
       for (int j = 0; j < g; ++j) {
@@ -122,6 +132,32 @@ class AttentionRunner {
                    unit_cost / splits);
           for (int sequence : seg.sequences)
             for (int head = j * r; head < (j + 1) * r; ++head) add_row(q, sequence * shape_.n_heads + head, -1);
+        }
+      }
+    }
+  }
+
+  // A segment whose sequences see only its first key_ends[i] keys (a prefill chunk
+  // written into it): its sequences in groups, as add_causal splits a chunk,
+  // each group against keys [0, the largest limit in the group).
+  void add_limited_segment(int s, const PlannedSegment& seg, const float* q) {
+    const int g = shape_.n_kv_heads, r = shape_.n_heads / g;
+    const int n = int(seg.sequences.size());
+    const int groups = std::min(n, (kTargetTasks + g - 1) / g);
+    for (int j = 0; j < g; ++j) {
+      for (int group = 0; group < groups; ++group) {
+        const int i0 = n * group / groups, i1 = n * (group + 1) / groups;
+        int keys = 0;
+        for (int i = i0; i < i1; ++i) keys = std::max(keys, seg.key_ends[std::size_t(i)]);
+        if (keys == 0) continue;
+        const double unit_cost = cost(keys, (i1 - i0) * r);
+        const int splits = key_splits(keys, double(kTargetTasks) / (g * groups));
+        for (int split = 0; split < splits; ++split) {
+          add_task(s, j, split_point(keys, split, splits), split_point(keys, split + 1, splits),
+                   unit_cost / splits, /*causal=*/true);
+          for (int i = i0; i < i1; ++i)
+            for (int head = j * r; head < (j + 1) * r; ++head)
+              add_row(q, seg.sequences[std::size_t(i)] * shape_.n_heads + head, seg.key_ends[std::size_t(i)]);
         }
       }
     }
@@ -139,7 +175,7 @@ class AttentionRunner {
         const int splits = key_splits(keys, double(kTargetTasks) / (g * groups));
         for (int split = 0; split < splits; ++split) {
           add_task(0, j, split_point(keys, split, splits), split_point(keys, split + 1, splits),
-                   unit_cost / splits);
+                   unit_cost / splits, /*causal=*/true);
           for (int i = i0; i < i1; ++i)
             for (int head = j * r; head < (j + 1) * r; ++head)
               add_row(q, i * shape_.n_heads + head, first_position + i + 1);
@@ -210,13 +246,15 @@ class AttentionRunner {
   // Keys are read once per task whatever the row count; arithmetic grows with rows.
   static double cost(int tokens, int rows) { return double(tokens) * (rows + 8); }
 
-  void add_task(int segment, int kv_head, int key_begin, int key_end, double cost) {
-    ws_.tasks_.push_back({segment, kv_head, key_begin, key_end, int(ws_.row_q_.size()), 0, cost});
+  void add_task(int segment, int kv_head, int key_begin, int key_end, double cost, bool causal = false) {
+    ws_.tasks_.push_back({segment, kv_head, key_begin, key_end, int(ws_.row_q_.size()), 0, cost, causal});
   }
 
+  // key_end: the row's exclusive key limit in a causal task; -1 in the others
+  // (kept so row_key_end_ stays indexed like row_q_; such tasks pass no limits).
   void add_row(const float* q, int out_row, int key_end) {
     ws_.row_q_.push_back(q + std::size_t(out_row) * shape_.head_size);
-    if (key_end >= 0) ws_.row_key_end_.push_back(key_end);
+    ws_.row_key_end_.push_back(key_end);
     ws_.row_target_.push_back(out_row);
     ws_.tasks_.back().n_rows++;
   }
@@ -237,8 +275,7 @@ class AttentionRunner {
     const PlannedSegment& seg = segments_[std::size_t(task.segment)];
     SegmentKeys keys{seg.chunks, seg.head_stride, task.kv_head, task.key_begin, task.key_end};
     const std::size_t first = std::size_t(task.first_row);
-    StackedQueries queries{ws_.row_q_.data() + first,
-                           ws_.row_key_end_.empty() ? nullptr : ws_.row_key_end_.data() + first,
+    StackedQueries queries{ws_.row_q_.data() + first, task.causal ? ws_.row_key_end_.data() + first : nullptr,
                            task.n_rows};
     attend_segment(shape_, keys, queries, ws_.partial_o_.data() + first * std::size_t(shape_.head_size),
                    ws_.partial_lse_.data() + first, ws_.scratch_[std::size_t(thread)]);

@@ -43,13 +43,14 @@ class AttentionWorkspace {
     int first_row;
     int n_rows;
     double cost;
+    bool causal;  // rows carry key limits (row_key_end_)
   };
 
   std::vector<long long> keys_seen_;      // (sequences) validation: keys each sequence attends
   std::vector<Task> tasks_;
   std::vector<int> task_order_;           // tasks_ indices, most expensive first
   std::vector<const float*> row_q_;       // (stacked rows) query row per partial row
-  std::vector<int> row_key_end_;          // (stacked rows) causal limits; empty for decode
+  std::vector<int> row_key_end_;          // (stacked rows) causal limits, -1 outside causal tasks
   std::vector<int> row_target_;           // (stacked rows) output row it belongs to
   AlignedBuffer<float> partial_o_;        // (stacked rows, head_size)
   AlignedBuffer<float> partial_lse_;      // (stacked rows)

@@ -22,13 +22,18 @@ struct KvChunk {
   int tokens;
 };
 
-// A segment of the KV tree as one decode step sees it: its keys/values and the
+// A segment of the KV tree as one step sees it: its keys/values and the
 // query sequences (indices into the step's batch, ascending, no duplicates) that attend to it.
+// key_ends is empty (every listed sequence sees all keys) or parallel to `sequences`:
+// sequence sequences[i] sees keys [0, key_ends[i]) only — the rows of a prefill chunk
+// written into this segment, causal within it.
 struct PlannedSegment {
   std::vector<KvChunk> chunks;   // in token order
   std::size_t head_stride = 0;   // bytes between KV head j and j+1 inside every chunk
   std::vector<int> sequences;
+  std::vector<int> key_ends;
   int tokens() const;            // sum of chunk tokens
+  int keys_seen(std::size_t i) const { return key_ends.empty() ? tokens() : key_ends[i]; }
 };
 
 struct AttentionShape {

@@ -31,6 +31,13 @@ kernels::AttentionPlan build_attention_plan(const KvCache& cache, std::span<cons
 
 void StepAttentionPlan::build(const KvCache& cache, std::span<const SegmentId> leaves,
                               const kernels::AttentionShape& shape) {
+  build(cache, leaves, {}, shape);
+}
+
+void StepAttentionPlan::build(const KvCache& cache, std::span<const SegmentId> leaves,
+                              std::span<const int> leaf_key_ends, const kernels::AttentionShape& shape) {
+  require(leaf_key_ends.empty() || leaf_key_ends.size() == leaves.size(), "attention plan: ",
+          leaf_key_ends.size(), " key limits for ", leaves.size(), " sequences");
   const KvLayout& layout = cache.layout();
   check_shape_matches(layout, shape);
   plan_.shape = shape;
@@ -63,6 +70,18 @@ void StepAttentionPlan::build(const KvCache& cache, std::span<const SegmentId> l
     }
   }
   plan_.segments.resize(n_planned);
+  for (std::size_t i = 0; i < leaf_key_ends.size(); ++i) limit_leaf_keys(cache, leaves[i], int(i), leaf_key_ends[i]);
+}
+
+void StepAttentionPlan::limit_leaf_keys(const KvCache& cache, SegmentId leaf, int sequence, int key_end) {
+  const int tokens = cache.tokens(leaf);
+  require(key_end >= 1 && key_end <= tokens, "attention plan: sequence ", sequence, " limited to ", key_end,
+          " keys of its leaf's ", tokens);
+  if (key_end == tokens) return;
+  kernels::PlannedSegment& seg = plan_.segments[std::size_t(planned_index_[cache.table_index(leaf)])];
+  if (seg.key_ends.empty()) seg.key_ends.assign(seg.sequences.size(), tokens);
+  const auto at = std::lower_bound(seg.sequences.begin(), seg.sequences.end(), sequence);
+  seg.key_ends[std::size_t(at - seg.sequences.begin())] = key_end;
 }
 
 const kernels::AttentionPlan& StepAttentionPlan::for_layer(int layer) {

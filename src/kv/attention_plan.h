@@ -30,6 +30,11 @@ class StepAttentionPlan {
  public:
   // Rebuilds the plan (at layer 0) for the current state of `cache`.
   void build(const KvCache& cache, std::span<const SegmentId> leaves, const kernels::AttentionShape& shape);
+  // Same, where sequence i sees only the first leaf_key_ends[i] tokens of its
+  // own leaf (all of its ancestors): the rows of a prefill chunk appended to
+  // that leaf, causal within it. Several sequences may share a leaf.
+  void build(const KvCache& cache, std::span<const SegmentId> leaves, std::span<const int> leaf_key_ends,
+             const kernels::AttentionShape& shape);
   // The plan with its chunks pointing at `layer`.
   const kernels::AttentionPlan& for_layer(int layer);
   // segment_ids()[j] is the cache segment behind plan().segments[j].
@@ -41,6 +46,8 @@ class StepAttentionPlan {
   kernels::AttentionPlan plan_{};
   std::vector<SegmentId> segment_ids_;
   std::vector<int> planned_index_;  // by KvCache::table_index: index into plan_.segments, or -1
+  void limit_leaf_keys(const KvCache& cache, SegmentId leaf, int sequence, int key_end);
+
   std::vector<SegmentId> path_;     // scratch: one leaf's path, root first
   int layer_ = 0;
   int n_layers_ = 0;

@@ -26,6 +26,11 @@ std::size_t KvCache::blocks_for_tokens(int64_t n_tokens) const {
   return std::size_t((n_tokens + layout_.block_tokens - 1) / layout_.block_tokens);
 }
 
+std::size_t KvCache::blocks_to_grow(SegmentId s, int n) const {
+  const Segment& seg = live_segment(s, "blocks_to_grow");
+  return blocks_for_tokens(int64_t(seg.tokens) + n) - seg.blocks.size();
+}
+
 std::size_t KvCache::bytes_for_tokens(int64_t n_tokens) const {
   return blocks_for_tokens(n_tokens) * pool_.block_stride();
 }
@@ -92,6 +97,7 @@ SegmentId KvCache::new_segment(SegmentId parent, int path_offset) {
   seg.path_offset = path_offset;
   seg.live = true;
   seg.frozen = false;
+  seg.held = false;
   seg.blocks.clear();
   ++n_live_;
   return SegmentId((uint32_t(seg.generation) << kIndexBits) | uint32_t(index));
@@ -122,13 +128,54 @@ void KvCache::release(SegmentId leaf) {
   const Segment& seg = live_segment(leaf, "release");
   require(seg.n_children == 0, "KvCache::release: segment ", leaf, " has ", seg.n_children,
           " live children; release its leaves instead (it is freed with its last child)");
-  SegmentId s = leaf;
+  require(!seg.held, "KvCache::release: segment ", leaf, " is held; unhold it instead");
+  free_upwards(leaf);
+}
+
+// Frees `s` (childless, unheld) and every ancestor its freeing leaves childless and unheld.
+void KvCache::free_upwards(SegmentId s) {
   while (true) {
     SegmentId p = at(s).parent;
     free_segment(s);
-    if (p == kNoSegment || --at(p).n_children > 0) break;
+    if (p == kNoSegment || --at(p).n_children > 0 || at(p).held) break;
     s = p;
   }
+}
+
+void KvCache::hold(SegmentId s) {
+  Segment& seg = live_segment(s, "hold");
+  require(!seg.held, "KvCache::hold: segment ", s, " is already held");
+  seg.held = true;
+}
+
+void KvCache::unhold(SegmentId s) {
+  Segment& seg = live_segment(s, "unhold");
+  require(seg.held, "KvCache::unhold: segment ", s, " is not held");
+  seg.held = false;
+  if (seg.n_children == 0) free_upwards(s);
+}
+
+bool KvCache::is_held(SegmentId s) const { return live_segment(s, "is_held").held; }
+
+SegmentId KvCache::split(SegmentId s, int at_token) {
+  const Segment& seg = live_segment(s, "split");
+  require(seg.frozen, "KvCache::split: segment ", s, " still grows; only frozen segments split");
+  require(at_token > 0 && at_token < seg.tokens && at_token % layout_.block_tokens == 0, "KvCache::split: token ",
+          at_token, " is not a block boundary strictly inside segment ", s, " of ", seg.tokens, " tokens");
+  const SegmentId head = new_segment(seg.parent, seg.path_offset);  // may move segments_: index again below
+  Segment& h = at(head);
+  Segment& tail = at(s);
+  const auto n_head_blocks = std::ptrdiff_t(at_token / layout_.block_tokens);
+  h.blocks.assign(tail.blocks.begin(), tail.blocks.begin() + n_head_blocks);
+  tail.blocks.erase(tail.blocks.begin(), tail.blocks.begin() + n_head_blocks);
+  h.tokens = at_token;
+  h.frozen = true;
+  h.held = tail.held;
+  h.n_children = 1;
+  tail.tokens -= at_token;
+  tail.path_offset += at_token;
+  tail.parent = head;  // the old parent's child count is unchanged: head replaces s
+  return head;
 }
 
 bool KvCache::is_live(SegmentId s) const {
@@ -222,6 +269,7 @@ void KvCache::view(SegmentId s, int layer, kernels::PlannedSegment& out) const {
   std::size_t layer_offset = std::size_t(layer) * layout_.layer_stride();
   out.chunks.clear();
   out.sequences.clear();
+  out.key_ends.clear();
   out.head_stride = layout_.head_stride();
   int remaining = seg.tokens;
   for (uint8_t* block : seg.blocks) {

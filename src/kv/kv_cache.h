@@ -6,7 +6,8 @@
 // without children ever grows, so shared prefixes never change under their
 // readers. Segments are owned by the tree, not by handles: a segment lives while
 // it is an unreleased leaf or has live children; release(leaf) frees the leaf and
-// every ancestor left without children.
+// every ancestor left without children. A held segment (hold(): a cached
+// prefix, kv/prefix_cache.h) also lives without children, until unhold().
 //
 // Not thread-safe: one thread mutates the cache; kernels only read views of it.
 #pragma once
@@ -45,6 +46,14 @@ class KvCache {
   std::size_t bytes_reserved() const { return pool_.bytes_reserved(); }
   // Pool bytes that `n_tokens` tokens of one segment occupy (whole blocks).
   std::size_t bytes_for_tokens(int64_t n_tokens) const;
+  // Whole blocks that `n_tokens` tokens of one segment occupy.
+  std::size_t blocks_for_tokens(int64_t n_tokens) const;
+  std::size_t block_bytes() const { return pool_.block_stride(); }
+  std::size_t blocks_available() const { return pool_.blocks_available(); }
+  std::size_t blocks_in_use() const { return pool_.bytes_in_use() / pool_.block_stride(); }
+  std::size_t capacity_blocks() const { return pool_.budget_bytes() / pool_.block_stride(); }
+  // Blocks append_tokens(s, n) would take from the pool.
+  std::size_t blocks_to_grow(SegmentId s, int n) const;
 
   // Throws Error("KV cache budget exceeded: need ...") unless `extra_tokens_total`
   // new tokens, spread in any way over `n_growing_segments` segments that each
@@ -62,8 +71,20 @@ class KvCache {
   // replicated baseline: a private copy of the context). Costs path_tokens(s)
   // tokens of budget, checked before anything is allocated.
   SegmentId copy_path(SegmentId s);
-  // Frees leaf `leaf` and every ancestor left without children; blocks return to the pool.
+  // Frees leaf `leaf` and every ancestor left without children and not held;
+  // blocks return to the pool. `leaf` must not be held.
   void release(SegmentId leaf);
+  // Keeps frozen-or-not segment `s` alive without children (once; unhold to undo).
+  void hold(SegmentId s);
+  // Undoes hold(s); frees s and its unheld childless ancestors if s has no children.
+  void unhold(SegmentId s);
+  bool is_held(SegmentId s) const;
+  // Splits frozen segment `s` at token `at` (a multiple of block_tokens, 0 < at
+  // < tokens(s)) without copying: a NEW segment, returned, takes s's first `at`
+  // tokens (whole blocks) and s's place under its parent; s keeps its id, its
+  // children and the rest of its tokens, now as the new segment's only child.
+  // The new segment is frozen, and held iff s is.
+  SegmentId split(SegmentId s, int at);
 
   bool is_live(SegmentId s) const;
   SegmentId parent(SegmentId s) const;  // kNoSegment for a root
@@ -104,6 +125,7 @@ class KvCache {
     int path_offset = 0;  // tokens of all ancestors; fixed because ancestors are frozen
     bool live = false;
     bool frozen = false;
+    bool held = false;
     uint8_t generation = 0;        // bits 24..30 of the SegmentId currently naming this entry
     std::vector<uint8_t*> blocks;  // ceil(tokens / block_tokens) blocks, in token order
   };
@@ -118,8 +140,8 @@ class KvCache {
   Segment& live_segment(SegmentId s, const char* caller);
   SegmentId new_segment(SegmentId parent, int path_offset);
   void free_segment(SegmentId s);
+  void free_upwards(SegmentId s);
   std::vector<SegmentId> path_of(SegmentId s) const;  // root first
-  std::size_t blocks_for_tokens(int64_t n_tokens) const;
   [[noreturn]] void throw_budget_exceeded(std::size_t blocks_needed, const std::string& what) const;
   void copy_tokens(const Segment& src, int src_begin, Segment& dst, int dst_begin, int n) const;
 

@@ -16,15 +16,23 @@
 namespace bifurcate::model {
 
 // What one forward call processes: `n` rows, each a token at `positions[i]`
-// whose K/V goes to `slots[i]`. Attention is either causal over one segment
-// (prefill) or over the segment tree paths ending in `leaves` (decode).
+// whose K/V goes to `slots[i]`; attention runs the step plan.
 struct Transformer::Rows {
   int n = 0;
   std::vector<int> positions;
   std::vector<kv::KvCache::Slot> slots;
-  kv::SegmentId causal_segment = -1;  // prefill
-  int first_position = 0;             // prefill
 };
+
+void Batch::add(kv::SegmentId segment, std::span<const int32_t> new_tokens, Logits logits) {
+  const int first = rows();
+  tokens.insert(tokens.end(), new_tokens.begin(), new_tokens.end());
+  segments.insert(segments.end(), new_tokens.size(), segment);
+  if (logits == Logits::all) {
+    for (int i = first; i < rows(); ++i) logit_rows.push_back(i);
+  } else if (logits == Logits::last && !new_tokens.empty()) {
+    logit_rows.push_back(rows() - 1);
+  }
+}
 
 Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights)
     : config_(config), weights_(weights) {
@@ -118,13 +126,7 @@ void Transformer::run_layers(kv::KvCache& cache, const Rows& rows, ThreadPool& p
     store_kv(cache, rows, l);
 
     const double t0 = now_seconds();
-    if (rows.causal_segment >= 0) {
-      kernels::PlannedSegment segment = cache.view(rows.causal_segment, l);
-      kernels::attend_causal(attention_shape_, segment, rows.first_position, n, q_.data(), att_.data(),
-                             attention_workspace_, pool);
-    } else {
-      kernels::attend(step_plan_.for_layer(l), q_.data(), att_.data(), attention_workspace_, pool);
-    }
+    kernels::attend(step_plan_.for_layer(l), q_.data(), att_.data(), attention_workspace_, pool);
     timings_.attention += now_seconds() - t0;
 
     kernels::matmul(L.wo, att_.data(), n, xb_.data(), pool);
@@ -143,21 +145,80 @@ void Transformer::run_layers(kv::KvCache& cache, const Rows& rows, ThreadPool& p
   }
 }
 
-void Transformer::compute_logits(int first_row, int n_rows, float* logits, ThreadPool& pool) {
-  for (int i = first_row; i < first_row + n_rows; ++i) {
-    kernels::rmsnorm(x_.data() + size_t(i) * config_.dim, weights_.output_norm.data(), config_.dim,
-                     config_.rms_eps, xb_.data() + size_t(i) * config_.dim);
+void Transformer::compute_logits(std::span<const int> rows, float* logits, ThreadPool& pool) {
+  // The wanted rows, normed, packed at the front of xb_ (rows ascending, so a
+  // row is never overwritten before it is read).
+  for (size_t i = 0; i < rows.size(); ++i) {
+    kernels::rmsnorm(x_.data() + size_t(rows[i]) * config_.dim, weights_.output_norm.data(), config_.dim,
+                     config_.rms_eps, xb_.data() + i * config_.dim);
   }
-  kernels::matmul(weights_.output, xb_.data() + size_t(first_row) * config_.dim, n_rows, logits, pool);
+  if (!rows.empty()) kernels::matmul(weights_.output, xb_.data(), int(rows.size()), logits, pool);
+}
+
+// Everything forward() checks before the cache changes.
+void Transformer::check_batch(const kv::KvCache& cache, const Batch& batch) {
+  const int n = batch.rows();
+  require(n >= 1, "forward needs at least one row");
+  require(batch.segments.size() == size_t(n), "forward got ", n, " tokens but ", batch.segments.size(),
+          " segments");
+  require_in_vocabulary(batch.tokens, config_.n_vocab);
+  for (size_t i = 0; i < batch.logit_rows.size(); ++i) {
+    const int row = batch.logit_rows[i];
+    require(row >= 0 && row < n && (i == 0 || row > batch.logit_rows[i - 1]), "forward: logit row ", row,
+            " is out of range or out of order");
+  }
+  size_t new_blocks = 0;
+  for (int begin = 0; begin < n;) {
+    const kv::SegmentId s = batch.segments[size_t(begin)];
+    int end = begin + 1;
+    while (end < n && batch.segments[size_t(end)] == s) ++end;
+    for (int later = end; later < n; ++later)
+      require(batch.segments[size_t(later)] != s, "forward: the rows of segment ", s,
+              " are not consecutive (rows ", begin, "..", end - 1, " and ", later, ")");
+    require(cache.n_children(s) == 0 && !cache.is_frozen(s), "forward: segment ", s,
+            " has been forked and no longer grows");
+    const int last_position = cache.path_tokens(s) + (end - begin) - 1;
+    require(last_position < config_.context_length, "forward: a sequence would reach position ", last_position,
+            "; the model's context length is ", config_.context_length);
+    new_blocks += cache.blocks_to_grow(s, end - begin);
+    begin = end;
+  }
+  if (new_blocks > cache.blocks_available()) {
+    throw Error(str("KV cache budget exceeded: a forward pass of ", n, " rows needs ", new_blocks,
+                    " more blocks of ", cache.block_bytes(), " bytes; ", cache.blocks_available(),
+                    " are free (budget ", cache.budget_bytes(), " bytes)"));
+  }
+}
+
+void Transformer::forward(kv::KvCache& cache, const Batch& batch, float* logits, ThreadPool& pool) {
+  check_batch(cache, batch);
+  const double t_begin = now_seconds();
+  const int n = batch.rows();
+  Rows rows;
+  rows.n = n;
+  rows.positions.resize(size_t(n));
+  rows.slots.resize(size_t(n));
+  key_ends_.resize(size_t(n));
+  for (int i = 0; i < n; ++i) {
+    const kv::SegmentId s = batch.segments[size_t(i)];
+    rows.positions[size_t(i)] = cache.path_tokens(s);
+    rows.slots[size_t(i)] = cache.append_token(s);
+    key_ends_[size_t(i)] = cache.tokens(s);  // itself and every earlier token of its segment
+  }
+  reserve(n);
+  embed(batch.tokens);
+  attention_shape_.kv_type = cache.layout().type;
+  step_plan_.build(cache, batch.segments, key_ends_, attention_shape_);
+  run_layers(cache, rows, pool);
+  compute_logits(batch.logit_rows, logits, pool);
+  timings_.total += now_seconds() - t_begin;
 }
 
 void Transformer::prefill(kv::KvCache& cache, kv::SegmentId segment, std::span<const int32_t> tokens,
                           std::span<float> logits, bool all_logits, ThreadPool& pool, int chunk_tokens) {
   require(!tokens.empty(), "prefill needs at least one token");
   require(chunk_tokens >= 1, "prefill chunk size must be >= 1, got ", chunk_tokens);
-  require(cache.path_tokens(segment) == cache.tokens(segment),
-          "prefill needs a root segment (prefill below a shared prefix is not supported yet)");
-  const int start = cache.tokens(segment);
+  const int start = cache.path_tokens(segment);
   require(start + int64_t(tokens.size()) <= config_.context_length, "prompt of ", tokens.size(),
           " tokens after ", start, " cached tokens exceeds the model's context length ",
           config_.context_length);
@@ -167,28 +228,15 @@ void Transformer::prefill(kv::KvCache& cache, kv::SegmentId segment, std::span<c
   require_in_vocabulary(tokens, config_.n_vocab);
   cache.check_budget(int64_t(tokens.size()), 1);
 
-  const double t_begin = now_seconds();
-  reserve(std::min<int>(chunk_tokens, int(tokens.size())));
   for (size_t done = 0; done < tokens.size();) {
-    const int n = int(std::min<size_t>(size_t(chunk_tokens), tokens.size() - done));
-    Rows rows;
-    rows.n = n;
-    rows.causal_segment = segment;
-    rows.first_position = start + int(done);
-    embed(tokens.subspan(done, size_t(n)));
-    for (int i = 0; i < n; ++i) {
-      rows.positions.push_back(rows.first_position + i);
-      rows.slots.push_back(cache.append_token(segment));
-    }
-    run_layers(cache, rows, pool);
-    done += size_t(n);
-    if (all_logits) {
-      compute_logits(0, n, logits.data() + (done - size_t(n)) * vocab, pool);
-    } else if (done == tokens.size()) {
-      compute_logits(n - 1, 1, logits.data(), pool);
-    }
+    const size_t n = std::min<size_t>(size_t(chunk_tokens), tokens.size() - done);
+    const bool last = done + n == tokens.size();
+    scratch_batch_.clear();
+    scratch_batch_.add(segment, tokens.subspan(done, n),
+                       all_logits ? Batch::Logits::all : (last ? Batch::Logits::last : Batch::Logits::none));
+    forward(cache, scratch_batch_, logits.data() + (all_logits ? done * vocab : 0), pool);
+    done += n;
   }
-  timings_.total += now_seconds() - t_begin;
 }
 
 void Transformer::decode(kv::KvCache& cache, std::span<const kv::SegmentId> leaves,
@@ -196,29 +244,9 @@ void Transformer::decode(kv::KvCache& cache, std::span<const kv::SegmentId> leav
   require(!leaves.empty(), "decode needs at least one sequence");
   require(leaves.size() == tokens.size(), "decode got ", leaves.size(), " sequences but ", tokens.size(),
           " tokens");
-  const double t_begin = now_seconds();
-  const int n = int(leaves.size());
-  Rows rows;
-  rows.n = n;
-  for (int i = 0; i < n; ++i) {
-    const int position = cache.path_tokens(leaves[size_t(i)]);
-    require(position < config_.context_length, "sequence ", i, " is at position ", position,
-            ", the model's context length is ", config_.context_length);
-    rows.positions.push_back(position);
-  }
-  // Only a sequence whose last block is full (or that has none) takes a new block.
-  const int block_tokens = cache.layout().block_tokens;
-  int new_blocks = 0;
-  for (kv::SegmentId leaf : leaves) new_blocks += cache.tokens(leaf) % block_tokens == 0 ? 1 : 0;
-  cache.check_budget_per_segment(1, new_blocks);
-  reserve(n);
-  embed(tokens);  // validates the ids before the cache changes
-  for (int i = 0; i < n; ++i) rows.slots.push_back(cache.append_token(leaves[size_t(i)]));
-  attention_shape_.kv_type = cache.layout().type;
-  step_plan_.build(cache, leaves, attention_shape_);
-  run_layers(cache, rows, pool);
-  compute_logits(0, n, logits, pool);
-  timings_.total += now_seconds() - t_begin;
+  scratch_batch_.clear();
+  for (size_t i = 0; i < leaves.size(); ++i) scratch_batch_.add(leaves[i], tokens.subspan(i, 1), Batch::Logits::last);
+  forward(cache, scratch_batch_, logits, pool);
 }
 
 }  // namespace bifurcate::model

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "kernels/attention.h"
 #include "kv/attention_plan.h"
@@ -15,6 +16,24 @@
 #include "util/thread_pool.h"
 
 namespace bifurcate::model {
+
+// One forward pass's work (DESIGN.md §7): rows of tokens, each appended to a
+// growing KV segment. The rows of one segment are consecutive and in token
+// order — a prefill chunk, or a decode step's one token per sequence. A row
+// attends to every token of its segment's ancestors and, causally, to its own
+// segment up to and including itself, so decode rows of running sequences and
+// prefill chunks of new prompts (below any existing path) run in one pass.
+struct Batch {
+  std::vector<int32_t> tokens;          // (rows)
+  std::vector<kv::SegmentId> segments;  // (rows) the growing segment each row's K/V is appended to
+  std::vector<int> logit_rows;          // ascending rows whose logits are computed, in this order
+
+  int rows() const { return int(tokens.size()); }
+  void clear() { tokens.clear(), segments.clear(), logit_rows.clear(); }
+  // Appends `tokens` to `segment`'s rows; `logits`: none, the last row's, or every row's.
+  enum class Logits { none, last, all };
+  void add(kv::SegmentId segment, std::span<const int32_t> tokens, Logits logits);
+};
 
 // Seconds spent per phase since the last reset; for `bench`.
 struct ForwardTimings {
@@ -29,9 +48,15 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   kv::KvLayout kv_layout(kernels::KvType type) const;
 
+  // Runs `batch` once: appends every row's K/V to its segment (all or
+  // nothing: Error before any change when the KV budget, the context length
+  // or a token id is exceeded) and writes logits[i * n_vocab ...] for row
+  // batch.logit_rows[i].
+  void forward(kv::KvCache& cache, const Batch& batch, float* logits, ThreadPool& pool);
+
   // Runs `tokens` through the model in chunks of at most `chunk_tokens`,
-  // appending their K/V to `segment`, which must be a root segment (its
-  // tokens so far are the only context). Writes the logits of the last token
+  // appending their K/V to `segment`, a growing segment anywhere in the tree
+  // (it attends to its ancestors' tokens). Writes the logits of the last token
   // to logits[0, n_vocab), or with `all_logits` those of every token to
   // logits[i * n_vocab ...]. logits.size() must fit what is written.
   void prefill(kv::KvCache& cache, kv::SegmentId segment, std::span<const int32_t> tokens,
@@ -48,17 +73,20 @@ class Transformer {
  private:
   struct Rows;  // per-call row bookkeeping, defined in the .cpp
 
+  void check_batch(const kv::KvCache& cache, const Batch& batch);
   void embed(std::span<const int32_t> tokens);
   void run_layers(kv::KvCache& cache, const Rows& rows, ThreadPool& pool);
   void store_kv(kv::KvCache& cache, const Rows& rows, int layer);
-  void compute_logits(int first_row, int n_rows, float* logits, ThreadPool& pool);
+  void compute_logits(std::span<const int> rows, float* logits, ThreadPool& pool);
   void reserve(int n_rows);
 
   ModelConfig config_;
   const ModelWeights& weights_;
   kernels::AttentionShape attention_shape_{};
   kernels::AttentionWorkspace attention_workspace_;
-  kv::StepAttentionPlan step_plan_;  // decode: built once per step, shifted per layer
+  kv::StepAttentionPlan step_plan_;  // built once per forward, shifted per layer
+  std::vector<int> key_ends_;        // (rows) scratch: keys of its own segment each row sees
+  Batch scratch_batch_;              // prefill / decode wrappers
   ForwardTimings timings_;
 
   // Activations for up to x_.size() / dim rows (tokens of a chunk, or samples of a step);
