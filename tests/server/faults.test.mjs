@@ -132,14 +132,15 @@ test('a client that disconnects mid-stream cancels its request; KV returns to id
 });
 
 test('a full queue answers 429', async () => {
-  const server = await startServer(['--max-n', '32', '--max-queue', '1']);
+  // The KV budget (16 MiB) holds one long request (32 x 481 tokens in 32-token blocks, 10.5 MB
+  // of KV) but not two: a second waits in the queue (which holds 1), a third is refused.
+  const server = await startServer(['--max-n', '32', '--max-queue', '1', '--kv-budget-gib', '0.015625']);
   try {
-    // One long request runs, a second waits (the queue holds 1), a third is refused.
     const controller = new AbortController();
     const stream = await server.client().completions.create({ ...LONG, stream: true }, { signal: controller.signal });
     const iterator = stream[Symbol.asyncIterator]();
     await iterator.next();
-    const waiting = server.client().completions.create({ ...LONG, max_tokens: 2 }, { signal: controller.signal })
+    const waiting = server.client().completions.create({ ...LONG, seed: 2 }, { signal: controller.signal })
       .catch(() => {});
     await until('the second request to queue', async () => (await server.metrics()).bifurcate_requests_queued === 1);
     await assert.rejects(server.client().completions.create({ model: 'stories260K', prompt: 'Hi', max_tokens: 3 }),
@@ -155,8 +156,8 @@ test('a full queue answers 429', async () => {
 test('SIGTERM while streaming: new work gets 503, streams end with their finish events and [DONE], exit 0', async () => {
   const server = await startServer(['--max-n', '32', '--drain-seconds', '1.5']);
   const client = server.client();
-  // Three long streams (the engine runs them in turn) and one short request.
-  const streams = await Promise.all([1, 2, 3].map(async (seed) => {
+  // Five long streams: more work than the drain allows, even on a fast machine.
+  const streams = await Promise.all([1, 2, 3, 4, 5].map(async (seed) => {
     const finished = new Set();
     const stream = await client.completions.create({ ...LONG, seed, stream: true });
     return { finished, done: (async () => {
