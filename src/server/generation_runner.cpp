@@ -1,5 +1,8 @@
 #include "server/generation_runner.h"
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
 #include <utility>
 
 #include "util/error.h"
@@ -75,6 +78,36 @@ std::vector<GenerationResult> run_prompts(Engine& engine, const ParsedRequest& r
   }
   record.cancelled = control.cancel.load();
   return results;
+}
+
+std::vector<TokenLogprob> prompt_logprobs(Engine& engine, const std::vector<int32_t>& tokens, int top) {
+  const size_t vocab = size_t(engine.model_info().n_vocab);
+  const size_t bytes = tokens.size() * vocab * sizeof(float);
+  if (bytes > (size_t(256) << 20))
+    throw ApiError(400, str("'echo' with 'logprobs' needs the logits of every prompt position (", bytes >> 20,
+                            " MiB for ", tokens.size(), " tokens); the limit is 256 MiB"), "echo");
+  const std::vector<float> logits = engine.evaluate(tokens, /*all_positions=*/true);
+  std::vector<TokenLogprob> out(tokens.size());
+  std::vector<int32_t> order(vocab);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    out[i].token = tokens[i];
+    if (i == 0) {
+      out[i].has_logprob = false;
+      continue;
+    }
+    const float* row = logits.data() + (i - 1) * vocab;
+    const float peak = *std::max_element(row, row + vocab);
+    double sum = 0;
+    for (size_t v = 0; v < vocab; ++v) sum += std::exp(double(row[v]) - peak);
+    const double lse = peak + std::log(sum);
+    out[i].logprob = float(row[tokens[i]] - lse);
+    const size_t k = std::min(size_t(top), vocab);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(k), order.end(),
+                      [row](int32_t a, int32_t b) { return row[a] > row[b]; });
+    for (size_t j = 0; j < k; ++j) out[i].top.emplace_back(order[j], float(row[order[j]] - lse));
+  }
+  return out;
 }
 
 StreamSession::StreamSession(Engine& engine, ParsedRequest request, ResponseIds ids, Metrics& metrics)

@@ -47,6 +47,12 @@ GenerationRequest engine_request(const ParsedRequest& request, size_t p);
 std::vector<GenerationResult> run_prompts(Engine& engine, const ParsedRequest& request, Generation& control,
                                           Metrics& metrics, RequestRecord& record);
 
+// The prompt's own tokens as echo with logprobs reports them (one
+// Engine::evaluate over the prompt): the first has no log-prob, token i's
+// comes from the logits after token i-1, with `top` alternatives. ApiError
+// 400 when the prompt's logits would take more than 256 MiB.
+std::vector<TokenLogprob> prompt_logprobs(Engine& engine, const std::vector<int32_t>& tokens, int top);
+
 class StreamSession {
  public:
   StreamSession(Engine& engine, ParsedRequest request, ResponseIds ids, Metrics& metrics);

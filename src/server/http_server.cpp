@@ -163,8 +163,12 @@ void HttpServer::handle_generation(const httplib::Request& req, httplib::Respons
       results = run_prompts(*engine_, request, control, metrics_, t_record);
     }
     wake_.notify_all();  // a drain waits for generations to end
+    std::vector<std::vector<TokenLogprob>> echoed;
+    if (request.echo && request.logprobs) {
+      for (const PromptInput& p : request.prompts) echoed.push_back(prompt_logprobs(*engine_, p.tokens, request.top_logprobs));
+    }
     send_json(res, 200, chat ? chat_response(ids, request, results.at(0), *engine_)
-                             : completion_response(ids, request, results, *engine_));
+                             : completion_response(ids, request, results, *engine_, echoed));
     return;
   }
 

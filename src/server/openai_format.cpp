@@ -56,11 +56,16 @@ json completion_logprobs(const Engine& engine, std::span<const TokenLogprob> tok
   for (const TokenLogprob& t : tokens) {
     const std::string piece = engine.token_to_piece(t.token);
     text_tokens.push_back(piece);
-    token_logprobs.push_back(t.logprob);
-    json alternatives = json::object();
-    for (const auto& [id, lp] : t.top) alternatives[engine.token_to_piece(id)] = lp;
-    alternatives[piece] = t.logprob;
-    top.push_back(std::move(alternatives));
+    if (!t.has_logprob) {
+      token_logprobs.push_back(nullptr);
+      top.push_back(nullptr);
+    } else {
+      token_logprobs.push_back(t.logprob);
+      json alternatives = json::object();
+      for (const auto& [id, lp] : t.top) alternatives[engine.token_to_piece(id)] = lp;
+      alternatives[piece] = t.logprob;
+      top.push_back(std::move(alternatives));
+    }
     offsets.push_back(offset);
     offset += piece.size();
   }
@@ -96,7 +101,8 @@ json usage_json(const Usage& u) {
 }
 
 json completion_response(const ResponseIds& ids, const ParsedRequest& request,
-                         const std::vector<GenerationResult>& results, const Engine& engine) {
+                         const std::vector<GenerationResult>& results, const Engine& engine,
+                         const std::vector<std::vector<TokenLogprob>>& prompt_logprobs) {
   json out = base_object(ids, "text_completion");
   json choices = json::array();
   Usage usage;
@@ -109,7 +115,13 @@ json completion_response(const ResponseIds& ids, const ParsedRequest& request,
                      {"text", request.echo ? prompt_text + s.text : s.text},
                      {"logprobs", nullptr},
                      {"finish_reason", finish_reason_text(s.finish_reason)}};
-      if (request.logprobs) choice["logprobs"] = completion_logprobs(engine, sample_logprobs(s), prompt_text.size());
+      if (request.logprobs && p < prompt_logprobs.size()) {
+        std::vector<TokenLogprob> tokens = prompt_logprobs[p];
+        for (TokenLogprob& t : sample_logprobs(s)) tokens.push_back(std::move(t));
+        choice["logprobs"] = completion_logprobs(engine, tokens, 0);
+      } else if (request.logprobs) {
+        choice["logprobs"] = completion_logprobs(engine, sample_logprobs(s), prompt_text.size());
+      }
       choices.push_back(std::move(choice));
     }
   }

@@ -29,6 +29,7 @@ struct TokenLogprob {
   int32_t token = -1;
   float logprob = 0;
   std::vector<std::pair<int32_t, float>> top;
+  bool has_logprob = true;  // false for a prompt's first token (nothing predicts it): null in JSON
 };
 std::vector<TokenLogprob> sample_logprobs(const Sample& sample);
 
@@ -54,8 +55,11 @@ struct Usage {
 nlohmann::json usage_json(const Usage& usage);
 
 // A whole non-streamed response: prompt p's choices are indices p*n .. p*n+n-1.
+// With echo and logprobs, `prompt_logprobs[p]` (the prompt's own tokens)
+// come before each choice's tokens and the offsets start at 0.
 nlohmann::json completion_response(const ResponseIds& ids, const ParsedRequest& request,
-                                   const std::vector<GenerationResult>& results, const Engine& engine);
+                                   const std::vector<GenerationResult>& results, const Engine& engine,
+                                   const std::vector<std::vector<TokenLogprob>>& prompt_logprobs = {});
 nlohmann::json chat_response(const ResponseIds& ids, const ParsedRequest& request, const GenerationResult& result,
                              const Engine& engine);
 

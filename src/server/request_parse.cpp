@@ -261,8 +261,8 @@ ParsedRequest parse_completion_request(const json& body, const Engine& engine, c
     r.logprobs = true;
     r.top_logprobs = int(f.integer("logprobs", 0, 0, 20));
   }
-  if (r.echo && r.logprobs)
-    throw invalid_param("echo", "'echo' together with 'logprobs' (log-probabilities of the prompt) is not supported");
+  if (r.echo && r.logprobs && r.stream)
+    throw invalid_param("echo", "'echo' with 'logprobs' (the prompt's log-probabilities) is not supported with 'stream'");
   if (f.find("suffix") != nullptr) throw invalid_param("suffix", "'suffix' (insertion) is not supported");
   r.prompts = parse_prompts(body, engine, limits.max_prompts);
   r.generation.sampling.top_logprobs = r.top_logprobs;

@@ -75,6 +75,12 @@ export async function generate(args) {
   return JSON.parse(stdout);
 }
 
+// `bifurcate logits ... ` (JSON): every position's next-token log-probs, in-process.
+export async function logits(args) {
+  const { stdout } = await execFileP(BIN, ['logits', '--threads', '1', ...args], { maxBuffer: 64 << 20 });
+  return JSON.parse(stdout);
+}
+
 // POST a JSON (or raw string) body; returns { status, body (parsed when JSON) }.
 export async function post(url, body) {
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' },

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { startServer, generate, post, meanLogprob } from './harness.mjs';
+import { startServer, generate, logits, post, meanLogprob } from './harness.mjs';
 
 const PROMPT = 'Once upon a time';
 let server, client;
@@ -96,6 +96,26 @@ test('echo prepends the prompt', async () => {
   const plain = await client.completions.create(req);
   const echoed = await client.completions.create({ ...req, echo: true });
   assert.equal(echoed.choices[0].text, PROMPT + plain.choices[0].text);
+});
+
+test('echo with logprobs scores the prompt as bifurcate logits does', async () => {
+  const req = { model: 'stories260K', prompt: PROMPT, max_tokens: 5, temperature: 0, logprobs: 2 };
+  const plain = await client.completions.create(req);
+  const echoed = await client.completions.create({ ...req, echo: true });
+  const ref = await logits(['-p', PROMPT, '--all', '--top', '2']);
+  const lp = echoed.choices[0].logprobs;
+  const n = ref.n_tokens;  // the prompt's tokens, BOS included
+  assert.equal(lp.tokens.length, n + plain.choices[0].logprobs.tokens.length);
+  assert.equal(lp.token_logprobs[0], null);
+  assert.equal(lp.top_logprobs[0], null);
+  for (let i = 1; i < n; ++i) {
+    assert.ok(Math.abs(lp.token_logprobs[i] - ref.positions[i - 1].next_logprob) < 1e-4, `position ${i}`);
+    for (const alt of ref.positions[i - 1].top)
+      assert.ok(Math.abs(lp.top_logprobs[i][alt.piece] - alt.logprob) < 1e-4, `position ${i} '${alt.piece}'`);
+  }
+  assert.deepEqual(lp.tokens.slice(n), plain.choices[0].logprobs.tokens);
+  assert.deepEqual(lp.token_logprobs.slice(n), plain.choices[0].logprobs.token_logprobs);
+  await assert.rejects(client.completions.create({ ...req, echo: true, stream: true }), (e) => e.status === 400);
 });
 
 test('stop strings cut the text before them', async () => {
