@@ -86,6 +86,7 @@ test('32 concurrent clients get what each request gets alone', async () => {
               `prompt ${promptTokens}, cached ${cachedTokens}, generated ${completionTokens} tokens`);
   assert.equal(failures, 0);
   assert.equal(compared, CLIENTS * REQUESTS_PER_CLIENT);
+  assert.ok(cachedTokens > 0, 'overlapping system prompts were served from the prefix cache');
 
   const m = await server.metrics();
   const ok = 'bifurcate_http_requests_total{route="/v1/completions",status="200"}';
