@@ -23,6 +23,16 @@ using nlohmann::json;
 // The request being served on this HTTP thread, for the access log (the
 // logger runs on the same thread after the response, streamed or not, is written).
 thread_local RequestRecord t_record;
+
+// Debian's cpp-httplib 0.11 listens with a backlog of 5 (compiled in): 32
+// clients connecting at once overflow it and the dropped SYNs are resent a
+// second later. listen() again on the bound socket raises the backlog.
+class Listener : public httplib::Server {
+ public:
+  void raise_backlog() const {
+    if (svr_sock_ != INVALID_SOCKET) ::listen(svr_sock_, SOMAXCONN);
+  }
+};
 thread_local double t_start = 0;
 
 void send_json(httplib::Response& res, int status, const json& body) {
@@ -64,7 +74,7 @@ json piece_json(const std::string& piece) {
 
 HttpServer::HttpServer(ServerOptions options, EngineOptions engine_options)
     : options_(std::move(options)), engine_options_(std::move(engine_options)),
-      http_(std::make_unique<httplib::Server>()) {
+      http_(std::make_unique<Listener>()) {
   model_id_ = options_.model_alias.empty() ? std::filesystem::path(engine_options_.model_path).stem().string()
                                            : options_.model_alias;
   add_routes();
@@ -311,6 +321,7 @@ int HttpServer::run() {
     require(http_->bind_to_port(options_.host, port), "cannot listen on ", options_.host, ":", port,
             " (in use, or not an address of this machine)");
   }
+  static_cast<const Listener&>(*http_).raise_backlog();
   std::thread listener([this] { http_->listen_after_bind(); });
   std::fprintf(stderr, "listening on http://%s:%d\n", options_.host.c_str(), port);
   int code = 0;
