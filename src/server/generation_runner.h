@@ -67,10 +67,10 @@ class StreamSession {
   // say so), nullopt once tokens flow.
   std::optional<ApiError> start();
 
-  // Writes every event as `data: {json}\n\n`, then `data: [DONE]\n\n`.
-  // `write` returns false when the client is gone: the generation is
-  // cancelled and writing stops.
-  void write_events(const std::function<bool(std::string_view)>& write, RequestRecord& record);
+  // Writes every event as `data: {json}\n\n`, then `data: [DONE]\n\n`;
+  // the events queued at once go to `send` in one call. `send` returns false
+  // when the client is gone: the generation is cancelled and writing stops.
+  void write_events(const std::function<bool(std::string_view)>& send, RequestRecord& record);
 
  private:
   struct Event {
