@@ -102,8 +102,10 @@ test('32 concurrent clients get what each request gets alone', async () => {
   // RSS back to idle: what 32 connections and their requests allocated is
   // returned (allocator arenas keep some; 16 MiB allows for them, far below
   // what a leak of every request's KV or text would show).
+  // Under ASan the allocator's quarantine keeps freed memory by design; there
+  // LeakSanitizer checks instead, when the server exits (exit code 0 below).
   await sleep(300);
   const rss = server.rss();
   console.log(`RSS idle ${(idleRss / 2 ** 20).toFixed(1)} MiB, after ${(rss / 2 ** 20).toFixed(1)} MiB`);
-  assert.ok(rss <= idleRss + 16 * 2 ** 20, `RSS ${rss} vs idle ${idleRss}`);
+  if (process.env.BIFURCATE_SANITIZED !== '1') assert.ok(rss <= idleRss + 16 * 2 ** 20, `RSS ${rss} vs idle ${idleRss}`);
 });
