@@ -11,10 +11,17 @@ PACKAGES=(
   nlohmann-json3-dev
   python3-jinja2
   clang libclang-rt-14-dev libfuzzer-14-dev  # the fuzz flavour (libFuzzer + sanitizers)
+  libcpp-httplib-dev
+  nodejs npm
 )
 
 missing=()
 for p in "${PACKAGES[@]}"; do
+  # A Node.js installed from elsewhere (NodeSource's nodejs bundles npm and
+  # conflicts with Debian's npm package) serves the server tests as well.
+  if [ "$p" = nodejs ] || [ "$p" = npm ]; then
+    command -v "${p/nodejs/node}" >/dev/null 2>&1 && continue
+  fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then

@@ -5,7 +5,7 @@
 #include <variant>
 
 #include "util/error.h"
-#include "util/json_writer.h"
+#include "cli/json_output.h"
 
 namespace bifurcate::cli {
 namespace {
@@ -260,73 +260,45 @@ void write_csv(std::ostream& out, const BenchReport& report) {
 }
 
 void write_json(std::ostream& out, const BenchReport& report) {
-  JsonWriter j(out);
-  j.begin_object();
-  j.key("model");
-  j.value(report.model_path);
-  j.key("model_name");
-  j.value(report.model_name);
-  j.key("machine");
-  j.value(report.machine);
-  j.key("date");
-  j.value(report.date);
-  j.key("threads");
-  j.value(report.threads);
-  j.key("kv_type");
-  j.value(report.kv_type);
-  j.key("ceilings");
-  if (report.ceilings) {
-    j.begin_object();
-    j.key("read_bytes_per_second");
-    j.value(report.ceilings->read_bytes_per_second);
-    j.key("flops_per_second");
-    j.value(report.ceilings->flops_per_second);
-    j.key("int8_ops_per_second");
-    j.value(report.ceilings->int8_ops_per_second);
-    j.key("gemm_flops_per_second");
-    j.value(report.ceilings->gemm_flops_per_second);
-    j.end_object();
-  } else {
-    j.null();
-  }
-  j.key("rows");
-  j.begin_array();
+  Json rows = Json::array();
   for (std::size_t i = 0; i < report.rows.size(); ++i) {
-    j.begin_object();
+    Json row = Json::object();
     for (const Field& f : row_fields(report.rows[i], roofline_of(report, i))) {
-      j.key(f.key);
       std::visit(
           [&](const auto& v) {
             if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::monostate>) {
-              j.null();
+              row[std::string(f.key)] = nullptr;
             } else {
-              j.value(v);
+              row[std::string(f.key)] = v;
             }
           },
           f.value);
     }
-    j.end_object();
+    rows.push_back(std::move(row));
   }
-  j.end_array();
-  j.key("speedup");
-  j.begin_array();
+  Json speedup = Json::array();
   for (int context : distinct(report.rows, &BenchRow::context)) {
     for (int b : distinct(report.rows, &BenchRow::samples)) {
       const std::optional<double> s = find_speedup(report.rows, context, b);
-      if (!s) continue;
-      j.begin_object();
-      j.key("pp");
-      j.value(context);
-      j.key("b");
-      j.value(b);
-      j.key("replicated_over_bifurcated");
-      j.value(*s);
-      j.end_object();
+      if (s) speedup.push_back({{"pp", context}, {"b", b}, {"replicated_over_bifurcated", *s}});
     }
   }
-  j.end_array();
-  j.end_object();
-  out << '\n';
+  Json ceilings = nullptr;
+  if (report.ceilings) {
+    ceilings = {{"read_bytes_per_second", report.ceilings->read_bytes_per_second},
+                {"flops_per_second", report.ceilings->flops_per_second},
+                {"int8_ops_per_second", report.ceilings->int8_ops_per_second},
+                {"gemm_flops_per_second", report.ceilings->gemm_flops_per_second}};
+  }
+  print_json(out, {{"model", report.model_path},
+                   {"model_name", report.model_name},
+                   {"machine", report.machine},
+                   {"date", report.date},
+                   {"threads", report.threads},
+                   {"kv_type", report.kv_type},
+                   {"ceilings", std::move(ceilings)},
+                   {"rows", std::move(rows)},
+                   {"speedup", std::move(speedup)}});
 }
 
 }  // namespace bifurcate::cli

@@ -20,7 +20,7 @@
 #include "cli/engine_flags.h"
 #include "cli/serve_workload.h"
 #include "util/error.h"
-#include "util/json_writer.h"
+#include "cli/json_output.h"
 #include "util/timer.h"
 
 namespace bifurcate::cli {
@@ -235,32 +235,28 @@ void print_table(std::ostream& out, const std::vector<RunFigures>& runs) {
 }
 
 void write_json(std::ostream& out, const ServeWorkloadSpec& spec, const std::vector<RunFigures>& runs) {
-  JsonWriter j(out);
-  j.begin_object();
-  j.key("workload");
-  j.begin_object();
-  j.key("groups"), j.value(spec.groups), j.key("questions"), j.value(spec.questions);
-  j.key("system_tokens"), j.value(spec.system_tokens), j.key("question_tokens"), j.value(spec.question_tokens);
-  j.key("samples"), j.value(spec.samples), j.key("max_tokens"), j.value(spec.max_tokens), j.key("seed"), j.value(spec.seed);
-  j.end_object();
-  j.key("runs");
-  j.begin_array();
+  Json list = Json::array();
   for (const RunFigures& f : runs) {
-    j.begin_object();
-    j.key("mode"), j.value(f.mode), j.key("rate"), j.value(f.rate), j.key("requests"), j.value(f.requests);
-    j.key("sequences"), j.value(f.sequences), j.key("wall_seconds"), j.value(f.wall_seconds);
+    Json run = {{"mode", f.mode}, {"rate", f.rate}, {"requests", f.requests}, {"sequences", f.sequences},
+                {"wall_seconds", f.wall_seconds}};
     const char* names[3] = {"p50", "p90", "p99"};
-    for (int k = 0; k < 3; ++k) j.key(str("ttft_ms_", names[k])), j.value(f.ttft_ms[k]);
-    for (int k = 0; k < 3; ++k) j.key(str("itl_ms_", names[k])), j.value(f.itl_ms[k]);
-    j.key("generated_tokens"), j.value(f.generated_tokens), j.key("tokens_per_second"), j.value(f.tokens_per_second);
-    j.key("cache_hit_rate"), j.value(f.cache_hit_rate), j.key("kv_peak_gib"), j.value(f.kv_peak_gib);
-    j.key("steps"), j.value(f.steps), j.key("step_seconds"), j.value(f.step_seconds);
-    j.key("forward_seconds"), j.value(f.forward_seconds), j.key("scheduler_share"), j.value(f.scheduler_share);
-    j.end_object();
+    for (int k = 0; k < 3; ++k) run[str("ttft_ms_", names[k])] = f.ttft_ms[k];
+    for (int k = 0; k < 3; ++k) run[str("itl_ms_", names[k])] = f.itl_ms[k];
+    run["generated_tokens"] = f.generated_tokens, run["tokens_per_second"] = f.tokens_per_second;
+    run["cache_hit_rate"] = f.cache_hit_rate, run["kv_peak_gib"] = f.kv_peak_gib;
+    run["steps"] = f.steps, run["step_seconds"] = f.step_seconds;
+    run["forward_seconds"] = f.forward_seconds, run["scheduler_share"] = f.scheduler_share;
+    list.push_back(std::move(run));
   }
-  j.end_array();
-  j.end_object();
-  out << '\n';
+  print_json(out, {{"workload",
+                    {{"groups", spec.groups},
+                     {"questions", spec.questions},
+                     {"system_tokens", spec.system_tokens},
+                     {"question_tokens", spec.question_tokens},
+                     {"samples", spec.samples},
+                     {"max_tokens", spec.max_tokens},
+                     {"seed", spec.seed}}},
+                   {"runs", std::move(list)}});
 }
 
 void write_csv(std::ostream& out, const std::vector<RunFigures>& runs) {

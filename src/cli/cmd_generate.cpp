@@ -14,10 +14,10 @@
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "cli/interrupt.h"
+#include "cli/json_output.h"
 #include "cli/model_session.h"
 #include "cli/status_line.h"
 #include "util/error.h"
-#include "util/json_writer.h"
 
 namespace bifurcate::cli {
 namespace {
@@ -164,82 +164,45 @@ GenerationRequest make_request(const GenerateArgs& a, const FlagParser& parser, 
   return r;
 }
 
-void print_json(const Engine& engine, const GenerationRequest& request, const GenerationResult& result) {
-  JsonWriter j(std::cout);
-  j.begin_object();
-  j.key("model");
-  j.value(engine.model_info().path);
-  j.key("prompt");
-  j.value(request.prompt);
-  j.key("attention");
-  j.value(engine.options().attention == AttentionMode::bifurcated ? "bifurcated" : "replicated");
-  j.key("seed");
-  j.value(request.sampling.seed);
-  j.key("samples");
-  j.begin_array();
+void print_result_json(const Engine& engine, const GenerateArgs& a, const GenerationRequest& request,
+                       const GenerationResult& result) {
+  Json samples = Json::array();
   for (size_t rank = 0; rank < result.samples.size(); ++rank) {
     const Sample& s = result.samples[rank];
-    j.begin_object();
-    j.key("rank");
-    j.value(int64_t(rank + 1));
-    j.key("index");
-    j.value(s.index);
-    j.key("text");
-    j.value(s.text);
-    j.key("finish_reason");
-    j.value(finish_reason_name(s.finish_reason));
-    j.key("n_tokens");
-    j.value(int64_t(s.tokens.size()));
-    j.key("sum_logprob");
-    j.value(s.sum_logprob);
-    j.key("mean_logprob");
-    j.value(s.mean_logprob);
-    j.key("tokens");
-    j.begin_array();
+    Json tokens = Json::array();
     for (size_t t = 0; t < s.tokens.size(); ++t) {
-      j.begin_object();
-      j.key("id");
-      j.value(s.tokens[t]);
-      j.key("piece");
-      j.value(engine.token_to_piece(s.tokens[t]));
-      j.key("logprob");
-      j.value(double(s.logprobs[t]));
+      Json token = {{"id", s.tokens[t]}, {"piece", engine.token_to_piece(s.tokens[t])},
+                    {"logprob", double(s.logprobs[t])}};
       if (t < s.top_logprobs.size()) {
-        j.key("top_logprobs");
-        j.begin_array();
-        for (const auto& [id, lp] : s.top_logprobs[t]) {
-          j.begin_object();
-          j.key("id");
-          j.value(id);
-          j.key("logprob");
-          j.value(double(lp));
-          j.end_object();
-        }
-        j.end_array();
+        Json top = Json::array();
+        for (const auto& [id, lp] : s.top_logprobs[t]) top.push_back({{"id", id}, {"logprob", double(lp)}});
+        token["top_logprobs"] = std::move(top);
       }
-      j.end_object();
+      tokens.push_back(std::move(token));
     }
-    j.end_array();
-    j.end_object();
+    samples.push_back({{"rank", rank + 1},
+                       {"index", s.index},
+                       {"text", s.text},
+                       {"finish_reason", finish_reason_name(s.finish_reason)},
+                       {"n_tokens", s.tokens.size()},
+                       {"sum_logprob", s.sum_logprob},
+                       {"mean_logprob", s.mean_logprob},
+                       {"tokens", std::move(tokens)}});
   }
-  j.end_array();
   const GenerationStats& st = result.stats;
-  j.key("stats");
-  j.begin_object();
-  j.key("prompt_tokens");
-  j.value(st.prompt_tokens);
-  j.key("generated_tokens");
-  j.value(st.generated_tokens);
-  j.key("decode_steps");
-  j.value(st.decode_steps);
-  j.key("prefill_seconds");
-  j.value(st.prefill_seconds);
-  j.key("decode_seconds");
-  j.value(st.decode_seconds);
-  j.key("kv_bytes_peak");
-  j.value(uint64_t(st.kv_bytes_peak));
-  j.end_object();
-  j.end_object();
+  print_json(std::cout, {{"model", engine.model_info().path},
+                         {"prompt", request.prompt},
+                         {"attention", engine.options().attention == AttentionMode::bifurcated ? "bifurcated"
+                                                                                                : "replicated"},
+                         {"seed", request.sampling.seed},
+                         {"samples", std::move(samples)},
+                         {"stats",
+                          {{"prompt_tokens", st.prompt_tokens},
+                           {"generated_tokens", st.generated_tokens},
+                           {"decode_steps", st.decode_steps},
+                           {"prefill_seconds", st.prefill_seconds},
+                           {"decode_seconds", st.decode_seconds},
+                           {"kv_bytes_peak", st.kv_bytes_peak}}}});
 }
 
 void print_text(const GenerationRequest& request, const GenerationResult& result) {
@@ -328,7 +291,7 @@ int run_generate(int argc, char** argv) {
   if (streaming) std::cout << "\n";
   if (interrupt.raised()) std::fprintf(stderr, "interrupted: printing what was generated\n");
   if (args.json) {
-    print_json(engine, request, result);
+    print_result_json(engine, args, request, result);
   } else {
     print_text(request, result);
   }

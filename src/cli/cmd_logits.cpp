@@ -13,12 +13,12 @@
 #include "bifurcate/engine.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/json_output.h"
 #include "cli/engine_flags.h"
 #include "cli/interrupt.h"
 #include "cli/model_session.h"
 #include "model/model_config.h"
 #include "util/error.h"
-#include "util/json_writer.h"
 
 namespace bifurcate::cli {
 namespace {
@@ -100,61 +100,36 @@ ForkCheck compare_forked(std::span<const float> single, std::span<const float> f
   return check;
 }
 
-void write_position(JsonWriter& j, const Engine& engine, std::span<const int32_t> tokens, size_t position,
-                    std::span<const float> row, int k) {
+Json position_json(const Engine& engine, std::span<const int32_t> tokens, size_t position,
+                   std::span<const float> row, int k) {
   const double lse = log_sum_exp(row);
-  j.begin_object();
-  j.key("position");
-  j.value(int64_t(position));
-  j.key("token");
-  j.value(tokens[position]);
+  Json out = {{"position", position}, {"token", tokens[position]}};
   if (position + 1 < tokens.size()) {  // how likely the prompt's own next token was
-    j.key("next_token");
-    j.value(tokens[position + 1]);
-    j.key("next_logprob");
-    j.value(double(row[size_t(tokens[position + 1])]) - lse);
+    out["next_token"] = tokens[position + 1];
+    out["next_logprob"] = double(row[size_t(tokens[position + 1])]) - lse;
   }
-  j.key("top");
-  j.begin_array();
+  Json top = Json::array();
   for (int32_t id : top_ids(row, k)) {
-    j.begin_object();
-    j.key("id");
-    j.value(id);
-    if (engine.model_info().has_vocabulary) write_token_piece(j, engine.token_to_piece(id));
-    j.key("logit");
-    j.value(double(row[size_t(id)]));
-    j.key("logprob");
-    j.value(double(row[size_t(id)]) - lse);
-    j.end_object();
+    Json entry = {{"id", id}};
+    if (engine.model_info().has_vocabulary) entry["piece"] = token_piece_json(engine.token_to_piece(id));
+    entry["logit"] = double(row[size_t(id)]);
+    entry["logprob"] = double(row[size_t(id)]) - lse;
+    top.push_back(std::move(entry));
   }
-  j.end_array();
-  j.end_object();
+  out["top"] = std::move(top);
+  return out;
 }
 
-void write_fork_check(JsonWriter& j, const Engine& engine, const ForkCheck& c, bool f32_kv) {
-  j.key("fork_check");
-  j.begin_object();
-  j.key("attention");
-  j.value(engine.options().attention == AttentionMode::bifurcated ? "bifurcated" : "replicated");
-  j.key("kv_type");
-  j.value(f32_kv ? "f32" : "f16");
-  j.key("n_samples");
-  j.value(c.n_samples);
-  j.key("max_abs_diff");
-  j.value(c.max_abs_diff);
-  j.key("max_rel_diff");
-  j.value(c.max_rel_diff);
-  j.key("worst_sample");
-  j.value(c.worst_sample);
-  j.key("tolerance");  // only f32 KV promises the tolerance; f16 KV rounds K/V differently per path
-  if (f32_kv) {
-    j.value(kForkTolerance);
-  } else {
-    j.null();
-  }
-  j.key("ok");
-  j.value(!f32_kv || c.max_rel_diff <= kForkTolerance);
-  j.end_object();
+Json fork_check_json(const Engine& engine, const ForkCheck& c, bool f32_kv) {
+  return {{"attention", engine.options().attention == AttentionMode::bifurcated ? "bifurcated" : "replicated"},
+          {"kv_type", f32_kv ? "f32" : "f16"},
+          {"n_samples", c.n_samples},
+          {"max_abs_diff", c.max_abs_diff},
+          {"max_rel_diff", c.max_rel_diff},
+          {"worst_sample", c.worst_sample},
+          // only f32 KV promises the tolerance; f16 KV rounds K/V differently per path
+          {"tolerance", f32_kv ? Json(kForkTolerance) : Json(nullptr)},
+          {"ok", !f32_kv || c.max_rel_diff <= kForkTolerance}};
 }
 
 }  // namespace
@@ -193,28 +168,20 @@ int run_logits(int argc, char** argv) {
                  args.n_samples > 0 && !checked ? ", without the fork check" : "");
   }
 
-  JsonWriter j(std::cout);
-  j.begin_object();
-  j.key("model");
-  j.value(info.path);
-  j.key("n_vocab");
-  j.value(info.n_vocab);
-  j.key("n_tokens");
-  j.value(int64_t(tokens.size()));
-  j.key("tokens");
-  j.begin_array();
-  for (int32_t t : tokens) j.value(t);
-  j.end_array();
-  j.key("positions");  // position i's logits predict token i + 1
-  j.begin_array();
+  Json positions = Json::array();  // position i's logits predict token i + 1
   for (size_t r = 0; r < rows; ++r) {
     const size_t position = args.all ? r : tokens.size() - 1;
-    write_position(j, engine, tokens, position, std::span<const float>(logits).subspan(r * n_vocab, n_vocab), k);
+    positions.push_back(
+        position_json(engine, tokens, position, std::span<const float>(logits).subspan(r * n_vocab, n_vocab), k));
   }
-  j.end_array();
+  Json out = {{"model", info.path},
+              {"n_vocab", info.n_vocab},
+              {"n_tokens", tokens.size()},
+              {"tokens", tokens},
+              {"positions", std::move(positions)}};
   const bool f32_kv = engine.options().kv_precision == KvPrecision::f32;
-  if (checked) write_fork_check(j, engine, check, f32_kv);
-  j.end_object();
+  if (checked) out["fork_check"] = fork_check_json(engine, check, f32_kv);
+  print_json(std::cout, out);
   std::cout << std::flush;
   if (interrupt.raised()) return kInterruptedExitCode;
 

@@ -17,11 +17,11 @@
 #include "bifurcate/engine.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/json_output.h"
 #include "cli/engine_flags.h"
 #include "cli/interrupt.h"
 #include "cli/model_session.h"
 #include "util/error.h"
-#include "util/json_writer.h"
 #include "util/timer.h"
 
 namespace bifurcate::cli {
@@ -117,48 +117,22 @@ Score summarize(const std::vector<Window>& windows, size_t n_done) {
   return s;
 }
 
-void print_json(const Engine& engine, int64_t n_tokens, int64_t ctx, int64_t stride, bool bos,
+void print_result_json(const Engine& engine, int64_t n_tokens, int64_t ctx, int64_t stride, bool bos,
                 const std::vector<Window>& windows, const Score& s) {
-  JsonWriter j(std::cout);
-  j.begin_object();
-  j.key("model");
-  j.value(engine.model_info().path);
-  j.key("n_tokens");
-  j.value(n_tokens);
-  j.key("ctx");
-  j.value(ctx);
-  j.key("stride");
-  j.value(stride);
-  j.key("bos_at_window_start");
-  j.value(bos);
-  j.key("windows");
-  j.begin_array();
+  Json list = Json::array();
   for (const Window& w : windows) {
-    j.begin_object();
-    j.key("start");
-    j.value(w.start);
-    j.key("end");
-    j.value(w.end);
-    j.key("first_scored");
-    j.value(w.first_target);
-    j.key("nll_sum");
-    j.value(w.nll_sum);
-    j.end_object();
+    list.push_back({{"start", w.start}, {"end", w.end}, {"first_scored", w.first_target}, {"nll_sum", w.nll_sum}});
   }
-  j.end_array();
-  j.key("n_scored");
-  j.value(s.n_scored);
-  j.key("mean_nll");
-  j.value(s.mean_nll);
-  j.key("perplexity");
-  j.value(s.perplexity);
-  j.key("uncertainty");  // null for one scored token: no spread to estimate it from
-  if (s.n_scored > 1) {
-    j.value(s.uncertainty);
-  } else {
-    j.null();
-  }
-  j.end_object();
+  print_json(std::cout, {{"model", engine.model_info().path},
+                         {"n_tokens", n_tokens},
+                         {"ctx", ctx},
+                         {"stride", stride},
+                         {"bos_at_window_start", bos},
+                         {"windows", std::move(list)},
+                         {"n_scored", s.n_scored},
+                         {"mean_nll", s.mean_nll},
+                         {"perplexity", s.perplexity},
+                         {"uncertainty", s.n_scored > 1 ? Json(s.uncertainty) : Json(nullptr)}});
 }
 
 }  // namespace
@@ -215,7 +189,7 @@ int run_perplexity(int argc, char** argv) {
   }
   const Score score = summarize(windows, windows.size());
   if (args.json) {
-    print_json(engine, int64_t(tokens.size()), ctx, stride, add_bos, windows, score);
+    print_result_json(engine, int64_t(tokens.size()), ctx, stride, add_bos, windows, score);
   } else if (score.n_scored > 1) {
     std::cout << str_printf("perplexity: %.4f ± %.4f over %lld tokens\n", score.perplexity, score.uncertainty,
                             static_cast<long long>(score.n_scored));

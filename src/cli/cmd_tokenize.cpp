@@ -5,13 +5,13 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/json_output.h"
 #include "cli/engine_flags.h"
 #include "cli/model_session.h"
 #include "gguf/gguf_file.h"
 #include "model/model_config.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
-#include "util/json_writer.h"
 
 namespace bifurcate::cli {
 namespace {
@@ -59,23 +59,12 @@ tokenizer::Tokenizer load_tokenizer(const std::string& model_flag) {
 }
 
 void print_tokens_json(const tokenizer::Tokenizer& tok, const std::vector<int32_t>& tokens) {
-  JsonWriter j(std::cout);
-  j.begin_object();
-  j.key("n_tokens");
-  j.value(int64_t(tokens.size()));
-  j.key("tokens");
-  j.begin_array();
+  Json list = Json::array();
   for (int32_t id : tokens) {
-    j.begin_object();
-    j.key("id");
-    j.value(id);
-    write_token_piece(j, tok.token_to_piece(id));
-    j.key("text");   // its entry in the vocabulary
-    j.value(tok.token_text(id));
-    j.end_object();
+    // "text": its entry in the vocabulary
+    list.push_back({{"id", id}, {"piece", token_piece_json(tok.token_to_piece(id))}, {"text", tok.token_text(id)}});
   }
-  j.end_array();
-  j.end_object();
+  print_json(std::cout, {{"n_tokens", tokens.size()}, {"tokens", std::move(list)}});
 }
 
 }  // namespace
@@ -113,11 +102,7 @@ int run_detokenize(int argc, char** argv) {
   model::require_in_vocabulary(tokens, tok.n_vocab());
   const std::string text = tok.decode(tokens);
   if (args.json) {
-    JsonWriter j(std::cout);
-    j.begin_object();
-    j.key("text");
-    j.value(text);
-    j.end_object();
+    print_json(std::cout, {{"text", text}});
   } else {
     std::cout << text << '\n';
   }

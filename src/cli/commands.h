@@ -22,6 +22,7 @@ int run_detokenize(int argc, char** argv);  // cmd_tokenize.cpp
 int run_logits(int argc, char** argv);      // cmd_logits.cpp
 int run_perplexity(int argc, char** argv);  // cmd_perplexity.cpp
 int run_bench(int argc, char** argv);       // cmd_bench.cpp
+int run_serve(int argc, char** argv);       // cmd_serve.cpp
 int run_chat_template(int argc, char** argv);  // cmd_chat_template.cpp
 int run_bench_serve(int argc, char** argv); // cmd_bench_serve.cpp
 

@@ -18,6 +18,7 @@ namespace {
 constexpr Command kCommands[] = {
     {"generate", "many continuations of one prompt, decoded together and ranked", run_generate},
     {"bench", "decode-step latency vs samples and context, bifurcated vs replicated, with a roofline", run_bench},
+    {"serve", "an OpenAI-compatible HTTP server (completions, chat, models, metrics)", run_serve},
     {"bench-serve", "many concurrent requests sharing prompts: the prefix tree vs replicated, TTFT/ITL/throughput", run_bench_serve},
     {"make-model", "write a GGUF model file with random weights of a named shape", run_make_model},
     {"inspect", "print a GGUF file's metadata and tensor table", run_inspect},

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "cli/args.h"
+#include "cli/json_output.h"
 #include "tokenizer/unicode.h"
 #include "util/error.h"
 #include "util/printable.h"
@@ -79,15 +80,11 @@ std::vector<int32_t> parse_token_ids(std::string_view text, std::string_view fla
   return ids;
 }
 
-void write_token_piece(JsonWriter& j, const std::string& piece) {
-  j.key("piece");
-  if (tokenizer::find_invalid_utf8(piece) == std::string::npos) {
-    j.value(piece);
-    return;
-  }
-  j.begin_array();
-  for (char c : piece) j.value(int64_t(static_cast<unsigned char>(c)));
-  j.end_array();
+Json token_piece_json(const std::string& piece) {
+  if (tokenizer::find_invalid_utf8(piece) == std::string::npos) return piece;
+  Json bytes = Json::array();
+  for (char c : piece) bytes.push_back(int(static_cast<unsigned char>(c)));
+  return bytes;
 }
 
 double log_sum_exp(std::span<const float> row) {

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "bifurcate/engine.h"
-#include "util/json_writer.h"
 
 namespace bifurcate::cli {
 
@@ -25,11 +24,6 @@ std::string input_text(const std::string& prompt, const std::string& file);
 // Token ids separated by commas and/or whitespace ("1,2, 3"), each a decimal
 // integer; UsageError naming the item that is not one, or for an empty list.
 std::vector<int32_t> parse_token_ids(std::string_view text, std::string_view flag);
-
-// Writes key "piece": the bytes a token stands for ("" for control tokens),
-// as a string when they are valid UTF-8, else (a byte-fallback token, part of
-// a character) as an array of byte values, as llama.cpp's server does.
-void write_token_piece(JsonWriter& j, const std::string& piece);
 
 // log(sum(exp(row))) in double, shifted by the max so it cannot overflow:
 // the log-softmax normaliser of one row of logits.

@@ -3,7 +3,7 @@
 #include <random>
 
 #include "util/error.h"
-#include "util/json_writer.h"
+#include "cli/json_output.h"
 
 namespace bifurcate::cli {
 
@@ -41,37 +41,27 @@ std::vector<ServeWorkloadRequest> make_serve_workload(const ServeWorkloadSpec& s
 
 void write_serve_workload_json(std::ostream& out, const ServeWorkloadSpec& s,
                                const std::vector<ServeWorkloadRequest>& requests) {
-  JsonWriter j(out, /*pretty=*/false);
-  j.begin_object();
-  j.key("spec");
-  j.begin_object();
-  j.key("groups"), j.value(s.groups);
-  j.key("questions"), j.value(s.questions);
-  j.key("system_tokens"), j.value(s.system_tokens);
-  j.key("question_tokens"), j.value(s.question_tokens);
-  j.key("samples"), j.value(s.samples);
-  j.key("max_tokens"), j.value(s.max_tokens);
-  j.key("rate"), j.value(s.rate);
-  j.key("seed"), j.value(s.seed);
-  j.key("n_vocab"), j.value(s.n_vocab);
-  j.end_object();
-  j.key("requests");
-  j.begin_array();
+  Json list = Json::array();
   for (const ServeWorkloadRequest& r : requests) {
-    j.begin_object();
-    j.key("arrival_seconds"), j.value(r.arrival_seconds);
-    j.key("group"), j.value(r.group);
-    j.key("n"), j.value(r.n);
-    j.key("max_tokens"), j.value(r.max_tokens);
-    j.key("prompt_tokens");
-    j.begin_array();
-    for (int32_t t : r.prompt_tokens) j.value(int64_t(t));
-    j.end_array();
-    j.end_object();
+    list.push_back({{"arrival_seconds", r.arrival_seconds},
+                    {"group", r.group},
+                    {"n", r.n},
+                    {"max_tokens", r.max_tokens},
+                    {"prompt_tokens", r.prompt_tokens}});
   }
-  j.end_array();
-  j.end_object();
-  out << '\n';
+  print_json(out,
+             {{"spec",
+               {{"groups", s.groups},
+                {"questions", s.questions},
+                {"system_tokens", s.system_tokens},
+                {"question_tokens", s.question_tokens},
+                {"samples", s.samples},
+                {"max_tokens", s.max_tokens},
+                {"rate", s.rate},
+                {"seed", s.seed},
+                {"n_vocab", s.n_vocab}}},
+              {"requests", std::move(list)}},
+             /*pretty=*/false);
 }
 
 }  // namespace bifurcate::cli

@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+// Drives a running `bifurcate serve` over HTTP with the shared-prefix serving
+// workload that `bifurcate bench-serve --workload-out FILE` writes (one JSON
+// document per line and arrival rate), the same requests bench-serve runs in
+// process: prompt token ids, n samples of exactly max_tokens (ignore_eos),
+// temperature 0.8, seed = spec.seed + request index, streamed.
+//
+//   node bench/serve_http.mjs --url http://127.0.0.1:8080 --workload workload.json [--json out.json] [--label tree]
+//   node bench/serve_http.mjs --report inprocess.json http-tree.json http-replicated.json   # the markdown table
+//
+// Measured at the client: TTFT = request sent -> first SSE chunk of the
+// request; inter-token latency = gap between consecutive chunks of one
+// choice (a chunk carries one token's text, or several when text is held
+// back for a partial UTF-8 character); throughput = generated tokens (usage)
+// / wall time from the first request sent to the last response ended; cache
+// hit rate = cached prompt tokens / prompt tokens (usage). Percentiles are
+// nearest-rank, as bench-serve's. No dependencies beyond Node.js 18.
+import { readFileSync, writeFileSync } from 'node:fs';
+
+function args(argv) {
+  const out = { positional: [] };
+  for (let i = 0; i < argv.length; ++i) {
+    if (argv[i].startsWith('--')) out[argv[i].slice(2)] = argv[i + 1]?.startsWith('--') ? true : argv[++i] ?? true;
+    else out.positional.push(argv[i]);
+  }
+  return out;
+}
+
+function percentile(values, p) {
+  if (values.length === 0) return 0;
+  const v = [...values].sort((a, b) => a - b);
+  const rank = Math.ceil((p / 100) * v.length);
+  return v[Math.min(v.length - 1, Math.max(0, rank - 1))];
+}
+
+// One streamed request: chunk times per choice, usage.
+async function run(url, body) {
+  const t0 = performance.now();
+  const res = await fetch(url + '/v1/completions', {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+  const times = [];
+  let first = 0, usage = null, buffer = '';
+  const decoder = new TextDecoder();
+  for await (const bytes of res.body) {
+    const now = performance.now();
+    buffer += decoder.decode(bytes, { stream: true });
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      if (!event.startsWith('data: ') || event === 'data: [DONE]') continue;
+      const chunk = JSON.parse(event.slice(6));
+      if (chunk.error) throw new Error(chunk.error.message);
+      if (chunk.usage) usage = chunk.usage;
+      for (const c of chunk.choices) {
+        if (!first) first = now;
+        (times[c.index] ??= []).push(now);
+      }
+    }
+  }
+  return { ttft: first - t0, times, usage, end: performance.now() };
+}
+
+async function drive(url, workload, label) {
+  const { spec, requests } = workload;
+  const start = performance.now();
+  const results = await Promise.all(requests.map(async (r, i) => {
+    await new Promise((resolve) => setTimeout(resolve, r.arrival_seconds * 1000));
+    return run(url, { prompt: r.prompt_tokens, n: r.n, max_tokens: r.max_tokens, ignore_eos: true, temperature: 0.8,
+                      seed: spec.seed + i, stream: true, stream_options: { include_usage: true } });
+  }));
+  const wall = (Math.max(...results.map((r) => r.end)) - start) / 1000;
+  const ttft = results.map((r) => r.ttft);
+  const itl = results.flatMap((r) => r.times.flatMap((t) => t.slice(1).map((x, k) => x - t[k])));
+  const generated = results.reduce((a, r) => a + r.usage.completion_tokens, 0);
+  const prompt = results.reduce((a, r) => a + r.usage.prompt_tokens, 0);
+  const cached = results.reduce((a, r) => a + r.usage.prompt_tokens_details.cached_tokens, 0);
+  return { mode: label, transport: 'http', rate: spec.rate, requests: requests.length, wall_seconds: wall,
+           ttft_ms_p50: percentile(ttft, 50), ttft_ms_p90: percentile(ttft, 90), ttft_ms_p99: percentile(ttft, 99),
+           itl_ms_p50: percentile(itl, 50), itl_ms_p90: percentile(itl, 90), itl_ms_p99: percentile(itl, 99),
+           generated_tokens: generated, tokens_per_second: generated / wall, cache_hit_rate: prompt ? cached / prompt : 0 };
+}
+
+function report(inprocessFile, httpFiles) {
+  const inprocess = JSON.parse(readFileSync(inprocessFile, 'utf8'));
+  const w = inprocess.workload;
+  const rows = [...inprocess.runs.map((r) => ({ ...r, transport: 'in-process' })),
+                ...httpFiles.flatMap((f) => JSON.parse(readFileSync(f, 'utf8')).runs)];
+  const f = (x, d) => Number(x).toFixed(d);
+  const lines = [
+    `Workload: ${w.groups} groups x ${w.questions} requests, system ${w.system_tokens} + question ` +
+    `${w.question_tokens} tokens, n ${w.samples}, ${w.max_tokens} tokens each.`, '',
+    '| mode | transport | rate | wall s | TTFT p50 / p90 / p99 ms | ITL p50 / p90 / p99 ms | tokens/s | cache hit | HTTP / in-process tokens/s |',
+    '|---|---|---|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    const base = rows.find((x) => x.transport === 'in-process' && x.mode === r.mode && x.rate === r.rate);
+    const ratio = r.transport === 'http' && base ? f(r.tokens_per_second / base.tokens_per_second, 3) : '';
+    lines.push(`| ${r.mode} | ${r.transport} | ${r.rate || 'all'} | ${f(r.wall_seconds, 2)} | ` +
+               `${f(r.ttft_ms_p50, 0)} / ${f(r.ttft_ms_p90, 0)} / ${f(r.ttft_ms_p99, 0)} | ` +
+               `${f(r.itl_ms_p50, 1)} / ${f(r.itl_ms_p90, 1)} / ${f(r.itl_ms_p99, 1)} | ${f(r.tokens_per_second, 1)} | ` +
+               `${f(r.cache_hit_rate, 3)} | ${ratio} |`);
+  }
+  console.log(lines.join('\n'));
+}
+
+const a = args(process.argv.slice(2));
+if (a.report) {
+  report(a.report, a.positional);
+} else {
+  if (!a.url || !a.workload) throw new Error('usage: serve_http.mjs --url URL --workload FILE [--json OUT] [--label NAME]');
+  const runs = [];
+  for (const line of readFileSync(a.workload, 'utf8').split('\n').filter(Boolean)) {
+    const figures = await drive(a.url, JSON.parse(line), a.label ?? 'server');
+    console.error(`${figures.mode} rate ${figures.rate}: ${figures.tokens_per_second.toFixed(1)} tokens/s, ` +
+                  `TTFT p50 ${figures.ttft_ms_p50.toFixed(0)} ms, cache hit ${figures.cache_hit_rate.toFixed(3)}`);
+    runs.push(figures);
+  }
+  if (a.json) writeFileSync(a.json, JSON.stringify({ runs }, null, 2) + '\n');
+}

@@ -1,0 +1,106 @@
+// /v1/chat/completions through the official `openai` client: the prompt is
+// the conversation rendered with the chat template (stories260K has none:
+// ChatML; or a --chat-template file), checked against `bifurcate generate
+// --chat`, which renders and runs the same conversation in-process.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { startServer, generate } from './harness.mjs';
+
+const SYSTEM = 'You are a storyteller.';
+const USER = 'Once upon a time';
+const MESSAGES = [{ role: 'system', content: SYSTEM }, { role: 'user', content: USER }];
+const PHI = `${process.env.BIFURCATE_TESTDATA_DIR}/chat-templates/microsoft-Phi-3.5-mini-instruct.jinja`;
+
+let server, client;
+before(async () => { server = await startServer(); client = server.client(); });
+after(async () => { assert.equal((await server.stop()).code, 0); });
+
+test('greedy chat equals bifurcate generate --chat (ChatML fallback)', async () => {
+  const ref = await generate(['--chat', '--system', SYSTEM, '-p', USER, '-n', '1', '--temp', '0', '--max-tokens', '30']);
+  const r = await client.chat.completions.create({ model: 'stories260K', messages: MESSAGES, max_tokens: 30,
+                                                  temperature: 0 });
+  assert.equal(r.object, 'chat.completion');
+  assert.equal(r.choices[0].message.role, 'assistant');
+  assert.equal(r.choices[0].message.content, ref.samples[0].text);
+  assert.equal(r.usage.prompt_tokens, ref.stats.prompt_tokens);
+  assert.ok(server.lines.some((l) => l.includes('has no tokenizer.chat_template')));
+  // Content given as text parts renders the same.
+  const parts = await client.chat.completions.create({
+    model: 'stories260K', max_tokens: 30, temperature: 0,
+    messages: [{ role: 'system', content: [{ type: 'text', text: SYSTEM }] }, { role: 'user', content: USER }] });
+  assert.equal(parts.choices[0].message.content, r.choices[0].message.content);
+});
+
+test('n, seed and logprobs in chat format', async () => {
+  const req = { model: 'stories260K', messages: MESSAGES, max_tokens: 12, temperature: 0.9, seed: 4, n: 3,
+                logprobs: true, top_logprobs: 2 };
+  const r = await client.chat.completions.create(req);
+  const again = await client.chat.completions.create(req);
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+  assert.deepEqual(r.choices.map((c) => c.message.content), again.choices.map((c) => c.message.content));
+  const ref = await generate(['--chat', '--system', SYSTEM, '-p', USER, '-n', '3', '--temp', '0.9', '--top-k', '0',
+                              '--top-p', '1', '--min-p', '0', '--seed', '4', '--max-tokens', '12', '--rank', 'none']);
+  assert.deepEqual(r.choices.map((c) => c.message.content), ref.samples.map((s) => s.text));
+  for (const c of r.choices) {
+    const content = c.logprobs.content;
+    assert.equal(content.map((t) => t.token).join(''), c.message.content);
+    for (const t of content) {
+      assert.deepEqual(t.bytes, [...Buffer.from(t.token)]);
+      assert.equal(t.top_logprobs.length, 2);
+      assert.ok(t.logprob <= 0);
+      assert.ok(t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob);
+    }
+  }
+  assert.equal(r.usage.completion_tokens, r.choices.reduce((a, c) => a + c.logprobs.content.length, 0));
+});
+
+test('stream: chat.completion.chunk deltas add up to the message', async () => {
+  const req = { model: 'stories260K', messages: MESSAGES, max_tokens: 25, temperature: 0 };
+  const whole = await client.chat.completions.create(req);
+  const stream = await client.chat.completions.create({ ...req, stream: true, stream_options: { include_usage: true } });
+  let text = '', role = null, finish = null, usage = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) { usage = chunk.usage; continue; }
+    assert.equal(chunk.object, 'chat.completion.chunk');
+    const d = chunk.choices[0].delta;
+    if (d.role) role = d.role;
+    if (d.content) text += d.content;
+    if (chunk.choices[0].finish_reason) finish = chunk.choices[0].finish_reason;
+  }
+  assert.equal(role, 'assistant');
+  assert.equal(text, whole.choices[0].message.content);
+  assert.equal(finish, whole.choices[0].finish_reason);
+  assert.deepEqual(usage, whole.usage);
+});
+
+test('chat errors surface with status and message', async () => {
+  const cases = [
+    [{ messages: [] }, /messages/],
+    [{ messages: [{ content: 'hi' }] }, /role/],
+    [{ messages: [{ role: 'user', content: 5 }] }, /content/],
+    [{ messages: MESSAGES, top_logprobs: 3 }, /logprobs/],
+    [{ messages: MESSAGES, top_logprobs: 30, logprobs: true }, /top_logprobs/],
+  ];
+  for (const [body, message] of cases) {
+    await assert.rejects(client.chat.completions.create({ model: 'stories260K', ...body }),
+                         (e) => e instanceof OpenAI.BadRequestError && message.test(e.message));
+  }
+});
+
+test('--chat-template FILE overrides the model template', async () => {
+  const phi = await startServer(['--chat-template', PHI]);
+  try {
+    const ref = await generate(['--chat', '--chat-template', PHI, '--system', SYSTEM, '-p', USER, '-n', '1',
+                                '--temp', '0', '--max-tokens', '20']);
+    const r = await phi.client().chat.completions.create({ model: 'stories260K', messages: MESSAGES, max_tokens: 20,
+                                                          temperature: 0 });
+    assert.equal(r.choices[0].message.content, ref.samples[0].text);
+    assert.equal(r.usage.prompt_tokens, ref.stats.prompt_tokens);
+    const chatml = await client.chat.completions.create({ model: 'stories260K', messages: MESSAGES, max_tokens: 20,
+                                                         temperature: 0 });
+    assert.notEqual(r.usage.prompt_tokens, chatml.usage.prompt_tokens, 'a different prompt format');
+  } finally {
+    assert.equal((await phi.stop()).code, 0);
+  }
+});
