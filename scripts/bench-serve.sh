@@ -24,14 +24,14 @@ out=build/bench-serve
 mkdir -p "$out"
 model_flag=()
 [ -n "$model" ] && model_flag=(-m "$model")
-build/bifurcate bench-serve "${model_flag[@]}" -G "$G" -Q "$Q" -S "$S" -U "$U" -n "$N" -T "$T" -R "$R" -j "$J" \
+build/bifurcate bench-serve "${model_flag[@]}" -G "$G" -Q "$Q" -S "$S" -U "$U" -n "$N" -T "$T" -R "$R" --threads "$J" \
   --modes tree,replicated --workload-out "$out/workload.jsonl" --json "$out/inprocess.json" >/dev/null
 [ -n "$model" ] || model=build/models/7b-mha-2l-f16-llama-spm.gguf
 
 for mode in tree replicated; do
   flags=()
   [ "$mode" = replicated ] && flags=(--no-prefix-cache --attention replicated)
-  build/bifurcate serve -m "$model" --port 0 -j "$J" --max-n 1024 --max-tokens 1000000 "${flags[@]}" \
+  build/bifurcate serve -m "$model" --port 0 --threads "$J" --max-n 1024 --max-tokens 1000000 "${flags[@]}" \
     2>"$out/serve-$mode.log" &
   pid=$!
   url=""

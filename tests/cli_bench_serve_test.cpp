@@ -27,7 +27,7 @@ TEST(CliBenchServe, TreeAndReplicatedRunTheSameWorkload) {
     GTEST_SKIP() << "needs " << program_path() << " and " << kModel;
   const std::string dir = (std::filesystem::temp_directory_path() / str("bf_bench_serve_", getpid())).string();
   std::filesystem::create_directories(dir);
-  const RunResult r = run_bifurcate(str("bench-serve -m '", kModel, "' -G 2 -Q 3 -S 70 -U 5 -n 2 -T 6 -j 2 --json '", dir,
+  const RunResult r = run_bifurcate(str("bench-serve -m '", kModel, "' -G 2 -Q 3 -S 70 -U 5 -n 2 -T 6 -t 2 --json '", dir,
                                         "/runs.json' --workload-out '", dir, "/workload.json'"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "| tree | all |")) << r.out;

@@ -49,7 +49,7 @@ struct BenchServeArgs {
     v(max_tokens, "max-tokens", 'T', "tokens generated per sample (EOS ignored)");
     v(rates, "rate", 'R', "Poisson arrival rates in requests/s, comma-separated; 0 = all at once");
     v(modes, "modes", '\0', "tree (bifurcated + prefix cache), bifurcated (no cache), replicated (no cache)");
-    v(threads, "threads", 'j', "worker threads (0 = all hardware threads)");
+    v(threads, "threads", 't', "worker threads (0 = all hardware threads)");
     v(kv_type, "kv-type", '\0', "KV cache element type: f16 or f32");
     v(kv_budget_gib, "kv-budget-gib", '\0', "KV cache budget in GiB (0 = the engine's default: half of MemAvailable)");
     v(step_tokens, "step-tokens", '\0', "rows per forward pass (decode rows, then prefill chunks)");

@@ -17,7 +17,7 @@ before(async () => { server = await startServer(); client = server.client(); });
 after(async () => { assert.equal((await server.stop()).code, 0); });
 
 test('greedy chat equals bifurcate generate --chat (ChatML fallback)', async () => {
-  const ref = await generate(['--chat', '--system', SYSTEM, '-p', USER, '-n', '1', '--temp', '0', '--max-tokens', '30']);
+  const ref = await generate(['--chat', '--system', SYSTEM, '-p', USER, '--samples', '1', '--temp', '0', '--max-tokens', '30']);
   const r = await client.chat.completions.create({ model: 'stories260K', messages: MESSAGES, max_tokens: 30,
                                                   temperature: 0 });
   assert.equal(r.object, 'chat.completion');
@@ -39,7 +39,7 @@ test('n, seed and logprobs in chat format', async () => {
   const again = await client.chat.completions.create(req);
   assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
   assert.deepEqual(r.choices.map((c) => c.message.content), again.choices.map((c) => c.message.content));
-  const ref = await generate(['--chat', '--system', SYSTEM, '-p', USER, '-n', '3', '--temp', '0.9', '--top-k', '0',
+  const ref = await generate(['--chat', '--system', SYSTEM, '-p', USER, '--samples', '3', '--temp', '0.9', '--top-k', '0',
                               '--top-p', '1', '--min-p', '0', '--seed', '4', '--max-tokens', '12', '--rank', 'none']);
   assert.deepEqual(r.choices.map((c) => c.message.content), ref.samples.map((s) => s.text));
   for (const c of r.choices) {
@@ -91,7 +91,7 @@ test('chat errors surface with status and message', async () => {
 test('--chat-template FILE overrides the model template', async () => {
   const phi = await startServer(['--chat-template', PHI]);
   try {
-    const ref = await generate(['--chat', '--chat-template', PHI, '--system', SYSTEM, '-p', USER, '-n', '1',
+    const ref = await generate(['--chat', '--chat-template', PHI, '--system', SYSTEM, '-p', USER, '--samples', '1',
                                 '--temp', '0', '--max-tokens', '20']);
     const r = await phi.client().chat.completions.create({ model: 'stories260K', messages: MESSAGES, max_tokens: 20,
                                                           temperature: 0 });

@@ -25,7 +25,7 @@ test('/v1/models lists the built-in model', async () => {
 });
 
 test('greedy text equals bifurcate generate', async () => {
-  const ref = await generate(['-p', PROMPT, '-n', '1', '--temp', '0', '--max-tokens', '40']);
+  const ref = await generate(['-p', PROMPT, '--samples', '1', '--temp', '0', '--max-tokens', '40']);
   const r = await client.completions.create({ model: 'stories260K', prompt: PROMPT, max_tokens: 40, temperature: 0 });
   assert.equal(r.object, 'text_completion');
   assert.equal(r.choices.length, 1);
@@ -35,7 +35,7 @@ test('greedy text equals bifurcate generate', async () => {
 });
 
 test('n > 1 with a seed: the samples of bifurcate generate, in draw order', async () => {
-  const args = ['-p', PROMPT, '-n', '4', '--temp', '0.9', '--top-k', '0', '--top-p', '1', '--min-p', '0',
+  const args = ['-p', PROMPT, '--samples', '4', '--temp', '0.9', '--top-k', '0', '--top-p', '1', '--min-p', '0',
                 '--seed', '7', '--max-tokens', '24', '--rank', 'none'];
   const ref = await generate(args);
   const r = await client.completions.create({ model: 'stories260K', prompt: PROMPT, n: 4, temperature: 0.9, seed: 7,
@@ -63,7 +63,7 @@ test('best_of returns the best n of the same draws by mean log-prob', async () =
   assert.deepEqual(best.choices.map((c) => c.index), [0, 1]);
   // Usage counts every sample drawn.
   assert.equal(best.usage.completion_tokens, all.usage.completion_tokens);
-  const ref = await generate(['-p', PROMPT, '-n', '2', '--best-of', '6', '--temp', '1', '--top-k', '0', '--top-p', '1',
+  const ref = await generate(['-p', PROMPT, '--samples', '2', '--best-of', '6', '--temp', '1', '--top-k', '0', '--top-p', '1',
                               '--min-p', '0', '--seed', '5', '--max-tokens', '20']);
   assert.deepEqual(best.choices.map((c) => c.text), ref.samples.map((s) => s.text));
 });
@@ -85,7 +85,7 @@ test('logprobs: tokens, token_logprobs, top_logprobs and text_offset agree with 
     // Greedy: the chosen token is the most likely one.
     for (const [, value] of alternatives) assert.ok(value <= lp.token_logprobs[i] + 1e-6);
   });
-  const ref = await generate(['-p', PROMPT, '-n', '1', '--temp', '0', '--max-tokens', '16', '--logprobs', '3']);
+  const ref = await generate(['-p', PROMPT, '--samples', '1', '--temp', '0', '--max-tokens', '16', '--logprobs', '3']);
   ref.samples[0].tokens.forEach((t, i) => assert.ok(Math.abs(t.logprob - lp.token_logprobs[i]) < 1e-4));
   await assert.rejects(client.completions.create({ model: 'stories260K', prompt: PROMPT, logprobs: 21 }),
                        (e) => e.status === 400 && /logprobs/.test(e.message));
