@@ -8,6 +8,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
   libicu-dev
+  haproxy curl python3   # the cluster test (tests/cluster) and scripts/cluster.sh
 )
 
 missing=()
