@@ -55,7 +55,14 @@ live_pid() {
 
 pid_files() { ls "$dir"/*.pid 2>/dev/null || true; }
 
-process_name() { case "$(basename "$1")" in haproxy.pid) echo haproxy ;; *) echo "bifurcate" ;; esac; }
+# What a recorded process's command line contains: haproxy, or the program
+# the replicas were started with (recorded by up).
+process_name() {
+  case "$(basename "$1")" in
+    haproxy.pid) echo haproxy ;;
+    *) cat "$dir/program" 2>/dev/null || echo bifurcate ;;
+  esac
+}
 
 http_status() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null || true; }
 
@@ -69,7 +76,7 @@ cluster_down() {
     while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
     if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
-  rm -f "$dir"/*.pid "$dir/settings"
+  rm -f "$dir"/*.pid "$dir/settings" "$dir/program"
   [ ${#pids[@]} -gt 0 ] && echo "cluster.sh: stopped ${#pids[@]} process(es)" >&2
   return 0
 }
@@ -122,6 +129,7 @@ cluster_up() {
   fi
   cluster_down
   echo "$settings" >"$dir/settings"
+  echo "$bin serve" >"$dir/program"
   local i model_args=()
   [ -n "$model" ] && model_args=(-m "$model")
   for i in $(seq 1 "$replicas"); do
@@ -139,7 +147,7 @@ cluster_up() {
   local deadline=$((SECONDS + ${CLUSTER_START_TIMEOUT:-180}))
   for i in $(seq 1 "$replicas"); do
     until [ "$(http_status "http://127.0.0.1:$((port + i))/health")" = 200 ]; do
-      live_pid "$dir/replica$i.pid" bifurcate >/dev/null ||
+      live_pid "$dir/replica$i.pid" "$bin serve" >/dev/null ||
         { tail -5 "$dir/replica$i.log" >&2; cluster_down; die "replica $i exited while starting (log above)"; }
       [ $SECONDS -lt $deadline ] || { cluster_down; die "replica $i not healthy in time"; }
       sleep 0.3

@@ -15,7 +15,7 @@ built-in model and HAProxy with deploy/haproxy/haproxy.cfg.
 
 Usage: cluster_test.py --repo DIR --bin build/bifurcate --work DIR
 Exit 0 on success; prints every measured figure."""
-import argparse, json, os, random, signal, socket, subprocess, sys, threading, time
+import argparse, http.client, json, os, random, signal, socket, subprocess, sys, threading, time
 import urllib.error, urllib.request
 
 WORDS = ("once upon a time there was a little girl named lily she liked to play in the park with her "
@@ -66,9 +66,12 @@ def system_prompt(tag, group):
     return f"[{tag} {group}] " + " ".join(rng.choice(WORDS) for _ in range(160))
 
 
+MODEL = {}  # "id": the served model's id, read from /v1/models once the cluster is up
+
+
 def request_body(tag, group, i, max_tokens):
     question = f" question {i}: what did {random.Random(f'{tag}{group}{i}').choice(WORDS)} do next?"
-    return {"model": "default", "prompt": system_prompt(tag, group) + question, "max_tokens": max_tokens,
+    return {"model": MODEL["id"], "prompt": system_prompt(tag, group) + question, "max_tokens": max_tokens,
             "temperature": 0}
 
 
@@ -120,6 +123,8 @@ class Cluster:
     def up(self):
         self.run("up")
         self.started_pids = [self.pid(n) for n in os.listdir(self.dir) if n.endswith(".pid")]
+        with urllib.request.urlopen(self.url + "/v1/models", timeout=10) as r:
+            MODEL["id"] = json.loads(r.read())["data"][0]["id"]
 
     def down(self):
         self.run("down")
@@ -171,22 +176,61 @@ def load_in_background(url, tag, groups, per_group, max_tokens):
     return t, out
 
 
+def owners(c, tag, groups):
+    """Which replica serves each group's prefix (stable while all are up)."""
+    return {g: post(c.url + "/v1/completions", request_body(tag, g, 0, 1))[2] for g in range(groups)}
+
+
+def open_stream(url, tag, group):
+    """A long streamed completion of `group`, returned once its first event
+    arrived, so it is surely in flight on its replica."""
+    body = request_body(tag, group, 99, 400)
+    body.update(stream=True, ignore_eos=True)
+    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    r = urllib.request.urlopen(req, timeout=120)
+    assert r.status == 200
+    first = r.readline()
+    assert first.startswith(b"data: {"), first
+    return r
+
+
+def read_stream_to_end(r):
+    """(events, ended with [DONE]); a connection cut short ends it early."""
+    events, done = 0, False
+    try:
+        for line in r:
+            if line.startswith(b"data: [DONE]"):
+                done = True
+            elif line.startswith(b"data: "):
+                events += 1
+    except (OSError, ValueError, urllib.error.URLError, http.client.HTTPException):
+        pass
+    return events, done
+
+
 def test_sigterm_drains(args, base):
     c = Cluster(args, base, "prefix")
     c.up()
     try:
+        owner = owners(c, "drain", 6)
+        victim_name = max(set(owner.values()), key=list(owner.values()).count)
+        victim_group = next(g for g in owner if owner[g] == victim_name)
+        stream = open_stream(c.url, "drain", victim_group)
         t, out = load_in_background(c.url, "drain", 6, 8, 48)
-        time.sleep(1.0)
-        victim = c.pid("replica1")
+        victim = c.pid(victim_name)
         os.kill(victim, signal.SIGTERM)
+        events, done = read_stream_to_end(stream)
         t.join()
         results = out["r"]
         failed = [r for r in results if r["status"] != 200]
         served = {}
         for r in results:
             served[r["served_by"]] = served.get(r["served_by"], 0) + 1
-        log(f"SIGTERM under load: {len(results)} requests, {len(failed)} failed, served by {served}")
-        assert not failed, f"requests failed while a replica drained: {[(r['status'], str(r['body'])[:200]) for r in failed]}"
+        log(f"SIGTERM {victim_name} under load: its in-flight stream got {events} more events, [DONE] {done}; "
+            f"{len(results)} other requests, {len(failed)} failed, served by {served}")
+        assert done, "the draining replica's in-flight stream did not end cleanly"
+        assert not failed, f"requests failed while a replica drained: {[(r['status'], str(r['body'])[:200]) for r in failed[:3]]}"
         for _ in range(100):
             if not os.path.exists(f"/proc/{victim}"):
                 break
@@ -200,13 +244,14 @@ def test_sigkill(args, base):
     c = Cluster(args, base, "prefix")
     c.up()
     try:
-        # Which replica serves which group (the hash is stable while all are up).
-        owner = {g: post(c.url + "/v1/completions", request_body("kill", g, 0, 1))[2] for g in range(6)}
+        owner = owners(c, "kill", 6)
         victim_name = max(set(owner.values()), key=list(owner.values()).count)
-        t, out = load_in_background(c.url, "kill", 6, 8, 64)
-        time.sleep(1.0)
+        victim_group = next(g for g in owner if owner[g] == victim_name)
+        stream = open_stream(c.url, "kill", victim_group)
+        t, out = load_in_background(c.url, "kill", 6, 8, 48)
         os.kill(c.pid(victim_name), signal.SIGKILL)
         killed_at = time.time()
+        events, done = read_stream_to_end(stream)
         down_after = None
         while time.time() - killed_at < 10:
             if c.server_states().get(victim_name, "").startswith("DOWN"):
@@ -217,10 +262,12 @@ def test_sigkill(args, base):
         results = out["r"]
         failed = [r for r in results if r["status"] != 200]
         outside = [r for r in failed if owner[r["group"]] != victim_name]
-        log(f"SIGKILL {victim_name} under load: {len(results)} requests, {len(failed)} failed "
-            f"(all of groups it served: {not outside}), marked DOWN after {down_after} s")
+        log(f"SIGKILL {victim_name} under load: its in-flight stream ended after {events} more events, [DONE] {done}; "
+            f"{len(results)} other requests, {len(failed)} failed (only of groups it served: {not outside}); "
+            f"marked DOWN after {down_after:.1f} s" if down_after is not None else "never marked DOWN")
+        assert not done, "a stream from a killed replica claims to be complete"
         assert not outside, f"requests of other replicas failed: {[(r['status'], r['served_by']) for r in outside]}"
-        # At most one request per victim-owned group can have been in flight.
+        # Each group runs one request at a time: at most one per victim-owned group was in flight.
         assert len(failed) <= sum(1 for g in owner if owner[g] == victim_name)
         # Health checks every 1 s, down after 2 failures: 2 s, plus a check's timeout.
         assert down_after is not None and down_after <= 4.0, f"marked down after {down_after} s"
