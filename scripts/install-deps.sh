@@ -13,6 +13,7 @@ PACKAGES=(
   clang libclang-rt-14-dev libfuzzer-14-dev  # the fuzz flavour (libFuzzer + sanitizers)
   libcpp-httplib-dev
   nodejs npm
+  haproxy curl python3   # the cluster test (tests/cluster) and scripts/cluster.sh
 )
 
 missing=()
