@@ -91,6 +91,32 @@ TEST(PrefixCache, MatchIsBlockAlignedAndSplitKeepsReadersPaths) {
   EXPECT_EQ(cache.n_live_segments(), 0);
 }
 
+// Two prompts prefilled side by side that share their first token but not
+// their first block ("You are a pirate ..." / "You are a doctor ..."): both
+// are cached and each is matched by its own later requests. (Children keyed
+// by their first token refused the second one, and it was never cached.)
+TEST(PrefixCache, SiblingsSharingOnlyTheirFirstTokensAreBothCached) {
+  KvCache cache(layout(), 64 * layout().block_bytes());
+  PrefixCache prefix(cache);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int p = 0; p < 2; ++p) {
+    std::vector<int32_t> prompt = {1, 2, 3};
+    for (int i = 3; i < 19; ++i) prompt.push_back(100 * (p + 1) + i);
+    const SegmentId root = cache.create_root();
+    append(cache, root, prompt);
+    ASSERT_GE(prefix.insert(kPrefixRoot, root, prompt), 0) << "prompt " << p;
+    prefix.check_invariants();
+    prompts.push_back(prompt);
+  }
+  for (const auto& prompt : prompts) {
+    const PrefixCache::Match m = prefix.match(prompt, int(prompt.size()) - 1);
+    EXPECT_EQ(m.tokens, 16);
+    EXPECT_EQ(path_tokens(cache, prefix.segment(m.node)), prompt);
+  }
+  prefix.evict_all();
+  EXPECT_EQ(cache.blocks_in_use(), 0u);
+}
+
 // The scheduler's use of the cache, with random operations.
 class RandomOperations {
  public:

@@ -32,6 +32,11 @@ int PrefixCache::end_tokens(PrefixNodeId node) const {
   return n.start + int(n.tokens.size());
 }
 
+std::vector<int32_t> PrefixCache::key_of(std::span<const int32_t> tokens) const {
+  const std::size_t n = std::min(tokens.size(), std::size_t(cache_.layout().block_tokens));
+  return {tokens.begin(), tokens.begin() + std::ptrdiff_t(n)};
+}
+
 PrefixCache::Match PrefixCache::match(std::span<const int32_t> prompt, int max_tokens) const {
   const int block = cache_.layout().block_tokens;
   const int limit = std::min<int>(max_tokens, int(prompt.size())) / block * block;
@@ -39,7 +44,7 @@ PrefixCache::Match PrefixCache::match(std::span<const int32_t> prompt, int max_t
   PrefixNodeId node = kPrefixRoot;
   int pos = 0;
   while (pos < limit) {
-    const auto child = nodes_[std::size_t(node)].children.find(prompt[std::size_t(pos)]);
+    const auto child = nodes_[std::size_t(node)].children.find(key_of(prompt.subspan(std::size_t(pos))));
     if (child == nodes_[std::size_t(node)].children.end()) break;
     const Node& c = nodes_[std::size_t(child->second)];
     int common = 0;
@@ -69,8 +74,8 @@ PrefixNodeId PrefixCache::split(PrefixNodeId id, int offset) {
   tail.tokens.erase(tail.tokens.begin(), tail.tokens.begin() + offset);
   tail.start += offset;
   tail.parent = head;
-  h.children[tail.tokens.front()] = id;
-  nodes_[std::size_t(h.parent)].children[h.tokens.front()] = head;
+  h.children[key_of(tail.tokens)] = id;
+  nodes_[std::size_t(h.parent)].children[key_of(h.tokens)] = head;
   return head;
 }
 
@@ -105,14 +110,14 @@ PrefixNodeId PrefixCache::insert(PrefixNodeId parent, SegmentId segment, std::sp
   require(cache_.parent(segment) == nodes_[std::size_t(parent)].segment && cache_.tokens(segment) == int(tokens.size()),
           "PrefixCache::insert: segment ", segment, " is not a child of node ", parent, " holding ",
           tokens.size(), " tokens");
-  if (nodes_[std::size_t(parent)].children.count(tokens.front()) != 0) return -1;
+  if (nodes_[std::size_t(parent)].children.count(key_of(tokens)) != 0) return -1;
   const PrefixNodeId id = new_node();
   Node& n = nodes_[std::size_t(id)];
   n.segment = segment;
   n.parent = parent;
   n.start = end_tokens(parent);
   n.tokens.assign(tokens.begin(), tokens.end());
-  nodes_[std::size_t(parent)].children[tokens.front()] = id;
+  nodes_[std::size_t(parent)].children[key_of(tokens)] = id;
   cache_.hold(segment);
   touch(id);
   return id;
@@ -152,7 +157,7 @@ std::size_t PrefixCache::evict_one() {
   if (victim < 0) return 0;
   Node& v = nodes_[std::size_t(victim)];
   const std::size_t blocks = std::size_t(cache_.n_blocks(v.segment));
-  nodes_[std::size_t(v.parent)].children.erase(v.tokens.front());
+  nodes_[std::size_t(v.parent)].children.erase(key_of(v.tokens));
   cache_.unhold(v.segment);  // nothing hangs below an unreferenced leaf node: its blocks return now
   v = Node{};
   free_nodes_.push_back(victim);
@@ -173,9 +178,9 @@ void PrefixCache::check_invariants() const {
     const Node& p = nodes_[std::size_t(n.parent)];
     require(p.live, "prefix node ", i, " has a dead parent ", n.parent);
     require(!n.tokens.empty(), "prefix node ", i, " holds no tokens");
-    const auto in_parent = p.children.find(n.tokens.front());
+    const auto in_parent = p.children.find(key_of(n.tokens));
     require(in_parent != p.children.end() && in_parent->second == PrefixNodeId(i), "prefix node ", i,
-            " is not its parent's child for its first token ", n.tokens.front());
+            " is not its parent's child for its first block");
     require(cache_.is_live(n.segment) && cache_.is_held(n.segment), "prefix node ", i, "'s segment ", n.segment,
             " is not live and held");
     require(cache_.parent(n.segment) == p.segment, "prefix node ", i, "'s segment hangs below ",
@@ -187,7 +192,7 @@ void PrefixCache::check_invariants() const {
     int child_refs = 0;
     for (const auto& [first, c] : n.children) {
       require(nodes_[std::size_t(c)].live && nodes_[std::size_t(c)].parent == PrefixNodeId(i) &&
-                  nodes_[std::size_t(c)].tokens.front() == first,
+                  key_of(nodes_[std::size_t(c)].tokens) == first,
               "prefix node ", i, " lists child ", c, " under the wrong token or parent");
       child_refs += nodes_[std::size_t(c)].refs;
     }

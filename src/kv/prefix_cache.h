@@ -62,8 +62,8 @@ class PrefixCache {
   // Adds `segment` — a frozen child of parent's segment (a root when parent is
   // kPrefixRoot) holding exactly `tokens` — as a cached node below `parent`,
   // holding it in the KvCache. Returns the new node, unreferenced, or -1 when
-  // `parent` already has a child starting with tokens[0] (two identical
-  // prompts prefilled at once): the segment then stays its owner's alone.
+  // `parent` already has a child starting with the same block (two prompts
+  // sharing their first block below `parent` prefilled at once): the segment then stays its owner's alone.
   PrefixNodeId insert(PrefixNodeId parent, SegmentId segment, std::span<const int32_t> tokens);
 
   // The segment behind `node` (kNoSegment for the root) and its depth in tokens.
@@ -93,12 +93,17 @@ class PrefixCache {
     PrefixNodeId parent = -1;
     int start = 0;                     // tokens above this node
     std::vector<int32_t> tokens;       // this node's own tokens
-    std::map<int32_t, PrefixNodeId> children;  // by first token
+    std::map<std::vector<int32_t>, PrefixNodeId> children;  // by first block (key_of)
     int refs = 0;
     uint64_t last_used = 0;
     bool live = false;
   };
 
+  // A child's key: its first block of tokens (all of them when shorter).
+  // Siblings may share a first token — prompts diverging inside their first
+  // block ("You are a ..." system prompts) — but never a first block, since
+  // every match is cut to whole blocks.
+  std::vector<int32_t> key_of(std::span<const int32_t> tokens) const;
   PrefixNodeId new_node();
   PrefixNodeId split(PrefixNodeId node, int offset);
   void touch(PrefixNodeId node);
