@@ -87,6 +87,8 @@ void parse(const std::vector<const char*>& argv) {
     }
   } catch (const Error&) {
     // UsageError (a subclass) for command-line mistakes.
+  } catch (const cli::ShowVersion&) {
+    // --version: the program prints its version (not an Error: not a mistake).
   }
 }
 
