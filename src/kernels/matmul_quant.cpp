@@ -72,6 +72,19 @@ int valid_in(int64_t sb, int64_t cols) { return int(std::min<int64_t>(kSuperbloc
 
 // One register tile: MB batch rows (from b0) x 2 weight rows (panel rows a and
 // b, each `n_sb` consecutive superblocks from superblock sb0 of the row).
+// Writes (or adds) a tile's MB x 2 accumulators, reduced to floats, to y:
+// row b of the batch at y + b * ldy, the first valid_rows weight rows.
+template <class S, int MB>
+void store_tile(const typename S::V (&acc)[MB][2], float* y, int64_t ldy, int valid_rows, bool accumulate) {
+  for (int b = 0; b < MB; ++b) {
+    for (int r = 0; r < valid_rows; ++r) {
+      float& out = y[b * ldy + r];
+      const float v = S::hsum(acc[b][r]);
+      out = accumulate ? out + v : v;
+    }
+  }
+}
+
 template <class S, int MB>
 void quant_tile(const UnpackedSuperblock* row_a, const UnpackedSuperblock* row_b, const QuantizedX& x, int64_t b0,
                 int64_t sb0, int64_t n_sb, int64_t cols, float* y, int64_t ldy, int valid_rows, bool accumulate) {
@@ -106,13 +119,7 @@ void quant_tile(const UnpackedSuperblock* row_a, const UnpackedSuperblock* row_b
       }
     }
   }
-  for (int b = 0; b < MB; ++b) {
-    for (int r = 0; r < valid_rows; ++r) {
-      float& out = y[(b0 + b) * ldy + r];
-      const float v = S::hsum(acc[b][r]);
-      out = accumulate ? out + v : v;
-    }
-  }
+  store_tile<S, MB>(acc, y + b0 * ldy, ldy, valid_rows, accumulate);
 }
 
 // The same tile for the K-quants (has_int_scales): per chunk one vpmaddubsw
@@ -151,13 +158,7 @@ void quant_tile_int_scales(const UnpackedSuperblock* row_a, const UnpackedSuperb
       }
     }
   }
-  for (int b = 0; b < MB; ++b) {
-    for (int r = 0; r < valid_rows; ++r) {
-      float& out = y[(b0 + b) * ldy + r];
-      const float v = S::hsum(acc[b][r]);
-      out = accumulate ? out + v : v;
-    }
-  }
+  store_tile<S, MB>(acc, y + b0 * ldy, ldy, valid_rows, accumulate);
 }
 
 template <class S, bool kIntScales, int MB>
