@@ -209,15 +209,24 @@ def read_stream_to_end(r):
     return events, done
 
 
+def stream_and_load_on_busiest(c, tag):
+    """The setup of the fault tests: which replica owns each of 6 groups, the
+    one owning most (the victim), a long stream of one of its groups in flight,
+    and 6 x 8 requests running in the background.
+    Returns (owner, victim_name, stream, load thread, load results)."""
+    owner = owners(c, tag, 6)
+    victim_name = max(set(owner.values()), key=list(owner.values()).count)
+    victim_group = next(g for g in owner if owner[g] == victim_name)
+    stream = open_stream(c.url, tag, victim_group)
+    t, out = load_in_background(c.url, tag, 6, 8, 48)
+    return owner, victim_name, stream, t, out
+
+
 def test_sigterm_drains(args, base):
     c = Cluster(args, base, "prefix")
     c.up()
     try:
-        owner = owners(c, "drain", 6)
-        victim_name = max(set(owner.values()), key=list(owner.values()).count)
-        victim_group = next(g for g in owner if owner[g] == victim_name)
-        stream = open_stream(c.url, "drain", victim_group)
-        t, out = load_in_background(c.url, "drain", 6, 8, 48)
+        owner, victim_name, stream, t, out = stream_and_load_on_busiest(c, "drain")
         victim = c.pid(victim_name)
         os.kill(victim, signal.SIGTERM)
         events, done = read_stream_to_end(stream)
@@ -244,11 +253,7 @@ def test_sigkill(args, base):
     c = Cluster(args, base, "prefix")
     c.up()
     try:
-        owner = owners(c, "kill", 6)
-        victim_name = max(set(owner.values()), key=list(owner.values()).count)
-        victim_group = next(g for g in owner if owner[g] == victim_name)
-        stream = open_stream(c.url, "kill", victim_group)
-        t, out = load_in_background(c.url, "kill", 6, 8, 48)
+        owner, victim_name, stream, t, out = stream_and_load_on_busiest(c, "kill")
         os.kill(c.pid(victim_name), signal.SIGKILL)
         killed_at = time.time()
         events, done = read_stream_to_end(stream)
