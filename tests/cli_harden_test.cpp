@@ -32,6 +32,17 @@ using Clock = std::chrono::steady_clock;
 const std::string kStories = std::string(BIFURCATE_TESTDATA_DIR) + "/stories260K/stories260K.gguf";
 const std::string kSpmVocab = std::string(BIFURCATE_TESTDATA_DIR) + "/vocab/ggml-vocab-llama-spm.gguf";
 
+// In a forked child: becomes `bifurcate ARGS` (exit 127 if it cannot).
+[[noreturn]] void exec_program(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  const std::string program = program_path();
+  argv.push_back(const_cast<char*>(program.c_str()));
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  execv(program.c_str(), argv.data());
+  _exit(127);
+}
+
 // A running `bifurcate` with its stdout and stderr read through pipes, so a
 // test can wait for a line, send a signal, and collect the rest.
 class Child {
@@ -44,13 +55,7 @@ class Child {
       dup2(out[1], 1);
       dup2(err[1], 2);
       close(out[0]), close(out[1]), close(err[0]), close(err[1]);
-      std::vector<char*> argv;
-      const std::string program = program_path();
-      argv.push_back(const_cast<char*>(program.c_str()));
-      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(program.c_str(), argv.data());
-      _exit(127);
+      exec_program(args);
     }
     close(out[1]), close(err[1]);
     out_fd_ = out[0], err_fd_ = err[0];
@@ -115,13 +120,7 @@ RunResult run_on_terminal(const std::vector<std::string>& args) {
   const pid_t pid = forkpty(&master, nullptr, nullptr, &size);
   if (pid < 0) throw Error("forkpty failed");
   if (pid == 0) {
-    std::vector<char*> argv;
-    const std::string program = program_path();
-    argv.push_back(const_cast<char*>(program.c_str()));
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(program.c_str(), argv.data());
-    _exit(127);
+    exec_program(args);
   }
   RunResult r{-1, "", ""};
   char buffer[4096];
@@ -137,21 +136,6 @@ RunResult run_on_terminal(const std::vector<std::string>& args) {
   return r;
 }
 
-// A shell command's exit code, stdout and stderr.
-RunResult run_shell(const std::string& command) {
-  const std::string err_path = (fs::temp_directory_path() / str("bf_harden_err_", getpid())).string();
-  FILE* pipe = popen(str("( ", command, " ) 2>'", err_path, "'").c_str(), "r");
-  if (pipe == nullptr) throw Error(str("popen failed for: ", command));
-  RunResult r{-1, read_all(pipe), ""};
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (FILE* f = std::fopen(err_path.c_str(), "rb")) {
-    r.err = read_all(f);
-    std::fclose(f);
-  }
-  fs::remove(err_path);
-  return r;
-}
 
 class CliHardenTest : public ::testing::Test {
  protected:

@@ -41,11 +41,10 @@ inline std::string read_all(FILE* f) {
   return text;
 }
 
-// Runs `bifurcate ARGUMENTS` (a shell-quoted string).
-inline RunResult run_bifurcate(const std::string& arguments) {
+// A shell command's exit code, stdout and stderr.
+inline RunResult run_shell(const std::string& command) {
   const std::string err_path = (std::filesystem::temp_directory_path() / str("bf_cli_err_", getpid())).string();
-  const std::string command = str("'", program_path(), "' ", arguments, " 2>'", err_path, "'");
-  FILE* pipe = popen(command.c_str(), "r");
+  FILE* pipe = popen(str("( ", command, " ) 2>'", err_path, "'").c_str(), "r");
   if (pipe == nullptr) throw Error(str("popen failed for: ", command));
   RunResult r{-1, read_all(pipe), ""};
   const int status = pclose(pipe);
@@ -56,6 +55,11 @@ inline RunResult run_bifurcate(const std::string& arguments) {
   }
   std::filesystem::remove(err_path);
   return r;
+}
+
+// Runs `bifurcate ARGUMENTS` (a shell-quoted string).
+inline RunResult run_bifurcate(const std::string& arguments) {
+  return run_shell(str("'", program_path(), "' ", arguments));
 }
 
 // A parsed JSON value; numbers are doubles.
