@@ -25,7 +25,7 @@ namespace {
 using bifurcate::ThreadPool;
 using bifurcate::gguf::GgmlType;
 using bifurcate::kernels::matmul;
-using bifurcate::kernels::MatmulIsa;
+using bifurcate::kernels::Isa;
 using bifurcate::kernels::WeightMatrix;
 
 double process_cpu_seconds() {
@@ -53,7 +53,7 @@ const std::vector<uint8_t>& weights_for(GgmlType type, int64_t rows, int64_t col
 }
 
 void bench_matmul(benchmark::State& state, GgmlType type, int64_t rows, int64_t cols,
-                  MatmulIsa isa = MatmulIsa::best) {
+                  Isa isa = bifurcate::kernels::active_isa()) {
   const int64_t batch = state.range(0);
   const int threads = int(state.range(1));
   const std::vector<uint8_t>& weights = weights_for(type, rows, cols);
@@ -105,13 +105,13 @@ BENCHMARK_CAPTURE(bench_matmul, q5_k_4096x4096, GgmlType::Q5_K, 4096, 4096)->App
 BENCHMARK_CAPTURE(bench_matmul, l2_q4_k_1024x1024, GgmlType::Q4_K, 1024, 1024)->Apply(batches);
 BENCHMARK_CAPTURE(bench_matmul, l2_q6_k_1024x1024, GgmlType::Q6_K, 1024, 1024)->Apply(batches);
 // The AVX2 kernels where the build also has AVX-512 (machines without it run these).
-BENCHMARK_CAPTURE(bench_matmul, avx2_f16_4096x4096, GgmlType::F16, 4096, 4096, MatmulIsa::avx2)
+BENCHMARK_CAPTURE(bench_matmul, avx2_f16_4096x4096, GgmlType::F16, 4096, 4096, Isa::avx2)
     ->Apply(batches);
-BENCHMARK_CAPTURE(bench_matmul, avx2_q8_0_4096x4096, GgmlType::Q8_0, 4096, 4096, MatmulIsa::avx2)
+BENCHMARK_CAPTURE(bench_matmul, avx2_q8_0_4096x4096, GgmlType::Q8_0, 4096, 4096, Isa::avx2)
     ->Apply(batches);
-BENCHMARK_CAPTURE(bench_matmul, avx2_q4_k_4096x4096, GgmlType::Q4_K, 4096, 4096, MatmulIsa::avx2)
+BENCHMARK_CAPTURE(bench_matmul, avx2_q4_k_4096x4096, GgmlType::Q4_K, 4096, 4096, Isa::avx2)
     ->Apply(batches);
-BENCHMARK_CAPTURE(bench_matmul, avx2_q4_0_4096x4096, GgmlType::Q4_0, 4096, 4096, MatmulIsa::avx2)
+BENCHMARK_CAPTURE(bench_matmul, avx2_q4_0_4096x4096, GgmlType::Q4_0, 4096, 4096, Isa::avx2)
     ->Apply(batches);
 
 }  // namespace

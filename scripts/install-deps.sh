@@ -14,6 +14,7 @@ PACKAGES=(
   libcpp-httplib-dev
   nodejs npm
   haproxy curl python3   # the cluster test (tests/cluster) and scripts/cluster.sh
+  qemu-user   # tests/isa: the program on an emulated AVX2-only CPU
 )
 
 missing=()

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <type_traits>
 
+#include "kernels/isa.h"
+
 namespace bifurcate::cli {
 namespace {
 
@@ -91,8 +93,12 @@ bool in_range(double value, const RealRange& r) {
 }  // namespace
 
 std::string version_text() {
+  const kernels::Isa isa = kernels::active_isa(), cpu = kernels::cpu_isa();
   return str("bifurcate ", BIFURCATE_VERSION,
-             " (CPU inference with bifurcated attention; flags follow llama.cpp where it has them)");
+             " (CPU inference with bifurcated attention; flags follow llama.cpp where it has them)\n",
+             "kernels: ", kernels::isa_name(isa),
+             isa == cpu ? " (the widest this CPU runs" : str(" (forced by BIFURCATE_ISA; this CPU runs up to ", kernels::isa_name(cpu)),
+             "; BIFURCATE_ISA=avx2|avx512|avx512vnni picks a narrower one)");
 }
 
 FlagParser::FlagParser(std::string_view command, std::string_view summary)

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <variant>
 
+#include "kernels/isa.h"
 #include "util/error.h"
 #include "cli/json_output.h"
 
@@ -126,6 +127,8 @@ std::string describe_ceilings(const MachineCeilings& m) {
     text += str(" (register loops); F16 GEMM kernel ", format("%.1f", m.gemm_flops_per_second / 1e9),
                 " GFLOP/s = ", format("%.0f", 100 * m.gemm_flops_per_second / m.flops_per_second), " % of FMA");
   }
+  // The register loops use the widest instructions of the kernels' path.
+  text += str("; ", kernels::isa_name(kernels::active_isa()), " kernels");
   return text;
 }
 

@@ -14,6 +14,8 @@
 // one vector load per block step plus one broadcast per FMA.
 #pragma once
 
+#include "kernels/isa_target.h"  // first: the instruction-set switch and namespace
+
 #include <immintrin.h>
 
 #include <cstddef>
@@ -21,7 +23,7 @@
 
 #include "kernels/attention_simd.h"
 
-namespace bifurcate::kernels::lanes {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::lanes {
 
 // 8 rows per group in 256-bit vectors.
 struct Lanes8 {
@@ -226,4 +228,4 @@ void accumulate_tile(const float* st, const float* values, int ld, int n, int k,
   }
 }
 
-}  // namespace bifurcate::kernels::lanes
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::lanes

@@ -5,12 +5,14 @@
 // so 8 FMA chains hide the FMA latency.
 #pragma once
 
+#include "kernels/isa_target.h"  // first: the instruction-set switch and namespace
+
 #include <cstddef>
 #include <cstdint>
 
 #include "kernels/attention_simd.h"
 
-namespace bifurcate::kernels::micro {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::micro {
 
 // One query row against f16 rows of k elements (k a multiple of 8).
 
@@ -70,4 +72,4 @@ void accumulate_single(const float* p, const uint16_t* values, int k, int n, flo
   }
 }
 
-}  // namespace bifurcate::kernels::micro
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::micro

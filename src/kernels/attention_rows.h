@@ -16,6 +16,8 @@
 // Needs AVX-512 and k % 16 == 0.
 #pragma once
 
+#include "kernels/isa_target.h"  // first: defines __AVX512F__ in the AVX-512 paths
+
 #ifdef __AVX512F__
 #include <immintrin.h>
 
@@ -27,7 +29,7 @@
 
 #include "kernels/attention_simd.h"
 
-namespace bifurcate::kernels::rows {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::rows {
 
 // 4 x 4 score blocks and 4-row x 64-column P.V blocks: 8 x 2 and 4 x 2 measured no faster.
 inline constexpr int kRowBlock = 4;     // rows per register block
@@ -219,5 +221,5 @@ inline int blocks_per_tile(int R, int n, int k) {
   return row_blocks * ((n + kKeyBlock - 1) / kKeyBlock + column_blocks * (n / 8));
 }
 
-}  // namespace bifurcate::kernels::rows
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::rows
 #endif

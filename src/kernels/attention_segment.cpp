@@ -11,8 +11,9 @@
 #include "kernels/attention_simd.h"
 #include "kernels/attention_state.h"
 #include "util/f16.h"
+#include "kernels/isa_entry_points.h"
 
-namespace bifurcate::kernels {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE {
 namespace {
 
 constexpr int kTile = kSegmentTileTokens;
@@ -470,4 +471,4 @@ void attend_segment(const AttentionShape& shape, const SegmentKeys& keys,
   attend_lanes<lanes::Lanes8>(shape, keys, queries, end, out, lse, s);
 }
 
-}  // namespace bifurcate::kernels
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE

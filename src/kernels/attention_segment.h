@@ -24,6 +24,7 @@
 #include <span>
 
 #include "kernels/attention_types.h"
+#include "kernels/isa.h"
 #include "util/aligned_buffer.h"
 
 namespace bifurcate::kernels {
@@ -65,7 +66,9 @@ struct SegmentScratch {
 // out: (n_rows, head_size) normalised partial outputs; lse: (n_rows).
 // A row that sees no key in the range gets the empty state (o = 0, lse = -inf).
 // Arguments are trusted (checked by attend / attend_causal); debug builds assert.
+// Runs the kernels of `isa` (isa.h), by default the process's path.
 void attend_segment(const AttentionShape& shape, const SegmentKeys& keys,
-                    const StackedQueries& queries, float* out, float* lse, SegmentScratch& scratch);
+                    const StackedQueries& queries, float* out, float* lse, SegmentScratch& scratch,
+                    Isa isa = active_isa());
 
 }  // namespace bifurcate::kernels

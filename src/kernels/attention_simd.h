@@ -2,11 +2,13 @@
 // (sampling's whole-vocabulary passes use them too: sampling/vocab_math.cpp).
 #pragma once
 
+#include "kernels/isa_target.h"  // first: the instruction-set switch and namespace
+
 #include <immintrin.h>
 
 #include <cstdint>
 
-namespace bifurcate::kernels::simd {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::simd {
 
 // exp(x) for 8 floats, Cephes expf polynomial after Cody-Waite range reduction
 // (about 1 ulp). Inputs below -87 (including -inf) give exactly 0, inputs above
@@ -109,4 +111,4 @@ inline float hmax(__m512 v) { return hmax(_mm256_max_ps(half<0>(v), half<1>(v)))
 inline float hsum(__m512 v) { return hsum(_mm256_add_ps(half<0>(v), half<1>(v))); }
 #endif
 
-}  // namespace bifurcate::kernels::simd
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::simd

@@ -1,18 +1,18 @@
-// matmul front: argument checks, path and instruction-set choice, and the
-// split of output rows between threads. The kernels are in matmul_direct.cpp,
-// matmul_packed.cpp and matmul_quant.cpp.
-#include "kernels/matmul.h"
-
+// matmul front, compiled once per instruction-set path (isa_target.h):
+// argument checks, path choice, and the split of output rows between
+// threads. The kernels are in matmul_direct.cpp, matmul_packed.cpp and
+// matmul_quant.cpp; the public matmul() picks the path's front (isa_dispatch.cpp).
 #include <algorithm>
 #include <array>
 
+#include "kernels/isa_entry_points.h"
 #include "kernels/matmul_paths.h"
 #include "kernels/matmul_quant.h"
 #include "tensor/dtype.h"
 #include "util/aligned_buffer.h"
 #include "util/error.h"
 
-namespace bifurcate::kernels {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE {
 namespace {
 
 // F32/F16/Q8_0 always take the direct path, whatever the batch: measured
@@ -33,25 +33,17 @@ int64_t direct_task_rows(int64_t rows, int threads) {
 
 }  // namespace
 
-bool matmul_has_avx512() {
+// This path's instruction set (isa_target.h defines __AVX512F__ on the avx512 paths).
 #ifdef __AVX512F__
-  return true;
+constexpr bool kAvx512 = true;
 #else
-  return false;
+constexpr bool kAvx512 = false;
 #endif
-}
 
-bool matmul_quantizes_activations(gguf::GgmlType type, MatmulIsa isa) {
-  return detail::has_quant_path(type, isa == MatmulIsa::best && matmul_has_avx512());
-}
-
-void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, ThreadPool& pool, MatmulIsa isa) {
-  const MatmulTarget target{w, y};
-  matmul_shared_input(std::span(&target, 1), x, batch, pool, isa);
-}
+bool matmul_quantizes_activations(gguf::GgmlType type) { return detail::has_quant_path(type, kAvx512); }
 
 void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t batch,
-                         ThreadPool& pool, MatmulIsa isa) {
+                         ThreadPool& pool) {
   // A fixed plan table keeps the call free of heap allocation.
   constexpr std::size_t kMaxTargets = 4;
   require(targets.size() <= kMaxTargets, "matmul: at most ", kMaxTargets, " targets share an input, got ",
@@ -68,7 +60,7 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
   }
   if (batch == 0 || targets.empty()) return;
 
-  const bool avx512 = isa == MatmulIsa::best && matmul_has_avx512();
+  const bool avx512 = kAvx512;
   // Tasks of target i are [first_task[i], first_task[i + 1]).
   enum class Path { direct, packed, quant };
   struct Plan {
@@ -143,4 +135,4 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
   pool.run(size_t(n_tasks), task);
 }
 
-}  // namespace bifurcate::kernels
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE

@@ -14,14 +14,15 @@
 //    products, block scales applied once per 16 elements (matmul_quant.h).
 //  - packed (BF16): a panel of weight rows × a K-block is dequantized to f32
 //    once and multiplied by x with the same tiles.
-// Both run AVX-512 kernels when built with it (-march=native on a machine
-// that has it) and AVX2 kernels otherwise; MatmulIsa::avx2 forces the latter.
+// Each runs the kernels of one instruction-set path (isa.h): by default the
+// process's active_isa(); tests and benchmarks may name another the CPU runs.
 #pragma once
 
 #include <cstdint>
 #include <span>
 
 #include "gguf/ggml_types.h"
+#include "kernels/isa.h"
 #include "util/thread_pool.h"
 
 namespace bifurcate::kernels {
@@ -34,28 +35,20 @@ struct WeightMatrix {
   int64_t cols;  // n_in, the row length; a multiple of the type's block size
 };
 
-enum class MatmulIsa {
-  best,  // AVX-512 if this build has it, else AVX2
-  avx2,  // the AVX2 kernels even where AVX-512 exists (for tests and comparisons)
-};
-
-// True when this build has the AVX-512 kernels (MatmulIsa::best uses them).
-bool matmul_has_avx512();
-
 // True when matmul multiplies `type` weights by integer dot products against
 // the activations quantized to int8 (matmul_quant.h): per 256-element
 // superblock of each x row (zero-padded past the row's end), dx = amax / 127
 // in f32 and q = round-half-even(x * (127 / amax)), also in f32. The result
 // is then the product with x̂ = dx * q, up to f32 summation: x itself is
 // only approximated, by at most dx / 2 per element.
-bool matmul_quantizes_activations(gguf::GgmlType type, MatmulIsa isa = MatmulIsa::best);
+bool matmul_quantizes_activations(gguf::GgmlType type, Isa isa = active_isa());
 
 // y[batch, rows] = x[batch, cols] · Wᵀ; x and y are f32 row-major and must
 // not overlap. Threads split output rows, so results do not depend on the
 // thread count. No heap allocation in steady state (per-thread scratch is
 // reused across calls).
 void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, ThreadPool& pool,
-            MatmulIsa isa = MatmulIsa::best);
+            Isa isa = active_isa());
 
 // One product of a group that shares its input: y[batch, w.rows] = x · wᵀ.
 struct MatmulTarget {
@@ -68,6 +61,6 @@ struct MatmulTarget {
 // the feed-forward gate/up. Same results as one matmul() per target, with
 // one wait for the slowest thread instead of one per matrix.
 void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t batch,
-                         ThreadPool& pool, MatmulIsa isa = MatmulIsa::best);
+                         ThreadPool& pool, Isa isa = active_isa());
 
 }  // namespace bifurcate::kernels

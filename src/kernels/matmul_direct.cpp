@@ -19,7 +19,7 @@
 #include "util/error.h"
 #include "util/f16.h"
 
-namespace bifurcate::kernels::detail {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
 namespace {
 
 using gguf::GgmlType;
@@ -461,4 +461,4 @@ PackedX pack_x_groups(const float* x, int64_t batch, int64_t cols, bool avx512,
   return {buffer.data(), n_groups};
 }
 
-}  // namespace bifurcate::kernels::detail
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail

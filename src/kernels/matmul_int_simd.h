@@ -14,11 +14,13 @@
 // far inside int32.
 #pragma once
 
+#include "kernels/isa_target.h"  // first: the instruction-set switch and namespace
+
 #include <immintrin.h>
 
 #include "kernels/matmul_simd.h"
 
-namespace bifurcate::kernels::simd {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::simd {
 
 struct IntAvx2 : Avx2 {
   using IV = __m256i;
@@ -90,4 +92,4 @@ struct IntAvx512 : Avx512 {
 };
 #endif
 
-}  // namespace bifurcate::kernels::simd
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::simd

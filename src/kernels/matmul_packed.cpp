@@ -9,7 +9,7 @@
 #include "kernels/matmul_paths.h"
 #include "tensor/dtype.h"
 
-namespace bifurcate::kernels::detail {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
 namespace {
 
 constexpr int64_t kKBlock = 1024;               // a multiple of every block size (256)
@@ -37,4 +37,4 @@ void multiply_rows_packed(const WeightMatrix& w, const float* x, int64_t batch, 
   }
 }
 
-}  // namespace bifurcate::kernels::detail
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail

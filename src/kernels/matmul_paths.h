@@ -8,12 +8,14 @@
 // with __AVX512F__; otherwise AVX2 runs regardless).
 #pragma once
 
+#include "kernels/isa_target.h"  // first: the instruction-set switch and namespace
+
 #include <cstdint>
 
 #include "kernels/matmul.h"
 #include "util/aligned_buffer.h"
 
-namespace bifurcate::kernels::detail {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
 
 bool has_direct_path(gguf::GgmlType type);
 
@@ -53,4 +55,4 @@ void multiply_panel_direct(const PanelProduct& p, bool avx512);
 void multiply_rows_packed(const WeightMatrix& w, const float* x, int64_t batch, float* y, int64_t r_begin,
                           int64_t r_end, bool avx512, AlignedBuffer<float>& panel);
 
-}  // namespace bifurcate::kernels::detail
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail

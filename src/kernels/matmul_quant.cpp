@@ -23,7 +23,7 @@
 #include "tensor/dtype.h"
 #include "util/error.h"
 
-namespace bifurcate::kernels::detail {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
 namespace {
 
 using gguf::GgmlType;
@@ -261,4 +261,4 @@ void multiply_rows_quant(const WeightMatrix& w, const QuantizedX& x, int64_t bat
   multiply_rows_quant_isa<simd::IntAvx2>(w, x, batch, y, r_begin, r_end, panel);
 }
 
-}  // namespace bifurcate::kernels::detail
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail

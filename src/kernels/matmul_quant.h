@@ -15,12 +15,14 @@
 // Private to kernels/.
 #pragma once
 
+#include "kernels/isa_target.h"  // first: the instruction-set switch and namespace
+
 #include <cstdint>
 
 #include "kernels/matmul.h"
 #include "util/aligned_buffer.h"
 
-namespace bifurcate::kernels::detail {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
 
 inline constexpr int kSuperblock = 256;  // activation and unpack granule
 inline constexpr int kGroup = 16;        // elements per scale/offset group
@@ -77,4 +79,4 @@ bool multiply_row_stream(const WeightMatrix& w, const QuantizedX& x, float* y, i
 void multiply_rows_quant(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
                          int64_t r_end, bool avx512, AlignedBuffer<UnpackedSuperblock>& panel);
 
-}  // namespace bifurcate::kernels::detail
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail

@@ -13,7 +13,7 @@
 #include "tensor/quant_blocks.h"
 #include "util/f16.h"
 
-namespace bifurcate::kernels::detail {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
 
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
 namespace {
@@ -163,4 +163,4 @@ bool multiply_row_stream(const WeightMatrix&, const QuantizedX&, float*, int64_t
 
 #endif
 
-}  // namespace bifurcate::kernels::detail
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail

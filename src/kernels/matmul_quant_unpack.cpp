@@ -10,7 +10,7 @@
 #include "tensor/quant_blocks.h"
 #include "util/f16.h"
 
-namespace bifurcate::kernels::detail {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
 namespace {
 
 using gguf::GgmlType;
@@ -194,4 +194,4 @@ UnpackFn quant_unpacker(GgmlType type) {
   }
 }
 
-}  // namespace bifurcate::kernels::detail
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail

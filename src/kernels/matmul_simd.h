@@ -1,8 +1,11 @@
-// The few vector operations the matmul kernels use, for AVX2 (8 lanes, 16
-// registers) and AVX-512 (16 lanes, 32 registers). Kernels are templates
-// over one of these, so both instruction sets share one source and tests can
-// run both on a machine that has AVX-512.
+// The few vector operations the matmul kernels and sampling's vocabulary
+// passes (sampling/vocab_math.cpp) use, for AVX2 (8 lanes, 16 registers) and
+// AVX-512 (16 lanes, 32 registers). Kernels are templates over one of these,
+// so both instruction sets share one source; each path compiles its own copy
+// (isa_target.h).
 #pragma once
+
+#include "kernels/isa_target.h"  // first: the instruction-set switch and namespace
 
 #include <immintrin.h>
 
@@ -10,7 +13,7 @@
 
 #include "kernels/attention_simd.h"  // hsum, load_f16x16, kAll16: shared with attention
 
-namespace bifurcate::kernels::simd {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::simd {
 
 struct Avx2 {
   using V = __m256;
@@ -29,6 +32,16 @@ struct Avx2 {
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static float hsum(V v) { return simd::hsum(v); }
+  // Sampling's vocabulary passes.
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V div(V a, V b) { return _mm256_div_ps(a, b); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }  // a NaN in a yields b
+  static V exp(V v) { return simd::exp(v); }  // x <= 0 (attention_simd.h)
+  static float hmax(V v) { return simd::hmax(v); }
+  // All-ones lanes where v is NaN, accumulated into `seen` (any_set tests it).
+  static V mark_nan(V seen, V v) { return _mm256_or_ps(seen, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); }
+  static bool any_set(V marks) { return _mm256_movemask_ps(marks) != 0; }
 };
 
 #ifdef __AVX512F__
@@ -55,4 +68,4 @@ struct Avx512 {
 };
 #endif
 
-}  // namespace bifurcate::kernels::simd
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::simd

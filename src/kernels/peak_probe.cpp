@@ -2,16 +2,11 @@
 // independent accumulators so the instruction's latency is hidden and only
 // its throughput counts; the results are summed and returned so nothing is
 // optimised away.
-#include "kernels/peak_probe.h"
-
-#include <immintrin.h>
-
-#include <algorithm>
 #include <vector>
 
-#include "util/timer.h"
+#include "kernels/isa_entry_points.h"
 
-namespace bifurcate::kernels {
+namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE {
 namespace {
 
 constexpr int kChains = 12;             // > latency x throughput (4 x 2) of FMA and VNNI
@@ -105,22 +100,18 @@ double best_rate(ThreadPool& pool, int reps, double ops_per_thread, Loop loop) {
 
 }  // namespace
 
-double fma_ceiling_flops(ThreadPool& pool, int reps, MatmulIsa isa) {
+double fma_ceiling_flops(ThreadPool& pool, int reps) {
 #ifdef __AVX512F__
-  if (isa == MatmulIsa::best)
-    return best_rate(pool, reps, 2.0 * 16 * kChains * double(kIterations), fma_loop_avx512);
+  return best_rate(pool, reps, 2.0 * 16 * kChains * double(kIterations), fma_loop_avx512);
 #endif
-  (void)isa;
   return best_rate(pool, reps, 2.0 * 8 * kChains * double(kIterations), fma_loop_avx2);
 }
 
-double int8_dot_ceiling_ops(ThreadPool& pool, int reps, MatmulIsa isa) {
+double int8_dot_ceiling_ops(ThreadPool& pool, int reps) {
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
-  if (isa == MatmulIsa::best)
-    return best_rate(pool, reps, 2.0 * 64 * kChains * double(kIterations), int8_loop_avx512);
+  return best_rate(pool, reps, 2.0 * 64 * kChains * double(kIterations), int8_loop_avx512);
 #endif
-  (void)isa;
   return best_rate(pool, reps, 2.0 * 32 * kChains * double(kIterations), int8_loop_avx2);
 }
 
-}  // namespace bifurcate::kernels
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE

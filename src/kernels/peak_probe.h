@@ -4,19 +4,19 @@
 // already in registers, so neither memory nor a kernel's overheads enter.
 #pragma once
 
-#include "kernels/matmul.h"
+#include "kernels/isa.h"
 #include "util/thread_pool.h"
 
 namespace bifurcate::kernels {
 
 // FP32 fused multiply-add: 2 FLOPs per lane per instruction (512-bit
-// vfmadd231ps where `isa` is best and the build has AVX-512, else 256-bit).
+// vfmadd231ps on the avx512 paths, else 256-bit).
 // Best of `reps` runs, all threads at once.
-double fma_ceiling_flops(ThreadPool& pool, int reps, MatmulIsa isa = MatmulIsa::best);
+double fma_ceiling_flops(ThreadPool& pool, int reps, Isa isa = active_isa());
 
 // Int8 dot products of the integer matmul path (matmul_quant.h): vpdpbusd
-// (AVX512-VNNI) or, on AVX2, vpmaddubsw + vpmaddwd + vpaddd; 2 ops (a
+// (the avx512vnni path) or, on the others, vpmaddubsw + vpmaddwd + vpaddd; 2 ops (a
 // multiply and an add) per 8-bit product.
-double int8_dot_ceiling_ops(ThreadPool& pool, int reps, MatmulIsa isa = MatmulIsa::best);
+double int8_dot_ceiling_ops(ThreadPool& pool, int reps, Isa isa = active_isa());
 
 }  // namespace bifurcate::kernels

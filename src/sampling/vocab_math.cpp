@@ -1,6 +1,7 @@
+// The passes are written once over an instruction-set struct of the kernels
+// (kernels/matmul_simd.h) and run with its AVX2 form, the floor every CPU
+// that runs bifurcate has: they are a small share of a decode step.
 #include "sampling/vocab_math.h"
-
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cassert>
@@ -8,24 +9,28 @@
 #include <cstddef>
 #include <limits>
 
-#include "kernels/attention_simd.h"
+#include "kernels/matmul_simd.h"
 
 namespace bifurcate::sampling {
+namespace {
 
-namespace simd = kernels::simd;
+using S = kernels::simd::Avx2;
+constexpr std::size_t kLanes = S::kLanes;
+
+}  // namespace
 
 LogitRange scan_logits(std::span<const float> values) {
   const std::size_t n = values.size();
-  const std::size_t n8 = n / 8 * 8;
-  __m256 max8 = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  __m256 nan8 = _mm256_setzero_ps();
-  for (std::size_t i = 0; i < n8; i += 8) {
-    const __m256 v = _mm256_loadu_ps(values.data() + i);
-    max8 = _mm256_max_ps(v, max8);  // a NaN in v yields max8 (the second operand)
-    nan8 = _mm256_or_ps(nan8, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  const std::size_t n_vec = n / kLanes * kLanes;
+  S::V max_v = S::set1(-std::numeric_limits<float>::infinity());
+  S::V nan_v = S::zero();
+  for (std::size_t i = 0; i < n_vec; i += kLanes) {
+    const S::V v = S::load(values.data() + i);
+    max_v = S::max(v, max_v);  // a NaN in v yields max_v (the second operand)
+    nan_v = S::mark_nan(nan_v, v);
   }
-  LogitRange range{simd::hmax(max8), _mm256_movemask_ps(nan8) != 0};
-  for (std::size_t i = n8; i < n; ++i) {
+  LogitRange range{S::hmax(max_v), S::any_set(nan_v)};
+  for (std::size_t i = n_vec; i < n; ++i) {
     if (std::isnan(values[i])) {
       range.has_nan = true;
     } else {
@@ -37,35 +42,34 @@ LogitRange scan_logits(std::span<const float> values) {
 
 double sum_exp(std::span<const float> values, float shift) {
   const std::size_t n = values.size();
-  const std::size_t n8 = n / 8 * 8;
-  const __m256 shift8 = _mm256_set1_ps(shift);
+  const std::size_t n_vec = n / kLanes * kLanes;
+  const S::V shift_v = S::set1(shift);
   // Float lanes per block of 64 values, then double: keeps 152k terms accurate.
   constexpr std::size_t kBlock = 64;
   double total = 0.0;
-  for (std::size_t begin = 0; begin < n8; begin += kBlock) {
-    const std::size_t end = std::min(n8, begin + kBlock);
-    __m256 sum8 = _mm256_setzero_ps();
-    for (std::size_t i = begin; i < end; i += 8) {
-      sum8 = _mm256_add_ps(sum8, simd::exp(_mm256_sub_ps(_mm256_loadu_ps(values.data() + i), shift8)));
+  for (std::size_t begin = 0; begin < n_vec; begin += kBlock) {
+    const std::size_t end = std::min(n_vec, begin + kBlock);
+    S::V sum_v = S::zero();
+    for (std::size_t i = begin; i < end; i += kLanes) {
+      sum_v = S::add(sum_v, S::exp(S::sub(S::load(values.data() + i), shift_v)));
     }
-    total += simd::hsum(sum8);
+    total += S::hsum(sum_v);
   }
-  for (std::size_t i = n8; i < n; ++i) total += std::exp(values[i] - shift);
+  for (std::size_t i = n_vec; i < n; ++i) total += std::exp(values[i] - shift);
   return total;
 }
 
 void exp_weights(std::span<const float> values, float shift, float temperature, std::span<float> out) {
   assert(out.size() >= values.size());
   const std::size_t n = values.size();
-  const std::size_t n8 = n / 8 * 8;
-  const __m256 shift8 = _mm256_set1_ps(shift);
-  const __m256 temperature8 = _mm256_set1_ps(temperature);
+  const std::size_t n_vec = n / kLanes * kLanes;
+  const S::V shift_v = S::set1(shift);
+  const S::V temperature_v = S::set1(temperature);
   // Divide rather than multiply by 1/T: for a denormal T, 1/T is inf and 0 * inf is NaN.
-  for (std::size_t i = 0; i < n8; i += 8) {
-    const __m256 x = _mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(values.data() + i), shift8), temperature8);
-    _mm256_storeu_ps(out.data() + i, simd::exp(x));
+  for (std::size_t i = 0; i < n_vec; i += kLanes) {
+    S::store(out.data() + i, S::exp(S::div(S::sub(S::load(values.data() + i), shift_v), temperature_v)));
   }
-  for (std::size_t i = n8; i < n; ++i) out[i] = std::exp((values[i] - shift) / temperature);
+  for (std::size_t i = n_vec; i < n; ++i) out[i] = std::exp((values[i] - shift) / temperature);
 }
 
 }  // namespace bifurcate::sampling

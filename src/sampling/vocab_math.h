@@ -1,5 +1,5 @@
 // Whole-vocabulary passes of the sampler (up to ~152k logits per token per
-// sample), vectorised with the project's AVX2 helpers (kernels/attention_simd.h).
+// sample), vectorised with the kernels' instruction-set struct (kernels/matmul_simd.h).
 #pragma once
 
 #include <span>
