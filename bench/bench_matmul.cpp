@@ -62,11 +62,12 @@ void bench_matmul(benchmark::State& state, GgmlType type, int64_t rows, int64_t 
   std::vector<float> x(size_t(batch * cols)), y(size_t(batch * rows));
   for (auto& v : x) v = dist(rng);
   ThreadPool pool(threads);
+  bifurcate::kernels::MatmulScratch scratch;
   const WeightMatrix w{weights.data(), type, rows, cols};
-  matmul(w, x.data(), batch, y.data(), pool, isa);  // warm-up: scratch buffers, page faults
+  matmul(w, x.data(), batch, y.data(), pool, scratch, isa);  // warm-up: scratch buffers, page faults
   const double cpu_start = process_cpu_seconds();
   for (auto _ : state) {
-    matmul(w, x.data(), batch, y.data(), pool, isa);
+    matmul(w, x.data(), batch, y.data(), pool, scratch, isa);
     benchmark::DoNotOptimize(y.data());
   }
   const double cpu_per_thread = (process_cpu_seconds() - cpu_start) / threads;

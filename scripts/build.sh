@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Configures and builds bifurcate. Usage: scripts/build.sh [FLAVOUR]
 # Flavours and their build trees:
-#   release   build/           -O3 -march=native
+#   release   build/           -O3; runs on any x86-64-v3 CPU, kernels chosen at run time
+#                              (BIFURCATE_ISA=avx2|avx512|avx512vnni forces a narrower path)
 #   sanitize  build-sanitize/  ASan + UBSan
-#   avx2      build-avx2/      -O3 for the portable floor (AVX2/FMA/F16C, no -march=native):
-#                              the kernels' AVX2 paths, never compiled on an AVX-512 host otherwise
 #   tsan      build-tsan/      ThreadSanitizer; builds only the scheduler tests (test.sh runs them)
 #   fuzz      build-fuzz/      clang, libFuzzer + ASan + UBSan: the fuzz/ targets only
 set -euo pipefail
@@ -14,11 +13,10 @@ targets=()  # all
 case "$flavour" in
   release)  dir=build;          opts=(-DCMAKE_BUILD_TYPE=Release) ;;
   sanitize) dir=build-sanitize; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_SANITIZE=ON) ;;
-  avx2)     dir=build-avx2;     opts=(-DCMAKE_BUILD_TYPE=Release -DBIFURCATE_NATIVE=OFF) ;;
   tsan)     dir=build-tsan;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_TSAN=ON); targets=(--target engine_scheduler_test) ;;
   fuzz)     dir=build-fuzz;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_FUZZ=ON
                                       -DCMAKE_CXX_COMPILER=clang++) ;;
-  *) echo "build.sh: unknown flavour '$flavour' (use release, sanitize, avx2, tsan or fuzz)" >&2; exit 2 ;;
+  *) echo "build.sh: unknown flavour '$flavour' (use release, sanitize, tsan or fuzz)" >&2; exit 2 ;;
 esac
 cmake -S . -B "$dir" -G Ninja "${opts[@]}" >/dev/null
 cmake --build "$dir" -j "$(nproc)" "${targets[@]}"

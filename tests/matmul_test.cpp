@@ -4,13 +4,29 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "tensor/dtype.h"
+#include "util/aligned_alloc.h"
 #include "util/error.h"
+
+// Counts operator new, so a test can check that matmul allocates nothing in
+// steady state (aligned scratch is counted by util/aligned_alloc.h).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+static std::atomic<long> g_allocations{0};
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace bifurcate::kernels {
 namespace {
@@ -34,6 +50,12 @@ EncodedWeights make_weights(GgmlType type, int64_t rows, int64_t cols, uint32_t 
     tensor::dequantize_row(type, &out.bytes[size_t(r * rb)], &out.dequantized[size_t(r * cols)], cols);
   }
   return out;
+}
+
+// One scratch for the whole file: each call grows it as needed.
+MatmulScratch& scratch() {
+  static MatmulScratch s;
+  return s;
 }
 
 // Every instruction-set path this CPU runs (whatever BIFURCATE_ISA says:
@@ -115,7 +137,7 @@ void check_matmul(GgmlType type, int64_t rows, int64_t cols, int64_t batch, Thre
   std::vector<float> x(size_t(batch * cols));
   for (auto& v : x) v = dist(rng);
   std::vector<float> y(size_t(batch * rows), -12345.0f);
-  matmul(WeightMatrix{w.bytes.data(), type, rows, cols}, x.data(), batch, y.data(), pool, isa);
+  matmul(WeightMatrix{w.bytes.data(), type, rows, cols}, x.data(), batch, y.data(), pool, scratch(), isa);
   expect_matches_reference(w, x, y, rows, cols, batch, matmul_quantizes_activations(type, isa));
 }
 
@@ -204,8 +226,8 @@ TEST(Matmul, WiderPathsAgreeCloselyWithAvx2) {
       for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::cos(double(i) * 0.37));
       std::vector<float> wide(size_t(batch * 70)), narrow(wide.size());
       WeightMatrix wm{w.bytes.data(), GgmlType::F16, 70, 768};
-      matmul(wm, x.data(), batch, wide.data(), two, isa);
-      matmul(wm, x.data(), batch, narrow.data(), two, Isa::avx2);
+      matmul(wm, x.data(), batch, wide.data(), two, scratch(), isa);
+      matmul(wm, x.data(), batch, narrow.data(), two, scratch(), Isa::avx2);
       for (size_t i = 0; i < wide.size(); ++i)
         ASSERT_NEAR(wide[i], narrow[i], 1e-4f * (1.0f + std::fabs(narrow[i])));
     }
@@ -222,8 +244,8 @@ TEST(Matmul, OneAndTwoThreadsAgreeExactly) {
       std::vector<float> y1(size_t(batch * 130)), y2(y1.size());
       ThreadPool one(1), two(2);
       WeightMatrix wm{w.bytes.data(), type, 130, 512};
-      matmul(wm, x.data(), batch, y1.data(), one);
-      matmul(wm, x.data(), batch, y2.data(), two);
+      matmul(wm, x.data(), batch, y1.data(), one, scratch());
+      matmul(wm, x.data(), batch, y2.data(), two, scratch());
       EXPECT_EQ(y1, y2);
     }
   }
@@ -243,10 +265,10 @@ TEST(Matmul, QuantBatchOneIsTheSameSumAsSmallBatches) {
     const WeightMatrix wm{w.bytes.data(), type, rows, cols};
     for (int64_t batch = 2; batch <= 4; ++batch) {
       std::vector<float> many(size_t(batch * rows));
-      matmul(wm, x.data(), batch, many.data(), two);
+      matmul(wm, x.data(), batch, many.data(), two, scratch());
       for (int64_t b = 0; b < batch; ++b) {
         std::vector<float> one(static_cast<size_t>(rows));
-        matmul(wm, x.data() + b * cols, 1, one.data(), two);
+        matmul(wm, x.data() + b * cols, 1, one.data(), two, scratch());
         EXPECT_EQ(one, std::vector<float>(many.begin() + b * rows, many.begin() + (b + 1) * rows))
             << "batch " << batch << " row " << b;
       }
@@ -266,9 +288,9 @@ TEST(Matmul, RejectsBadShapesAndTypes) {
   ThreadPool one(1);
   std::vector<uint8_t> bytes(1024);
   std::vector<float> x(64), y(64);
-  EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::Q8_0, 2, 48}, x.data(), 1, y.data(), one), Error);
-  EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::Q2_K, 1, 256}, x.data(), 1, y.data(), one), Error);
-  EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::F16, 2, 0}, x.data(), 1, y.data(), one), Error);
+  EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::Q8_0, 2, 48}, x.data(), 1, y.data(), one, scratch()), Error);
+  EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::Q2_K, 1, 256}, x.data(), 1, y.data(), one, scratch()), Error);
+  EXPECT_THROW(matmul(WeightMatrix{bytes.data(), GgmlType::F16, 2, 0}, x.data(), 1, y.data(), one, scratch()), Error);
 }
 
 TEST(Matmul, SharedInputTargetsMatchSeparateCallsAndReference) {
@@ -297,9 +319,9 @@ TEST(Matmul, SharedInputTargetsMatchSeparateCallsAndReference) {
       for (size_t i = 0; i < weights.size(); ++i)
         targets.push_back(
             {{weights[i].bytes.data(), shapes[i].type, shapes[i].rows, cols}, shared[i].data()});
-      matmul_shared_input(targets, x.data(), batch, two, isa);
+      matmul_shared_input(targets, x.data(), batch, two, scratch(), isa);
       for (size_t i = 0; i < weights.size(); ++i) {
-        matmul(targets[i].w, x.data(), batch, separate[i].data(), two, isa);
+        matmul(targets[i].w, x.data(), batch, separate[i].data(), two, scratch(), isa);
         EXPECT_EQ(shared[i], separate[i]) << gguf::ggml_type_traits(shapes[i].type).name;
         expect_matches_reference(weights[i], x, shared[i], shapes[i].rows, cols, batch,
                                  matmul_quantizes_activations(shapes[i].type, isa));
@@ -315,14 +337,40 @@ TEST(Matmul, SharedInputRejectsUnequalColsAndTooManyTargets) {
   const WeightMatrix w64{bytes.data(), GgmlType::F16, 2, 64}, w32{bytes.data(), GgmlType::F16, 2, 32};
   const MatmulTarget unequal[] = {{w64, y.data()}, {w32, y.data()}};
   try {
-    matmul_shared_input(unequal, x.data(), 1, one);
+    matmul_shared_input(unequal, x.data(), 1, one, scratch());
     FAIL() << "unequal cols accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("64 and 32"), std::string::npos) << e.what();
   }
   const MatmulTarget five[] = {
       {w64, y.data()}, {w64, y.data()}, {w64, y.data()}, {w64, y.data()}, {w64, y.data()}};
-  EXPECT_THROW(matmul_shared_input(five, x.data(), 1, one), Error);
+  EXPECT_THROW(matmul_shared_input(five, x.data(), 1, one, scratch()), Error);
+}
+
+// The caller's MatmulScratch holds every buffer (no hidden per-thread ones):
+// once a call of a size has run, the same call allocates nothing, on every
+// path (direct F16, packed BF16, integer Q4_K; batch 8 packs x on AVX-512).
+// One thread, so the first call has grown every buffer a later one uses.
+TEST(Matmul, SteadyStateCallsDoNotAllocate) {
+  ThreadPool one(1);
+  for (Isa isa : isas()) {
+    for (GgmlType type : {GgmlType::F16, GgmlType::BF16, GgmlType::Q4_K}) {
+      for (int64_t batch : {1, 8, 40}) {
+        SCOPED_TRACE(testing::Message() << gguf::ggml_type_traits(type).name << " batch=" << batch
+                                        << " isa=" << isa_name(isa));
+        const EncodedWeights w = make_weights(type, 48, 512, 3);
+        std::vector<float> x(size_t(batch * 512), 0.25f), y(size_t(batch * 48));
+        const WeightMatrix wm{w.bytes.data(), type, 48, 512};
+        MatmulScratch own;
+        matmul(wm, x.data(), batch, y.data(), one, own, isa);  // grows the scratch
+        const long before = g_allocations.load(), aligned_before = aligned_allocation_count();
+        for (int i = 0; i < 3; ++i) matmul(wm, x.data(), batch, y.data(), one, own, isa);
+        EXPECT_EQ(g_allocations.load() - before, 0) << "operator new";
+        EXPECT_EQ(aligned_allocation_count() - aligned_before, 0) << "aligned scratch";
+        ASSERT_NE(own.state, nullptr);
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -85,12 +85,12 @@ double MatmulProbe::flops_per_second(ThreadPool& pool, int batch, int reps) {
   require(batch >= 1 && batch <= max_batch_ && reps >= 1, "matmul probe: batch ", batch, " outside [1, ",
           max_batch_, "] or reps ", reps, " < 1");
   const kernels::WeightMatrix w{weights_.data(), gguf::GgmlType::F16, rows_, cols_};
-  kernels::matmul(w, x_.data(), batch, y_.data(), pool);  // warm-up: scratch allocation, caches
+  kernels::matmul(w, x_.data(), batch, y_.data(), pool, scratch_);  // warm-up: scratch allocation, caches
   const double flops = 2.0 * batch * double(rows_) * double(cols_);
   double best = 0;
   for (int r = 0; r < reps; ++r) {
     const double t0 = now_seconds();
-    kernels::matmul(w, x_.data(), batch, y_.data(), pool);
+    kernels::matmul(w, x_.data(), batch, y_.data(), pool, scratch_);
     best = std::max(best, flops / (now_seconds() - t0));
   }
   return best;

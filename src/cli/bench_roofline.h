@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/matmul.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
 #include "util/thread_pool.h"
@@ -55,6 +56,7 @@ class MatmulProbe {
   int rows_, cols_, max_batch_;
   std::vector<uint16_t> weights_;
   std::vector<float> x_, y_;
+  kernels::MatmulScratch scratch_;
 };
 
 // The GEMM probe's matrix: F16 4096x4096, inputs for up to batch 64.

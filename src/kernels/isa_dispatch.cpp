@@ -39,14 +39,15 @@ bool matmul_quantizes_activations(gguf::GgmlType type, Isa isa) {
   return isa_kernels(isa).matmul_quantizes_activations(type);
 }
 
-void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, ThreadPool& pool, Isa isa) {
+void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, ThreadPool& pool,
+            MatmulScratch& scratch, Isa isa) {
   const MatmulTarget target{w, y};
-  isa_kernels(isa).matmul_shared_input(std::span(&target, 1), x, batch, pool);
+  isa_kernels(isa).matmul_shared_input(std::span(&target, 1), x, batch, pool, scratch);
 }
 
 void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t batch, ThreadPool& pool,
-                         Isa isa) {
-  isa_kernels(isa).matmul_shared_input(targets, x, batch, pool);
+                         MatmulScratch& scratch, Isa isa) {
+  isa_kernels(isa).matmul_shared_input(targets, x, batch, pool, scratch);
 }
 
 void attend_segment(const AttentionShape& shape, const SegmentKeys& keys, const StackedQueries& queries,

@@ -9,7 +9,8 @@ namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE {
 
 // matmul.cpp
 bool matmul_quantizes_activations(gguf::GgmlType type);
-void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t batch, ThreadPool& pool);
+void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t batch, ThreadPool& pool,
+                         MatmulScratch& scratch);
 // attention_segment.cpp
 void attend_segment(const AttentionShape& shape, const SegmentKeys& keys, const StackedQueries& queries,
                     float* out, float* lse, SegmentScratch& scratch);

@@ -21,7 +21,7 @@ struct IsaKernels {
   // matmul.h: the same contracts, on this path's kernels.
   bool (*matmul_quantizes_activations)(gguf::GgmlType type);
   void (*matmul_shared_input)(std::span<const MatmulTarget> targets, const float* x, int64_t batch,
-                              ThreadPool& pool);
+                              ThreadPool& pool, MatmulScratch& scratch);
   // attention_segment.h
   void (*attend_segment)(const AttentionShape& shape, const SegmentKeys& keys, const StackedQueries& queries,
                          float* out, float* lse, SegmentScratch& scratch);

@@ -40,9 +40,11 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <span>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "gguf/ggml_types.h"
 #include "kernels/attention_segment.h"

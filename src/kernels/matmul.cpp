@@ -4,6 +4,8 @@
 // matmul_quant.cpp; the public matmul() picks the path's front (isa_dispatch.cpp).
 #include <algorithm>
 #include <array>
+#include <memory>
+#include <vector>
 
 #include "kernels/isa_entry_points.h"
 #include "kernels/matmul_paths.h"
@@ -31,6 +33,31 @@ int64_t direct_task_rows(int64_t rows, int threads) {
   return std::clamp<int64_t>((per_thread / 8 + 23) / 24 * 24, 24, 480);
 }
 
+// This path's part of a MatmulScratch (matmul.h).
+struct Scratch : MatmulScratch::State {
+  // The direct path's 8-row tiles read x interleaved (no L1 set aliasing of
+  // 8 rows 4*cols bytes apart); packed once per call by the calling thread.
+  AlignedBuffer<float> x8;
+  // The integer path's activations, quantized once per call for every target.
+  detail::QuantizedXBuffers xq;
+  // Per pool thread, reused across calls: the integer path's unpacked
+  // superblocks and the packed path's f32 panel.
+  struct Panels {
+    AlignedBuffer<detail::UnpackedSuperblock> quant;
+    AlignedBuffer<float> f32;
+  };
+  std::vector<Panels> threads;
+};
+
+// `scratch`'s state as this path's Scratch with a slot per pool thread
+// (made, or remade after another path's call, only then).
+Scratch& scratch_for(MatmulScratch& scratch, const ThreadPool& pool) {
+  if (dynamic_cast<Scratch*>(scratch.state.get()) == nullptr) scratch.state = std::make_unique<Scratch>();
+  Scratch& s = static_cast<Scratch&>(*scratch.state);
+  if (s.threads.size() < std::size_t(pool.size())) s.threads.resize(std::size_t(pool.size()));
+  return s;
+}
+
 }  // namespace
 
 // This path's instruction set (isa_target.h defines __AVX512F__ on the avx512 paths).
@@ -43,7 +70,7 @@ constexpr bool kAvx512 = false;
 bool matmul_quantizes_activations(gguf::GgmlType type) { return detail::has_quant_path(type, kAvx512); }
 
 void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t batch,
-                         ThreadPool& pool) {
+                         ThreadPool& pool, MatmulScratch& matmul_scratch) {
   // A fixed plan table keeps the call free of heap allocation.
   constexpr std::size_t kMaxTargets = 4;
   require(targets.size() <= kMaxTargets, "matmul: at most ", kMaxTargets, " targets share an input, got ",
@@ -86,15 +113,11 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
   }
   plans[targets.size()].first_task = n_tasks;
 
-  // The direct path's 8-row tiles read x interleaved (no L1 set aliasing of
-  // 8 rows 4*cols bytes apart); packed once per call by the calling thread.
-  thread_local AlignedBuffer<float> x8_buffer;
+  Scratch& scratch = scratch_for(matmul_scratch, pool);
   const detail::PackedX x8 =
-      any_direct ? detail::pack_x_groups(x, batch, targets[0].w.cols, avx512, x8_buffer) : detail::PackedX{};
-  // The integer path's activations, quantized once per call for every target.
-  thread_local detail::QuantizedXBuffers xq_buffers;
+      any_direct ? detail::pack_x_groups(x, batch, targets[0].w.cols, avx512, scratch.x8) : detail::PackedX{};
   const detail::QuantizedX xq =
-      any_quant ? detail::quantize_activations(x, batch, targets[0].w.cols, xq_buffers) : detail::QuantizedX{};
+      any_quant ? detail::quantize_activations(x, batch, targets[0].w.cols, scratch.xq) : detail::QuantizedX{};
   // One captured reference keeps std::function's small-buffer storage: no allocation.
   struct Call {
     const std::array<Plan, kMaxTargets + 1>& plans;
@@ -104,8 +127,9 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
     bool avx512;
     detail::PackedX x8;
     detail::QuantizedX xq;
-  } call{plans, targets.size(), x, batch, avx512, x8, xq};
-  const auto task = [&call](std::size_t t, int /*thread*/) {
+    Scratch& scratch;
+  } call{plans, targets.size(), x, batch, avx512, x8, xq, scratch};
+  const auto task = [&call](std::size_t t, int thread) {
     std::size_t i = 0;
     while (int64_t(t) >= call.plans[i + 1].first_task) ++i;
     const Plan& plan = call.plans[i];
@@ -113,16 +137,14 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
     const int64_t r_begin = (int64_t(t) - plan.first_task) * plan.rows_per_task;
     const int64_t r_end = std::min(w.rows, r_begin + plan.rows_per_task);
     if (plan.path == Path::quant) {
-      thread_local AlignedBuffer<detail::UnpackedSuperblock> quant_panel;
       detail::multiply_rows_quant(w, call.xq, call.batch, plan.target->y, r_begin, r_end, call.avx512,
-                                  quant_panel);
+                                  call.scratch.threads[std::size_t(thread)].quant);
     } else if (plan.path == Path::direct) {
       detail::multiply_rows_direct(w, call.x, call.x8, call.batch, plan.target->y, r_begin, r_end,
                                    call.avx512);
     } else {
-      // The packed path's f32 panel: per thread, reused across calls.
-      thread_local AlignedBuffer<float> panel;
-      detail::multiply_rows_packed(w, call.x, call.batch, plan.target->y, r_begin, r_end, call.avx512, panel);
+      detail::multiply_rows_packed(w, call.x, call.batch, plan.target->y, r_begin, r_end, call.avx512,
+                                   call.scratch.threads[std::size_t(thread)].f32);
     }
   };
   // Below ~20 us of work, waking the other threads costs more than it saves

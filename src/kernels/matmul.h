@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "gguf/ggml_types.h"
@@ -43,12 +44,25 @@ struct WeightMatrix {
 // only approximated, by at most dx / 2 per element.
 bool matmul_quantizes_activations(gguf::GgmlType type, Isa isa = active_isa());
 
+// The scratch of matmul calls (the activations' packed or quantized copy,
+// each pool thread's weight panel), owned by the caller and reused: once a
+// call of a given size has run with a given thread, later ones allocate
+// nothing. Calls that may run at the same time need one each. Its contents
+// are the kernels' own (one instruction-set path's: a call on another path
+// replaces them).
+class MatmulScratch {
+ public:
+  struct State {
+    virtual ~State() = default;
+  };
+  std::unique_ptr<State> state;
+};
+
 // y[batch, rows] = x[batch, cols] · Wᵀ; x and y are f32 row-major and must
 // not overlap. Threads split output rows, so results do not depend on the
-// thread count. No heap allocation in steady state (per-thread scratch is
-// reused across calls).
+// thread count.
 void matmul(const WeightMatrix& w, const float* x, int64_t batch, float* y, ThreadPool& pool,
-            Isa isa = active_isa());
+            MatmulScratch& scratch, Isa isa = active_isa());
 
 // One product of a group that shares its input: y[batch, w.rows] = x · wᵀ.
 struct MatmulTarget {
@@ -61,6 +75,6 @@ struct MatmulTarget {
 // the feed-forward gate/up. Same results as one matmul() per target, with
 // one wait for the slowest thread instead of one per matrix.
 void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t batch,
-                         ThreadPool& pool, Isa isa = active_isa());
+                         ThreadPool& pool, MatmulScratch& scratch, Isa isa = active_isa());
 
 }  // namespace bifurcate::kernels

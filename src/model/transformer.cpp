@@ -111,7 +111,7 @@ void Transformer::run_layers(kv::KvCache& cache, const Rows& rows, ThreadPool& p
                        xb_.data() + size_t(i) * c.dim);
     }
     const kernels::MatmulTarget qkv[] = {{L.wq, q_.data()}, {L.wk, k_.data()}, {L.wv, v_.data()}};
-    kernels::matmul_shared_input(qkv, xb_.data(), n, pool);
+    kernels::matmul_shared_input(qkv, xb_.data(), n, pool, matmul_scratch_);
     for (int i = 0; i < n; ++i) {
       float* q = q_.data() + size_t(i) * q_dim;
       float* k = k_.data() + size_t(i) * kv_dim;
@@ -129,7 +129,7 @@ void Transformer::run_layers(kv::KvCache& cache, const Rows& rows, ThreadPool& p
     kernels::attend(step_plan_.for_layer(l), q_.data(), att_.data(), attention_workspace_, pool);
     timings_.attention += now_seconds() - t0;
 
-    kernels::matmul(L.wo, att_.data(), n, xb_.data(), pool);
+    kernels::matmul(L.wo, att_.data(), n, xb_.data(), pool, matmul_scratch_);
     kernels::add(x_.data(), xb_.data(), int64_t(n) * c.dim);
 
     // Feed-forward sublayer (SwiGLU).
@@ -138,9 +138,9 @@ void Transformer::run_layers(kv::KvCache& cache, const Rows& rows, ThreadPool& p
                        xb_.data() + size_t(i) * c.dim);
     }
     const kernels::MatmulTarget gate_up[] = {{L.w_gate, gate_.data()}, {L.w_up, up_.data()}};
-    kernels::matmul_shared_input(gate_up, xb_.data(), n, pool);
+    kernels::matmul_shared_input(gate_up, xb_.data(), n, pool, matmul_scratch_);
     kernels::swiglu(gate_.data(), up_.data(), int64_t(n) * c.ffn_dim, gate_.data());
-    kernels::matmul(L.w_down, gate_.data(), n, xb_.data(), pool);
+    kernels::matmul(L.w_down, gate_.data(), n, xb_.data(), pool, matmul_scratch_);
     kernels::add(x_.data(), xb_.data(), int64_t(n) * c.dim);
   }
 }
@@ -152,7 +152,8 @@ void Transformer::compute_logits(std::span<const int> rows, float* logits, Threa
     kernels::rmsnorm(x_.data() + size_t(rows[i]) * config_.dim, weights_.output_norm.data(), config_.dim,
                      config_.rms_eps, xb_.data() + i * config_.dim);
   }
-  if (!rows.empty()) kernels::matmul(weights_.output, xb_.data(), int(rows.size()), logits, pool);
+  if (!rows.empty())
+    kernels::matmul(weights_.output, xb_.data(), int(rows.size()), logits, pool, matmul_scratch_);
 }
 
 // Everything forward() checks before the cache changes.

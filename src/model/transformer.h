@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/matmul.h"
 #include "kv/attention_plan.h"
 #include "kv/kv_cache.h"
 #include "model/model_config.h"
@@ -84,6 +85,7 @@ class Transformer {
   const ModelWeights& weights_;
   kernels::AttentionShape attention_shape_{};
   kernels::AttentionWorkspace attention_workspace_;
+  kernels::MatmulScratch matmul_scratch_;
   kv::StepAttentionPlan step_plan_;  // built once per forward, shifted per layer
   std::vector<int> key_ends_;        // (rows) scratch: keys of its own segment each row sees
   Batch scratch_batch_;              // prefill / decode wrappers
