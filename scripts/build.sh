@@ -12,8 +12,8 @@ flavour="${1:-release}"
 targets=()  # all
 case "$flavour" in
   release)  dir=build;          opts=(-DCMAKE_BUILD_TYPE=Release) ;;
-  sanitize) dir=build-sanitize; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_SANITIZE=ON) ;;
-  tsan)     dir=build-tsan;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_TSAN=ON); targets=(--target engine_scheduler_test) ;;
+  sanitize) dir=build-sanitize; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_SANITIZE=ON -DBIFURCATE_BENCH=OFF) ;;
+  tsan)     dir=build-tsan;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_TSAN=ON -DBIFURCATE_BENCH=OFF); targets=(--target engine_scheduler_test) ;;
   fuzz)     dir=build-fuzz;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_FUZZ=ON
                                       -DCMAKE_CXX_COMPILER=clang++) ;;
   *) echo "build.sh: unknown flavour '$flavour' (use release, sanitize, tsan or fuzz)" >&2; exit 2 ;;

@@ -23,7 +23,7 @@
 
 #include "kernels/attention_simd.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::lanes {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::lanes {
 
 // 8 rows per group in 256-bit vectors.
 struct Lanes8 {

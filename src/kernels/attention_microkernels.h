@@ -12,7 +12,7 @@
 
 #include "kernels/attention_simd.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::micro {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::micro {
 
 // One query row against f16 rows of k elements (k a multiple of 8).
 

@@ -29,7 +29,7 @@
 
 #include "kernels/attention_simd.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::rows {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::rows {
 
 // 4 x 4 score blocks and 4-row x 64-column P.V blocks: 8 x 2 and 4 x 2 measured no faster.
 inline constexpr int kRowBlock = 4;     // rows per register block

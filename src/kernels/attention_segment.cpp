@@ -13,13 +13,13 @@
 #include "util/f16.h"
 #include "kernels/isa_entry_points.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE {
 namespace {
 
 constexpr int kTile = kSegmentTileTokens;
 // Up to this many stacked rows take the head-dims-in-lanes kernel (attention_rows.h); more
 // take Lanes16, whose broadcast K loads amortise its tile conversion over 16-row groups.
-constexpr int kRowsPathMaxRows = 16;
+[[maybe_unused]] constexpr int kRowsPathMaxRows = 16;  // AVX-512 paths only
 
 int padded_size(int head_size) { return (head_size + 7) / 8 * 8; }
 

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::simd {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::simd {
 
 // exp(x) for 8 floats, Cephes expf polynomial after Cody-Waite range reduction
 // (about 1 ulp). Inputs below -87 (including -inf) give exactly 0, inputs above

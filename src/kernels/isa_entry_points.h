@@ -5,7 +5,7 @@
 
 #include "kernels/isa_target.h"  // first: the instruction-set switch and namespace
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE {
 
 // matmul.cpp
 bool matmul_quantizes_activations(gguf::GgmlType type);

@@ -2,7 +2,7 @@
 // like the kernels it lists.
 #include "kernels/isa_entry_points.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE {
 
 extern const IsaKernels kTable;
 const IsaKernels kTable = {

@@ -14,7 +14,7 @@
 #include "util/aligned_buffer.h"
 #include "util/error.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE {
 namespace {
 
 // F32/F16/Q8_0 always take the direct path, whatever the batch: measured

@@ -20,7 +20,7 @@
 
 #include "kernels/matmul_simd.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::simd {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::simd {
 
 struct IntAvx2 : Avx2 {
   using IV = __m256i;

@@ -9,7 +9,7 @@
 #include "kernels/matmul_paths.h"
 #include "tensor/dtype.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::detail {
 namespace {
 
 constexpr int64_t kKBlock = 1024;               // a multiple of every block size (256)

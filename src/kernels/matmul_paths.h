@@ -15,7 +15,7 @@
 #include "kernels/matmul.h"
 #include "util/aligned_buffer.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::detail {
 
 bool has_direct_path(gguf::GgmlType type);
 

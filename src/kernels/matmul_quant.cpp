@@ -23,7 +23,7 @@
 #include "tensor/dtype.h"
 #include "util/error.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::detail {
 namespace {
 
 using gguf::GgmlType;

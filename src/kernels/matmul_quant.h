@@ -22,7 +22,7 @@
 #include "kernels/matmul.h"
 #include "util/aligned_buffer.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::detail {
 
 inline constexpr int kSuperblock = 256;  // activation and unpack granule
 inline constexpr int kGroup = 16;        // elements per scale/offset group

@@ -13,7 +13,7 @@
 #include "tensor/quant_blocks.h"
 #include "util/f16.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::detail {
 
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
 namespace {

@@ -10,7 +10,7 @@
 #include "tensor/quant_blocks.h"
 #include "util/f16.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::detail {
 namespace {
 
 using gguf::GgmlType;

@@ -13,7 +13,7 @@
 
 #include "kernels/attention_simd.h"  // hsum, load_f16x16, kAll16: shared with attention
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::simd {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::simd {
 
 struct Avx2 {
   using V = __m256;

@@ -6,7 +6,7 @@
 
 #include "kernels/isa_entry_points.h"
 
-namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE {
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE {
 namespace {
 
 constexpr int kChains = 12;             // > latency x throughput (4 x 2) of FMA and VNNI
