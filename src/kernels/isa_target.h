@@ -26,6 +26,9 @@
 //    before (simd::Avx2, detail::...), through the inline namespace.
 // Clang (the fuzz flavour) ignores `#pragma GCC target`: it builds the AVX2
 // path only (CMakeLists.txt).
+// A new kernel source with per-path code: list it in PER_ISA (CMakeLists.txt),
+// include its shared headers and then an ISA header (which includes this one),
+// and open its namespaces as bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE.
 #pragma once
 
 #include <immintrin.h>
