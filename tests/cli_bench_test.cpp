@@ -224,7 +224,7 @@ TEST_F(BenchTest, RepeatedRowsRunEveryRoundInPassesAndProbeBeforeEachRound) {
     return std::find(lines.begin(), lines.end(), text) - lines.begin();
   };
   const auto first_step = [&](const BenchRow& r, int round) {
-    return line_of(str("row PP=40 B=", r.samples, " ", mode_name(r.mode), ": round ", round, "/3, step 1/3"));
+    return line_of(str("row PP=40 B=", r.samples, " ", attention_mode_name(r.mode), ": round ", round, "/3, step 1/3"));
   };
   EXPECT_LT(first_step(rows[3], 1), first_step(rows[0], 2));
   // Rows 0, 1 are bifurcated, 2, 3 replicated; the second pass runs replicated first, the third bifurcated.
@@ -242,7 +242,7 @@ TEST_F(BenchTest, RepeatedRowsRunEveryRoundInPassesAndProbeBeforeEachRound) {
     EXPECT_EQ(r.read_bytes_per_second, 1e9 * median_probe);
     EXPECT_EQ(r.flops_per_second, 1e12 / median_probe);  // the GEMM probes likewise, falling
     // Timed steps seen in the progress lines: rounds 1..3, steps 1..3 each.
-    const std::string name = str("row PP=40 B=", r.samples, " ", mode_name(r.mode), ": round ");
+    const std::string name = str("row PP=40 B=", r.samples, " ", attention_mode_name(r.mode), ": round ");
     int timed = 0;
     for (int round = 1; round <= 3; ++round) {
       for (int step = 1; step <= 3; ++step) {

@@ -25,6 +25,11 @@ enum class AttentionMode {
   replicated,  // each sample owns a private copy of the prompt's KV (the paper's baseline)
 };
 
+// "bifurcated" or "replicated": the name flags and reports use.
+inline std::string_view attention_mode_name(AttentionMode mode) {
+  return mode == AttentionMode::bifurcated ? "bifurcated" : "replicated";
+}
+
 enum class KvPrecision { f16, f32 };
 
 struct EngineOptions {
