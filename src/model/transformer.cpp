@@ -209,7 +209,7 @@ void Transformer::forward(kv::KvCache& cache, const Batch& batch, float* logits,
   embed(batch.tokens);
   attention_shape_.kv_type = cache.layout().type;
   step_plan_.build(cache, batch.segments, key_ends_, attention_shape_);
-  step_plan_.fold_single_reader_chains(cache);
+  step_plan_.fold_nodes(cache);
   run_layers(cache, rows, pool);
   compute_logits(batch.logit_rows, logits, pool);
   timings_.total += now_seconds() - t_begin;
