@@ -78,6 +78,12 @@ TEST(BenchRoofline, FloorFormulasMatchHandComputedNumbers) {
   // A FLOP-bound machine: 1 TB/s, 1 MFLOP/s -> the FLOP terms decide.
   const MachineCeilings slow_alu{1e12, 1e6};
   EXPECT_NEAR(floor_seconds(bif, slow_alu), (4e6 + 215040.0) / 1e6, 1e-9);
+  // A three-level tree from its plan: a 100-token system prompt read once,
+  // two 20-token questions, four 5-token leaves; every row sees 125 keys.
+  const StepCost tree = step_cost_from_plan(m, 4, 100 + 2 * 20 + 4 * 5, 4 * 125, 2);
+  EXPECT_DOUBLE_EQ(tree.attention.bytes, 256.0 * 160);
+  EXPECT_DOUBLE_EQ(tree.attention.flops, 4.0 * 2 * 4 * 16 * 4 * 125);
+  EXPECT_DOUBLE_EQ(tree.weights.flops, bif.weights.flops);
   // Own tokens seen by the 16 timed steps after one warm-up step: 2..17, mean 9.5.
   EXPECT_DOUBLE_EQ(mean_decoded_tokens(16), 9.5);
   EXPECT_DOUBLE_EQ(mean_decoded_tokens(1), 2.0);

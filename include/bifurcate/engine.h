@@ -157,6 +157,15 @@ struct EngineStatus {
   int64_t steps = 0;
   double step_seconds = 0;
   double forward_seconds = 0;
+  // Of those, the steps of decode rows only (no prompt being prefilled): their
+  // forward seconds, rows, and attention work summed over the steps (per layer
+  // and KV head, from each step's plan: tokens read, tokens × rows reading
+  // them), so a client can set the steady decode step against its roofline.
+  int64_t decode_steps = 0;
+  double decode_forward_seconds = 0;
+  int64_t decode_rows = 0;
+  int64_t decode_keys_read = 0;
+  int64_t decode_row_keys = 0;
 };
 
 class Engine {
