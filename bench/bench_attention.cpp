@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kv/attention_cost.h"
 #include "util/aligned_buffer.h"
 #include "util/f16.h"
 #include "util/thread_pool.h"
@@ -135,6 +136,7 @@ void BM_attention(benchmark::State& state, bool bifurcated) {
   for (float& x : q) x = u(rng);
   bifurcate::ThreadPool pool(g_threads);
   bk::AttentionWorkspace ws;
+  bifurcate::kv::partition_attention(s.plan);  // the thread partition the engine's plans carry
   bk::attend(s.plan, q.data(), out.data(), ws, pool);  // warm-up: workspace grows once
   const double cpu_start = process_cpu_seconds();
   for (auto _ : state) {
@@ -152,6 +154,48 @@ void BM_attention(benchmark::State& state, bool bifurcated) {
   // CPU seconds of ALL threads per step, / threads: the step time if every thread had a core to
   // itself (does not charge load imbalance or waiting; meaningful on a loaded machine).
   state.counters["cpu_ms/thread"] = cpu_per_step / g_threads * 1e3;
+}
+
+// The node rule of kv/attention_cost.h measured: a node of `t` tokens read by
+// r sequences (each below it in a 32-token leaf of its own) read on its own
+// (node + r leaves: one more task per head, one more partial state per row)
+// or folded into each leaf's read (r segments of t + 32 tokens). Where the
+// two cross gives the rule's task overhead T.
+void BM_short_node(benchmark::State& state, bool folded) {
+  const int t = int(state.range(0)), r = int(state.range(1));
+  const int node_blocks = (t + kBlockTokens - 1) / kBlockTokens;
+  BlockPool pool_memory(node_blocks + r);
+  fill_random_f16(pool_memory.bytes.data(), pool_memory.bytes.size(), 3);
+  bk::AttentionPlan plan{shape(), r, {}};
+  bk::PlannedSegment node;
+  node.head_stride = kHeadStride;
+  add_blocks(node, pool_memory, 0, node_blocks);
+  node.chunks.back().tokens = t - (node_blocks - 1) * kBlockTokens;
+  for (int i = 0; i < r; ++i) {
+    bk::PlannedSegment leaf;
+    leaf.head_stride = kHeadStride;
+    if (folded) leaf.chunks = node.chunks;
+    add_blocks(leaf, pool_memory, node_blocks + i, 1);
+    leaf.sequences = {i};
+    plan.segments.push_back(leaf);
+  }
+  if (!folded) {
+    for (int i = 0; i < r; ++i) node.sequences.push_back(i);
+    plan.segments.insert(plan.segments.begin(), node);
+  }
+  bifurcate::kv::partition_attention(plan);
+  std::vector<float> q(std::size_t(r) * kHeads * kHeadSize, 0.5f), out(q.size());
+  bifurcate::ThreadPool pool(g_threads);
+  bk::AttentionWorkspace ws;
+  bk::attend(plan, q.data(), out.data(), ws, pool);
+  for (auto _ : state) {
+    bk::attend(plan, q.data(), out.data(), ws, pool);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  const double bytes = double(folded ? r * (t + kBlockTokens) : t + r * kBlockTokens) * kHeads * 2 * kRowBytes;
+  state.counters["KV_bytes/step"] = benchmark::Counter(bytes);
+  state.counters["cpu_ms/thread"] = 0;
 }
 
 // Iterations sized so each case takes about 0.5-1 s at ~20 GB/s (b=32, m_c=8192 replicated
@@ -266,6 +310,18 @@ int main(int argc, char** argv) {
             ->Iterations(iterations_for(bifurcated, b, m_c))
             ->UseRealTime()
             ->Unit(benchmark::kMillisecond);
+      }
+  for (int r : {2, 4})
+    for (int t : {1, 4, 8, 16, 32, 64})
+      for (bool folded : {false, true}) {
+        benchmark::RegisterBenchmark(folded ? "short_node_folded" : "short_node_own",
+                                     [folded](benchmark::State& st) { BM_short_node(st, folded); })
+            ->Args({t, r})
+            ->ArgNames({"t", "r"})
+            ->Repetitions(5)
+            ->ReportAggregatesOnly(true)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
       }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -152,6 +152,7 @@ void check_causal(int h, int g, int k, KvType type, Layout layout, int first_pos
     }
   StoredSegment st = store(kv, type, layout, rng);
   std::vector<float> out(q.size(), kPoison);
+  bifurcate::kv::partition_causal(shape, first_position, n_queries, st.planned);
   attend_causal(shape, st.planned, first_position, n_queries, q.data(), out.data(), ws, pool);
   EXPECT_LE(relative_error(out, ref), kTolerance);
 }

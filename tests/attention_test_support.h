@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "kv/attention_cost.h"
 #include "kernels/attention.h"
 #include "numeric_test_support.h"
 #include "util/f16.h"
@@ -248,10 +249,13 @@ inline StoredPlan replicated_plan(const DecodeCase& c, const DecodeData& d, std:
   return p;
 }
 
+// Runs `plan` with the thread partition the engine's plans carry (kv::partition_attention).
 inline std::vector<float> run_attend(const AttentionPlan& plan, const std::vector<float>& q,
                                      AttentionWorkspace& ws, ThreadPool& pool) {
+  AttentionPlan partitioned = plan;
+  bifurcate::kv::partition_attention(partitioned);
   std::vector<float> out(q.size(), kPoison);
-  attend(plan, q.data(), out.data(), ws, pool);
+  attend(partitioned, q.data(), out.data(), ws, pool);
   return out;
 }
 

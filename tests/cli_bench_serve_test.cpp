@@ -27,7 +27,7 @@ TEST(CliBenchServe, TreeAndReplicatedRunTheSameWorkload) {
     GTEST_SKIP() << "needs " << program_path() << " and " << kModel;
   const std::string dir = (std::filesystem::temp_directory_path() / str("bf_bench_serve_", getpid())).string();
   std::filesystem::create_directories(dir);
-  const RunResult r = run_bifurcate(str("bench-serve -m '", kModel, "' -G 2 -Q 3 -S 70 -U 5 -n 2 -T 6 -t 2 --json '", dir,
+  const RunResult r = run_bifurcate(str("bench-serve -m '", kModel, "' -G 2 -Q 3 -S 70 -U 5 -n 2 -T 6 -t 2 --probe-mib 16 --json '", dir,
                                         "/runs.json' --workload-out '", dir, "/workload.json'"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "| tree | all |")) << r.out;
@@ -40,6 +40,13 @@ TEST(CliBenchServe, TreeAndReplicatedRunTheSameWorkload) {
     EXPECT_EQ(runs[i]["generated_tokens"].integer(), 6 * 2 * 6);  // EOS ignored: exactly T per sample
     EXPECT_GT(runs[i]["tokens_per_second"].number, 0);
     EXPECT_LE(runs[i]["ttft_ms_p50"].number, runs[i]["ttft_ms_p99"].number);
+    // The steady decode step and its floor: once every prompt is in, up to 12 rows decode alone.
+    EXPECT_GT(runs[i]["decode_steps"].integer(), 0);
+    EXPECT_GE(runs[i]["decode_rows"].number, 1);
+    EXPECT_LE(runs[i]["decode_rows"].number, 12);
+    EXPECT_GT(runs[i]["decode_step_seconds"].number, 0);
+    EXPECT_GT(runs[i]["floor_seconds"].number, 0);
+    EXPECT_GT(runs[i]["read_bytes_per_second"].number, 0);
   }
   // Per group the first request prefills its 75 tokens; the other two wait
   // for it and match 64 of them (70 shared, cut to two 32-token blocks).

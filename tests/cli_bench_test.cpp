@@ -78,6 +78,12 @@ TEST(BenchRoofline, FloorFormulasMatchHandComputedNumbers) {
   // A FLOP-bound machine: 1 TB/s, 1 MFLOP/s -> the FLOP terms decide.
   const MachineCeilings slow_alu{1e12, 1e6};
   EXPECT_NEAR(floor_seconds(bif, slow_alu), (4e6 + 215040.0) / 1e6, 1e-9);
+  // A three-level tree from its plan: a 100-token system prompt read once,
+  // two 20-token questions, four 5-token leaves; every row sees 125 keys.
+  const StepCost tree = step_cost_from_plan(m, 4, 100 + 2 * 20 + 4 * 5, 4 * 125, 2);
+  EXPECT_DOUBLE_EQ(tree.attention.bytes, 256.0 * 160);
+  EXPECT_DOUBLE_EQ(tree.attention.flops, 4.0 * 2 * 4 * 16 * 4 * 125);
+  EXPECT_DOUBLE_EQ(tree.weights.flops, bif.weights.flops);
   // Own tokens seen by the 16 timed steps after one warm-up step: 2..17, mean 9.5.
   EXPECT_DOUBLE_EQ(mean_decoded_tokens(16), 9.5);
   EXPECT_DOUBLE_EQ(mean_decoded_tokens(1), 2.0);
@@ -224,7 +230,7 @@ TEST_F(BenchTest, RepeatedRowsRunEveryRoundInPassesAndProbeBeforeEachRound) {
     return std::find(lines.begin(), lines.end(), text) - lines.begin();
   };
   const auto first_step = [&](const BenchRow& r, int round) {
-    return line_of(str("row PP=40 B=", r.samples, " ", mode_name(r.mode), ": round ", round, "/3, step 1/3"));
+    return line_of(str("row PP=40 B=", r.samples, " ", attention_mode_name(r.mode), ": round ", round, "/3, step 1/3"));
   };
   EXPECT_LT(first_step(rows[3], 1), first_step(rows[0], 2));
   // Rows 0, 1 are bifurcated, 2, 3 replicated; the second pass runs replicated first, the third bifurcated.
@@ -242,7 +248,7 @@ TEST_F(BenchTest, RepeatedRowsRunEveryRoundInPassesAndProbeBeforeEachRound) {
     EXPECT_EQ(r.read_bytes_per_second, 1e9 * median_probe);
     EXPECT_EQ(r.flops_per_second, 1e12 / median_probe);  // the GEMM probes likewise, falling
     // Timed steps seen in the progress lines: rounds 1..3, steps 1..3 each.
-    const std::string name = str("row PP=40 B=", r.samples, " ", mode_name(r.mode), ": round ");
+    const std::string name = str("row PP=40 B=", r.samples, " ", attention_mode_name(r.mode), ": round ");
     int timed = 0;
     for (int round = 1; round <= 3; ++round) {
       for (int step = 1; step <= 3; ++step) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kv/attention_cost.h"
 #include "kv/attention_plan.h"
 #include "kv/kv_cache.h"
 #include "numeric_test_support.h"
@@ -249,8 +250,9 @@ TEST(KvAttention, CausalPrefillOverAViewMatchesTheReference) {
         std::vector<float> q(std::size_t(chunk) * row),
             out(q.size(), std::numeric_limits<float>::quiet_NaN());
         for (float& x : q) x = dist(rng);
-        kernels::attend_causal(shape, rc.cache.view(prompt, layer), first, chunk, q.data(), out.data(), ws,
-                               pool);
+        kernels::PlannedSegment segment = rc.cache.view(prompt, layer);
+        partition_causal(shape, first, chunk, segment);
+        kernels::attend_causal(shape, segment, first, chunk, q.data(), out.data(), ws, pool);
         for (int i = 0; i < chunk; ++i) {
           std::vector<double> ref =
               reference_attention(L, shape, keys, layer, q.data() + std::size_t(i) * row, first + i + 1);

@@ -277,6 +277,35 @@ TEST(KvCache, CopyPathCopiesEveryKvByteOfThePath) {
   }
 }
 
+TEST(KvCache, CopyPathPrefixCopiesTheFirstTokensIntoAnotherCache) {
+  std::mt19937 rng(9);
+  const KvLayout layout = small_layout(KvType::f16, 4);
+  KvCache source(layout, 1 << 20);
+  SegmentId root = source.create_root();
+  std::vector<TokenRows> path = append_random(source, root, 6, rng);
+  SegmentId leaf = source.fork(root);
+  std::vector<TokenRows> more = append_random(source, leaf, 7, rng);
+  path.insert(path.end(), more.begin(), more.end());
+  const std::size_t source_bytes = source.bytes_in_use();
+
+  KvCache dst(layout, 1 << 20);
+  for (int n : {0, 5, 6, 9, 13}) {  // inside the root, at its end, across the fork, the whole path
+    SCOPED_TRACE("n = " + std::to_string(n));
+    SegmentId copy = dst.copy_path_prefix(source, leaf, n);
+    EXPECT_EQ(dst.parent(copy), kNoSegment);
+    EXPECT_EQ(dst.tokens(copy), n);
+    EXPECT_EQ(dst.bytes_in_use(), std::size_t((n + 3) / 4) * stride_of(layout));
+    for (int t = 0; t < n; ++t)
+      expect_rows_eq(read_token_via_view(dst, copy, t), path[std::size_t(t)], "token " + std::to_string(t));
+    dst.release(copy);
+  }
+  EXPECT_EQ(dst.bytes_in_use(), 0u);
+  EXPECT_EQ(source.bytes_in_use(), source_bytes);  // the source is only read
+  EXPECT_THROW(dst.copy_path_prefix(source, leaf, 14), Error);  // more than the path holds
+  KvCache other_layout(small_layout(KvType::f32, 4), 1 << 20);
+  EXPECT_THROW(other_layout.copy_path_prefix(source, leaf, 3), Error);
+}
+
 TEST(KvCache, BudgetRefusalNamesNeededBytesAndBudget) {
   KvLayout L = small_layout(KvType::f32, 4);
   const std::size_t block = stride_of(L);

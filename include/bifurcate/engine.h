@@ -25,6 +25,11 @@ enum class AttentionMode {
   replicated,  // each sample owns a private copy of the prompt's KV (the paper's baseline)
 };
 
+// "bifurcated" or "replicated": the name flags and reports use.
+inline std::string_view attention_mode_name(AttentionMode mode) {
+  return mode == AttentionMode::bifurcated ? "bifurcated" : "replicated";
+}
+
 enum class KvPrecision { f16, f32 };
 
 struct EngineOptions {
@@ -38,7 +43,10 @@ struct EngineOptions {
   int prefill_chunk = 256;                          // prompt tokens per prefill matmul batch
   // Rows of one forward pass: every running sample's decode row, then prefill
   // chunks of admitted prompts with what is left (at least a quarter of it).
-  int step_tokens = 256;
+  // 128 by measurement (docs/perf-notes.md S2): past ~100 rows a step is
+  // compute-bound, so a bigger budget adds no throughput, only latency to
+  // every running request's next token while a prompt prefills.
+  int step_tokens = 128;
   bool prefix_cache = true;      // keep prompts' KV for later requests that share a prefix
   int max_queued_requests = 256; // requests waiting for admission beyond this are refused (Overloaded)
 };
@@ -152,6 +160,15 @@ struct EngineStatus {
   int64_t steps = 0;
   double step_seconds = 0;
   double forward_seconds = 0;
+  // Of those, the steps of decode rows only (no prompt being prefilled): their
+  // forward seconds, rows, and attention work summed over the steps (per layer
+  // and KV head, from each step's plan: tokens read, tokens × rows reading
+  // them), so a client can set the steady decode step against its roofline.
+  int64_t decode_steps = 0;
+  double decode_forward_seconds = 0;
+  int64_t decode_rows = 0;
+  int64_t decode_keys_read = 0;
+  int64_t decode_row_keys = 0;
 };
 
 class Engine {

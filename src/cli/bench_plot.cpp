@@ -146,7 +146,7 @@ std::vector<PlotSeries> latency_series(const std::vector<BenchRow>& rows) {
   for (std::size_t c = 0; c < contexts.size(); ++c) {
     for (AttentionMode mode : {AttentionMode::bifurcated, AttentionMode::replicated}) {
       PlotSeries series;
-      series.label = str("PP ", contexts[c], ", ", mode_name(mode));
+      series.label = str("PP ", contexts[c], ", ", attention_mode_name(mode));
       series.dashed = mode == AttentionMode::replicated;
       series.colour = int(c);
       std::string skipped;

@@ -32,7 +32,7 @@ std::vector<Field> row_fields(const BenchRow& r, const RowRoofline* f) {
   auto measured_int = [&](std::size_t v) { return ran ? FieldValue(int64_t(v)) : FieldValue(); };
   auto roof = [&](double v) { return f != nullptr ? FieldValue(v) : FieldValue(); };
   return {
-      {"mode", std::string(mode_name(r.mode))},
+      {"mode", std::string(attention_mode_name(r.mode))},
       {"status", std::string(ran ? "ok" : "skipped")},
       {"pp", int64_t(r.context)},
       {"tg", int64_t(r.ntg)},
@@ -142,7 +142,7 @@ void print_rows_header(std::ostream& out) {
 void print_row(std::ostream& out, const BenchRow& r, const RowRoofline* f) {
   char head[160];
   std::snprintf(head, sizeof head, "| %10s | %5d | %3d | %3d | %6lld | %6.2f | %8.1f |",
-                std::string(mode_name(r.mode)).c_str(), r.context, r.ntg, r.samples, (long long)r.n_kv(),
+                std::string(attention_mode_name(r.mode)).c_str(), r.context, r.ntg, r.samples, (long long)r.n_kv(),
                 r.prefill_seconds, r.s_pp());
   out << head;
   if (r.skipped) {
@@ -192,7 +192,7 @@ void print_floor_table(std::ostream& out, const BenchReport& report) {
     const bool memory = p.bytes / m.read_bytes_per_second >= compute(p);
     char line[200];
     std::snprintf(line, sizeof line, "| %10s | %5d | %3d | %10.2f | %13.1f | %8.2f | %10.1f | %8.3f | %5s |\n",
-                  std::string(mode_name(r.mode)).c_str(), r.context, r.samples, f.cost.weights.bytes / 1e6,
+                  std::string(attention_mode_name(r.mode)).c_str(), r.context, r.samples, f.cost.weights.bytes / 1e6,
                   f.cost.weights.flops / 1e6, f.cost.attention.bytes / 1e6, f.cost.attention.flops / 1e6,
                   1e3 * f.floor_seconds, memory ? "bytes" : "flops");
     out << line;

@@ -136,18 +136,24 @@ ModelCounts count_model(const model::ModelConfig& config, const model::ModelWeig
   return m;
 }
 
+StepCost step_cost_from_plan(const ModelCounts& m, double rows, double keys_read, double row_keys,
+                             int kv_elem_bytes) {
+  const double kv_row = 2.0 * m.n_layers * m.n_kv_heads * m.head_size * kv_elem_bytes;  // K and V, every layer
+  StepCost c;
+  c.weights.bytes = m.matrix_bytes;
+  c.weights.flops = 2.0 * rows * m.matrix_elements;
+  c.weights.int8_flops = 2.0 * rows * m.int8_matrix_elements;
+  c.attention.bytes = kv_row * keys_read;
+  // row_keys counts sequences × keys; each sequence's h query heads do q·K and p·V over them.
+  c.attention.flops = 4.0 * m.n_layers * m.n_heads * m.head_size * row_keys;
+  return c;
+}
+
 StepCost decode_step_cost(const ModelCounts& m, int samples, int context, double mean_decoded,
                           bool bifurcated, int kv_elem_bytes) {
   const double B = samples, mc = context, md = mean_decoded;
-  const double kv_row =
-      2.0 * m.n_layers * m.n_kv_heads * m.head_size * kv_elem_bytes;  // K and V, every layer
-  StepCost c;
-  c.weights.bytes = m.matrix_bytes;
-  c.weights.flops = 2.0 * B * m.matrix_elements;
-  c.weights.int8_flops = 2.0 * B * m.int8_matrix_elements;
-  c.attention.bytes = bifurcated ? kv_row * (mc + B * md) : kv_row * B * (mc + md);
-  c.attention.flops = 4.0 * m.n_layers * B * m.n_heads * m.head_size * (mc + md);
-  return c;
+  const double keys_read = bifurcated ? mc + B * md : B * (mc + md);
+  return step_cost_from_plan(m, B, keys_read, B * (mc + md), kv_elem_bytes);
 }
 
 double mean_decoded_tokens(int ntg) { return (ntg + 3) / 2.0; }

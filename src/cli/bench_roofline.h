@@ -92,6 +92,12 @@ struct StepCost {
 // with `mean_decoded` own tokens (fractional: an average over the steps).
 StepCost decode_step_cost(const ModelCounts& m, int samples, int context, double mean_decoded, bool bifurcated,
                           int kv_elem_bytes);
+// Any decode step from its attention plan's totals (ForwardWork, per layer
+// and KV head): `keys_read` tokens of K/V read, `row_keys` tokens × rows
+// attending them, `rows` rows through the weights. decode_step_cost is its
+// two-level case (bifurcated: keys_read = m_c + B·m_d; replicated: B·(m_c + m_d)).
+StepCost step_cost_from_plan(const ModelCounts& m, double rows, double keys_read, double row_keys,
+                             int kv_elem_bytes);
 // The mean own-token count attention sees over the `ntg` measured steps that
 // follow one warm-up step: step s (1-based, warm-up = 1) sees s tokens, so
 // the mean over s = 2..ntg+1 is (ntg + 3) / 2.

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <random>
 #include <span>
@@ -48,27 +47,6 @@ void validate(const SweepConfig& c, const model::ModelConfig& m) {
             " decoded tokens exceeds the model's context length ", m.context_length);
   }
   for (int b : c.samples) require(b >= 1 && b <= 4096, "bench --npl values must be in [1, 4096], got ", b);
-}
-
-// A new root of `dst` holding the first `n` tokens of `src`'s segment `from`
-// (same layout, different caches: each context's rows get a pool of their own).
-kv::SegmentId copy_prefix(const kv::KvCache& src, kv::SegmentId from, int n, kv::KvCache& dst) {
-  const kv::KvLayout& layout = src.layout();
-  const kv::SegmentId root = dst.create_root();
-  std::vector<kv::KvCache::Slot> slots;
-  dst.append_tokens(root, n, slots);
-  for (int i = 0; i < n; ++i) {
-    const kv::KvCache::Slot from_slot = src.slot(from, i);
-    for (int layer = 0; layer < layout.n_layers; ++layer) {
-      for (int head = 0; head < layout.n_kv_heads; ++head) {
-        std::memcpy(dst.k_row(slots[std::size_t(i)], layer, head), src.k_row(from_slot, layer, head),
-                    layout.row_bytes());
-        std::memcpy(dst.v_row(slots[std::size_t(i)], layer, head), src.v_row(from_slot, layer, head),
-                    layout.row_bytes());
-      }
-    }
-  }
-  return root;
 }
 
 // Everything one context's rows share: its cache, prefilled prompt and figures.
@@ -136,7 +114,7 @@ class SweepRunner {
         state.cache = std::make_unique<kv::KvCache>(layout, config_.kv_budget_bytes);
         state.context = contexts[c];
         state.prefill_seconds = prefill_seconds[c];
-        state.root = copy_prefix(prompt_cache, prompt_root, contexts[c], *state.cache);
+        state.root = state.cache->copy_path_prefix(prompt_cache, prompt_root, contexts[c]);
         state.keeper = state.cache->fork(state.root);
         for (std::size_t k = 0; k < modes.size(); ++k) {
           const std::size_t m = pass % 2 == 0 ? k : modes.size() - 1 - k;
@@ -198,7 +176,7 @@ class SweepRunner {
   };
 
   std::string row_name(const ContextState& s, AttentionMode mode, int b) const {
-    return str("row PP=", s.context, " B=", b, " ", mode_name(mode));
+    return str("row PP=", s.context, " B=", b, " ", attention_mode_name(mode));
   }
 
   // The row's identity and whether it fits the KV budget (checked once: every
@@ -319,10 +297,6 @@ class SweepRunner {
 };
 
 }  // namespace
-
-std::string_view mode_name(AttentionMode mode) {
-  return mode == AttentionMode::bifurcated ? "bifurcated" : "replicated";
-}
 
 std::string BenchRow::skip_reason() const {
   char text[96];

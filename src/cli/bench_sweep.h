@@ -2,7 +2,8 @@
 // context is prefilled once, incrementally: contexts run ascending, and the
 // first PP tokens of a causal prefill are PP's prefill, so T_PP(PP) is the
 // cumulative prefill time up to PP. Each context's rows get a KV cache of
-// their own (budget = --kv-budget-gib) holding a copy of those PP tokens; per
+// their own (budget = --kv-budget-gib) holding a copy of those PP tokens
+// (KvCache::copy_path_prefix); per
 // (mode, B) a round makes the B sequences from it (fork: bifurcated; private
 // copy: replicated), decodes one warm-up step plus `ntg` timed steps of
 // random tokens, and releases them. The sweep runs `repeat` passes, round r
@@ -30,9 +31,6 @@
 #include "util/thread_pool.h"
 
 namespace bifurcate::cli {
-
-// The engine's own AttentionMode (bifurcate/engine.h), not a copy of it.
-std::string_view mode_name(AttentionMode mode);
 
 struct SweepConfig {
   std::vector<int> contexts;         // PP values; run ascending

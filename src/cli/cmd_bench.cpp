@@ -111,14 +111,7 @@ std::vector<AttentionMode> parse_modes(const std::string& text) {
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
-    if (item == "bifurcated") {
-      modes.push_back(AttentionMode::bifurcated);
-    } else if (item == "replicated") {
-      modes.push_back(AttentionMode::replicated);
-    } else {
-      throw UsageError(
-          str("flag --attention: unknown mode '", item, "' (expected bifurcated and/or replicated)"));
-    }
+    modes.push_back(parse_attention_flag(item));
   }
   if (modes.empty()) throw UsageError("flag --attention: needs at least one mode");
   return modes;

@@ -3,7 +3,10 @@
 // thread per request, open-loop, once per (mode, rate): the tree (bifurcated
 // attention + prefix cache) against replicated attention without a cache.
 // Reports TTFT and inter-token latency percentiles, throughput, cache hit
-// rate, KV peak and the scheduler's share of the model thread.
+// rate, KV peak, the scheduler's share of the model thread, and the steady
+// decode step (steps of decode rows only) against its roofline floor:
+// weights + the KV its plans read / the DRAM bandwidth, and its FLOPs / the
+// FMA ceiling (bench_roofline.h; both probed right before the run).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -16,11 +19,14 @@
 #include "cli/args.h"
 #include "cli/bench_model.h"
 #include "cli/bench_plot.h"
+#include "cli/bench_roofline.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "cli/serve_workload.h"
 #include "util/error.h"
 #include "cli/json_output.h"
+#include "model/model.h"
+#include "util/thread_pool.h"
 #include "util/timer.h"
 
 namespace bifurcate::cli {
@@ -35,6 +41,7 @@ struct BenchServeArgs {
   std::string kv_type = "f16";
   double kv_budget_gib = 0;
   int64_t step_tokens = EngineOptions{}.step_tokens;
+  int64_t probe_mib = 1024;
   uint64_t seed = 1;
   std::string json, csv, plot, workload_out, model_cache;
 
@@ -53,6 +60,7 @@ struct BenchServeArgs {
     v(kv_type, "kv-type", '\0', "KV cache element type: f16 or f32");
     v(kv_budget_gib, "kv-budget-gib", '\0', "KV cache budget in GiB (0 = the engine's default: half of MemAvailable)");
     v(step_tokens, "step-tokens", '\0', "rows per forward pass (decode rows, then prefill chunks)");
+    v(probe_mib, "probe-mib", '\0', "MiB the DRAM bandwidth probe reads (x3) before each run, for the roofline floor");
     v(seed, "seed", 's', "seed of the workload's tokens and arrivals and of the sampling");
     v(json, "json", '\0', "write every run's figures to this JSON file");
     v(csv, "csv", '\0', "write every run's figures to this CSV file");
@@ -123,6 +131,19 @@ struct RunFigures {
   double forward_seconds = 0, step_seconds = 0;
   double scheduler_share = 0;  // (step - forward) / wall
   int64_t steps = 0;
+  // The decode-only steps: mean seconds, mean rows, and their roofline floor
+  // from the probes taken before the run (0: no decode-only step).
+  int64_t decode_steps = 0;
+  double decode_step_seconds = 0, decode_rows = 0, floor_seconds = 0;
+  double read_bytes_per_second = 0, flops_per_second = 0;
+};
+
+// What the roofline needs beside a run's figures: the model's counts and a pool to probe with.
+struct RooflineInputs {
+  ModelCounts counts;
+  int kv_elem_bytes = 2;
+  std::size_t probe_bytes = std::size_t(1) << 30;
+  ThreadPool* pool = nullptr;
 };
 
 // Per request, written on the model thread during its generate() and read after it returns.
@@ -131,7 +152,12 @@ struct RequestTrace {
   std::vector<double> gaps;        // inter-token intervals of all its samples
 };
 
-RunFigures run_workload(const EngineOptions& options, const Mode& mode, const ServeWorkloadSpec& spec) {
+RunFigures run_workload(const EngineOptions& options, const Mode& mode, const ServeWorkloadSpec& spec,
+                        const RooflineInputs& roofline) {
+  MachineCeilings ceilings;  // probed before the engine starts its threads
+  std::cerr << "  " << mode.name << ": probing DRAM read bandwidth and the FMA ceiling ...\n";
+  ceilings.read_bytes_per_second = measure_read_bandwidth(*roofline.pool, roofline.probe_bytes, 3);
+  ceilings.flops_per_second = measure_fma_ceiling(*roofline.pool);
   EngineOptions o = options;
   o.attention = mode.attention;
   o.prefix_cache = mode.prefix_cache;
@@ -217,12 +243,24 @@ RunFigures run_workload(const EngineOptions& options, const Mode& mode, const Se
   f.step_seconds = s.step_seconds;
   f.forward_seconds = s.forward_seconds;
   f.scheduler_share = (s.step_seconds - s.forward_seconds) / f.wall_seconds;
+  f.read_bytes_per_second = ceilings.read_bytes_per_second;
+  f.flops_per_second = ceilings.flops_per_second;
+  f.decode_steps = s.decode_steps;
+  if (s.decode_steps > 0) {
+    const double n_steps = double(s.decode_steps);
+    f.decode_step_seconds = s.decode_forward_seconds / n_steps;
+    f.decode_rows = double(s.decode_rows) / n_steps;
+    const StepCost mean_step = step_cost_from_plan(roofline.counts, f.decode_rows, double(s.decode_keys_read) / n_steps,
+                                                   double(s.decode_row_keys) / n_steps, roofline.kv_elem_bytes);
+    f.floor_seconds = floor_seconds(mean_step, ceilings);
+  }
   return f;
 }
 
 void print_table(std::ostream& out, const std::vector<RunFigures>& runs) {
   out << "| mode | rate/s | wall s | TTFT p50/p90/p99 ms | ITL p50/p90/p99 ms | gen tok/s | cache hit | KV peak GiB | "
-         "steps | forward s | sched % |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+         "steps | forward s | sched % | decode step ms (rows) | floor ms | x floor | BW GB/s | FMA GF/s |\n"
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   out << std::fixed;
   for (const RunFigures& f : runs) {
     out << "| " << f.mode << " | " << (f.rate > 0 ? str(f.rate) : std::string("all")) << " | " << std::setprecision(1)
@@ -230,7 +268,11 @@ void print_table(std::ostream& out, const std::vector<RunFigures>& runs) {
         << f.ttft_ms[2] << " | " << std::setprecision(1) << f.itl_ms[0] << " / " << f.itl_ms[1] << " / "
         << f.itl_ms[2] << " | " << f.tokens_per_second << " | " << std::setprecision(3) << f.cache_hit_rate << " | "
         << f.kv_peak_gib << " | " << f.steps << " | " << std::setprecision(1) << f.forward_seconds << " | "
-        << std::setprecision(2) << 100 * f.scheduler_share << " |\n";
+        << std::setprecision(2) << 100 * f.scheduler_share << " | " << std::setprecision(1)
+        << 1e3 * f.decode_step_seconds << " (" << std::setprecision(0) << f.decode_rows << ") | "
+        << std::setprecision(1) << 1e3 * f.floor_seconds << " | " << std::setprecision(2)
+        << (f.floor_seconds > 0 ? f.decode_step_seconds / f.floor_seconds : 0) << " | " << std::setprecision(1)
+        << f.read_bytes_per_second / 1e9 << " | " << std::setprecision(0) << f.flops_per_second / 1e9 << " |\n";
   }
 }
 
@@ -246,6 +288,9 @@ void write_json(std::ostream& out, const ServeWorkloadSpec& spec, const std::vec
     run["cache_hit_rate"] = f.cache_hit_rate, run["kv_peak_gib"] = f.kv_peak_gib;
     run["steps"] = f.steps, run["step_seconds"] = f.step_seconds;
     run["forward_seconds"] = f.forward_seconds, run["scheduler_share"] = f.scheduler_share;
+    run["decode_steps"] = f.decode_steps, run["decode_step_seconds"] = f.decode_step_seconds;
+    run["decode_rows"] = f.decode_rows, run["floor_seconds"] = f.floor_seconds;
+    run["read_bytes_per_second"] = f.read_bytes_per_second, run["flops_per_second"] = f.flops_per_second;
     list.push_back(std::move(run));
   }
   print_json(out, {{"workload",
@@ -262,13 +307,16 @@ void write_json(std::ostream& out, const ServeWorkloadSpec& spec, const std::vec
 void write_csv(std::ostream& out, const std::vector<RunFigures>& runs) {
   out << "mode,rate,requests,sequences,wall_seconds,ttft_ms_p50,ttft_ms_p90,ttft_ms_p99,itl_ms_p50,itl_ms_p90,"
          "itl_ms_p99,generated_tokens,tokens_per_second,cache_hit_rate,kv_peak_gib,steps,step_seconds,"
-         "forward_seconds,scheduler_share\n";
+         "forward_seconds,scheduler_share,decode_steps,decode_step_seconds,decode_rows,floor_seconds,"
+         "read_bytes_per_second,flops_per_second\n";
   for (const RunFigures& f : runs) {
     out << f.mode << ',' << f.rate << ',' << f.requests << ',' << f.sequences << ',' << f.wall_seconds;
     for (double v : f.ttft_ms) out << ',' << v;
     for (double v : f.itl_ms) out << ',' << v;
     out << ',' << f.generated_tokens << ',' << f.tokens_per_second << ',' << f.cache_hit_rate << ',' << f.kv_peak_gib
-        << ',' << f.steps << ',' << f.step_seconds << ',' << f.forward_seconds << ',' << f.scheduler_share << '\n';
+        << ',' << f.steps << ',' << f.step_seconds << ',' << f.forward_seconds << ',' << f.scheduler_share << ','
+        << f.decode_steps << ',' << f.decode_step_seconds << ',' << f.decode_rows << ',' << f.floor_seconds << ','
+        << f.read_bytes_per_second << ',' << f.flops_per_second << '\n';
   }
 }
 
@@ -350,12 +398,21 @@ int run_bench_serve(int argc, char** argv) {
   std::cerr << "bench-serve: " << spec.groups << " groups x " << spec.questions << " requests, system "
             << spec.system_tokens << " + question " << spec.question_tokens << " tokens, n " << spec.samples
             << ", " << spec.max_tokens << " tokens each\n";
+  RooflineInputs roofline;
+  {
+    const auto model = model::Model::load(options.model_path);
+    roofline.counts = count_model(model->config(), model->weights());
+  }
+  roofline.kv_elem_bytes = options.kv_precision == KvPrecision::f32 ? 4 : 2;
+  roofline.probe_bytes = std::size_t(checked(a.probe_mib, "probe-mib", 1, 1 << 20)) << 20;
+  ThreadPool probe_pool(options.threads > 0 ? options.threads : int(std::max(1u, std::thread::hardware_concurrency())));
+  roofline.pool = &probe_pool;
   std::vector<RunFigures> runs;
   for (double rate : rates) {
     for (const Mode& mode : modes) {
       ServeWorkloadSpec s = spec;
       s.rate = rate;
-      runs.push_back(run_workload(options, mode, s));
+      runs.push_back(run_workload(options, mode, s, roofline));
     }
   }
   print_table(std::cout, runs);

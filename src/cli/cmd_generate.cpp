@@ -192,8 +192,7 @@ void print_result_json(const Engine& engine, const GenerateArgs& a, const Genera
   const GenerationStats& st = result.stats;
   print_json(std::cout, {{"model", engine.model_info().path},
                          {"prompt", request.prompt},
-                         {"attention", engine.options().attention == AttentionMode::bifurcated ? "bifurcated"
-                                                                                                : "replicated"},
+                         {"attention", attention_mode_name(engine.options().attention)},
                          {"seed", request.sampling.seed},
                          {"samples", std::move(samples)},
                          {"stats",

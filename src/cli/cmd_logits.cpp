@@ -121,7 +121,7 @@ Json position_json(const Engine& engine, std::span<const int32_t> tokens, size_t
 }
 
 Json fork_check_json(const Engine& engine, const ForkCheck& c, bool f32_kv) {
-  return {{"attention", engine.options().attention == AttentionMode::bifurcated ? "bifurcated" : "replicated"},
+  return {{"attention", attention_mode_name(engine.options().attention)},
           {"kv_type", f32_kv ? "f32" : "f16"},
           {"n_samples", c.n_samples},
           {"max_abs_diff", c.max_abs_diff},

@@ -31,6 +31,12 @@ KvPrecision parse_kv_type_flag(const std::string& kv_type) {
   throw UsageError(str("flag --kv-type: unknown type '", kv_type, "' (expected f16 or f32)"));
 }
 
+AttentionMode parse_attention_flag(const std::string& attention) {
+  for (AttentionMode mode : {AttentionMode::bifurcated, AttentionMode::replicated})
+    if (attention == attention_mode_name(mode)) return mode;
+  throw UsageError(str("flag --attention: unknown mode '", attention, "' (expected bifurcated or replicated)"));
+}
+
 std::size_t parse_kv_budget_flag(double kv_budget_gib) {
   if (!(kv_budget_gib > 0) || kv_budget_gib > 1e6) {
     throw UsageError(str("flag --kv-budget-gib: ", kv_budget_gib, " must be a positive number of GiB"));
@@ -66,14 +72,7 @@ EngineOptions EngineFlags::options() const {
   } else {
     o.model_path = model;
   }
-  if (attention == "bifurcated") {
-    o.attention = AttentionMode::bifurcated;
-  } else if (attention == "replicated") {
-    o.attention = AttentionMode::replicated;
-  } else {
-    throw UsageError(
-        str("flag --attention: unknown mode '", attention, "' (expected bifurcated or replicated)"));
-  }
+  o.attention = parse_attention_flag(attention);
   o.kv_precision = parse_kv_type_flag(kv_type);
   o.threads = parse_threads_flag(threads);
   o.kv_budget_bytes = parse_kv_budget_flag(kv_budget_gib);

@@ -34,6 +34,8 @@ inline constexpr IntRange kSeedRange{-1, std::numeric_limits<int64_t>::max()};
 // that are not running); "f16" or "f32"; GiB in (0, 1e6], as bytes.
 int parse_threads_flag(int64_t threads);
 KvPrecision parse_kv_type_flag(const std::string& kv_type);
+// --attention's values: an AttentionMode by its attention_mode_name; UsageError otherwise.
+AttentionMode parse_attention_flag(const std::string& attention);
 std::size_t parse_kv_budget_flag(double kv_budget_gib);
 
 // The seed to use for a --seed value: itself, or for -1 a random one, which

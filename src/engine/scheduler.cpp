@@ -244,6 +244,15 @@ void Scheduler::publish_status(double step_seconds) {
   status_.kv_bytes_cached = cached;
 }
 
+void Scheduler::note_decode_step(double forward_seconds, const model::ForwardWork& work) {
+  std::lock_guard lock(mutex_);
+  ++status_.decode_steps;
+  status_.decode_forward_seconds += forward_seconds;
+  status_.decode_rows += work.rows;
+  status_.decode_keys_read += work.keys_read;
+  status_.decode_row_keys += work.row_keys;
+}
+
 void Scheduler::make_room(std::size_t blocks) {
   while (e_.cache.blocks_available() < blocks && prefix_.evict_one() > 0) {
   }

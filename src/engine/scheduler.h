@@ -104,6 +104,7 @@ class Scheduler {
   void release_kv(ActiveRequest& r);
   void complete_finished(double step_seconds);
   void publish_status(double step_seconds);
+  void note_decode_step(double forward_seconds, const model::ForwardWork& work);
   void cancel_waiting();
   void shut_down();
 

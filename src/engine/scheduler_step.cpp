@@ -157,12 +157,15 @@ void Scheduler::build_batch() {
 void Scheduler::run_batch() {
   const size_t vocab = size_t(e_.info.n_vocab);
   logits_.resize(batch_.logit_rows.size() * vocab);
+  const double forward_before = e_.transformer.timings().total;
   try {
     e_.transformer.forward(e_.cache, batch_, logits_.data(), e_.pool);
   } catch (...) {
     for (const Entry& entry : entries_) fail(*entry.request, std::current_exception());
     return;
   }
+  if (std::all_of(entries_.begin(), entries_.end(), [](const Entry& entry) { return entry.sample >= 0; }))
+    note_decode_step(e_.transformer.timings().total - forward_before, e_.transformer.last_work());
   const size_t in_use = e_.cache.bytes_in_use();
   size_t logit_row = 0;
   for (const Entry& entry : entries_) {

@@ -18,10 +18,9 @@ int PlannedSegment::tokens() const {
 
 namespace {
 
-// Work splitting depends on the plan only, never on the pool size, so every
-// thread count computes the same partial states and merges them identically.
-constexpr int kTargetTasks = 16;
-constexpr int kMinSplitTokens = 256;
+// The work's partition comes with the plan (PlannedSegment::key_splits,
+// row_groups: kv/attention_cost.h decides it), never from the pool size, so
+// every thread count computes the same partial states and merges them identically.
 constexpr int kMergeRowsPerTask = 64;
 
 int merge_batches(int n_out_rows) { return (n_out_rows + kMergeRowsPerTask - 1) / kMergeRowsPerTask; }
@@ -93,9 +92,9 @@ int split_point(int tokens, int split, int splits) {
   return int(std::min<long long>(p, tokens));
 }
 
-int key_splits(int tokens, double share_of_target) {
-  int wanted = std::max(1, int(std::ceil(share_of_target - 1e-9)));
-  return std::max(1, std::min(wanted, tokens / kMinSplitTokens));
+// The plan's split count, but no range shorter than a tile.
+int key_splits(int tokens, int planned) {
+  return std::max(1, std::min(planned, tokens / kSegmentTileTokens));
 }
 
 }  // namespace
@@ -113,9 +112,6 @@ class AttentionRunner {
   // Decode: every listed sequence × the group's heads, for each segment and KV head.
   void add_plan(const AttentionPlan& plan, const float* q) {
     const int g = shape_.n_kv_heads, r = shape_.n_heads / g;
-    double total_cost = 0;
-    for (const PlannedSegment& seg : plan.segments)
-      total_cost += g * cost(seg.tokens(), int(seg.sequences.size()) * r);
     for (std::size_t s = 0; s < plan.segments.size(); ++s) {
       const PlannedSegment& seg = plan.segments[s];
       const int tokens = seg.tokens(), rows = int(seg.sequences.size()) * r;
@@ -125,7 +121,7 @@ class AttentionRunner {
         continue;
       }
       const double unit_cost = cost(tokens, rows);
-      const int splits = key_splits(tokens, kTargetTasks * unit_cost / total_cost);
+      const int splits = key_splits(tokens, seg.key_splits);
       for (int j = 0; j < g; ++j) {
         for (int split = 0; split < splits; ++split) {
           add_task(int(s), j, split_point(tokens, split, splits), split_point(tokens, split + 1, splits),
@@ -143,7 +139,7 @@ class AttentionRunner {
   void add_limited_segment(int s, const PlannedSegment& seg, const float* q) {
     const int g = shape_.n_kv_heads, r = shape_.n_heads / g;
     const int n = int(seg.sequences.size());
-    const int groups = std::min(n, (kTargetTasks + g - 1) / g);
+    const int groups = std::clamp(seg.row_groups, 1, n);
     for (int j = 0; j < g; ++j) {
       for (int group = 0; group < groups; ++group) {
         const int i0 = n * group / groups, i1 = n * (group + 1) / groups;
@@ -151,7 +147,7 @@ class AttentionRunner {
         for (int i = i0; i < i1; ++i) keys = std::max(keys, seg.key_ends[std::size_t(i)]);
         if (keys == 0) continue;
         const double unit_cost = cost(keys, (i1 - i0) * r);
-        const int splits = key_splits(keys, double(kTargetTasks) / (g * groups));
+        const int splits = key_splits(keys, seg.key_splits);
         for (int split = 0; split < splits; ++split) {
           add_task(s, j, split_point(keys, split, splits), split_point(keys, split + 1, splits),
                    unit_cost / splits, /*causal=*/true);
@@ -166,13 +162,13 @@ class AttentionRunner {
   // Prefill: query groups of one segment, each against keys [0, its last query's position].
   void add_causal(const PlannedSegment& seg, int first_position, int n_queries, const float* q) {
     const int g = shape_.n_kv_heads, r = shape_.n_heads / g;
-    const int groups = std::min(n_queries, (kTargetTasks + g - 1) / g);
+    const int groups = std::clamp(seg.row_groups, 1, n_queries);
     for (int j = 0; j < g; ++j) {
       for (int group = 0; group < groups; ++group) {
         const int i0 = n_queries * group / groups, i1 = n_queries * (group + 1) / groups;
         const int keys = first_position + i1;  // the group's last query sees keys [0, keys)
         const double unit_cost = cost(keys, (i1 - i0) * r);
-        const int splits = key_splits(keys, double(kTargetTasks) / (g * groups));
+        const int splits = key_splits(keys, seg.key_splits);
         for (int split = 0; split < splits; ++split) {
           add_task(0, j, split_point(keys, split, splits), split_point(keys, split + 1, splits),
                    unit_cost / splits, /*causal=*/true);

@@ -2,8 +2,10 @@
 // (attend_causal), run from a plan over the KV tree's segments.
 //
 // attend: each segment is attended ONCE per KV head by the stacked queries of
-// every sequence that lists it (attention_segment.h); long key ranges with few
-// (segment, head) pairs are split so both threads work even at b = 1. Each
+// every sequence that lists it (attention_segment.h), its keys split and its
+// rows grouped as the plan says (PlannedSegment::key_splits, row_groups; the
+// plan's builder decides, kv/attention_cost.h), so both threads work even at
+// b = 1. Each
 // (sequence, head) then merges its partial states (attention_state.h) in a
 // fixed order — segment index, then key split — so the result is bitwise the
 // same for any thread count. Replicated attention is the same call with one
@@ -71,7 +73,7 @@ void attend(const AttentionPlan& plan, const float* q, float* out, AttentionWork
 // Causal prefill over ONE segment: queries for token positions first_position ..
 // first_position + n_queries - 1 (q/out [n_queries, n_heads, head_size]); query i attends keys
 // [0, first_position + i] of `segment`, whose chunks already hold those keys. segment.sequences
-// is ignored.
+// is ignored; its key_splits and row_groups partition the work (kv::partition_causal).
 void attend_causal(const AttentionShape& shape, const PlannedSegment& segment, int first_position,
                    int n_queries, const float* q, float* out, AttentionWorkspace& ws,
                    ThreadPool& pool);

@@ -32,6 +32,11 @@ struct PlannedSegment {
   std::size_t head_stride = 0;   // bytes between KV head j and j+1 inside every chunk
   std::vector<int> sequences;
   std::vector<int> key_ends;
+  // The thread partition, chosen by the plan's builder (kv/attention_cost.h):
+  // each KV head's read is split into key_splits key ranges (fewer when the
+  // keys are fewer tiles), and, with key_ends, its rows into row_groups groups.
+  int key_splits = 1;
+  int row_groups = 1;
   int tokens() const;            // sum of chunk tokens
   int keys_seen(std::size_t i) const { return key_ends.empty() ? tokens() : key_ends[i]; }
 };

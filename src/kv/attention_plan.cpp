@@ -71,6 +71,7 @@ void StepAttentionPlan::build(const KvCache& cache, std::span<const SegmentId> l
   }
   plan_.segments.resize(n_planned);
   for (std::size_t i = 0; i < leaf_key_ends.size(); ++i) limit_leaf_keys(cache, leaves[i], int(i), leaf_key_ends[i]);
+  partition_attention(plan_);
 }
 
 void StepAttentionPlan::limit_leaf_keys(const KvCache& cache, SegmentId leaf, int sequence, int key_end) {
@@ -84,27 +85,36 @@ void StepAttentionPlan::limit_leaf_keys(const KvCache& cache, SegmentId leaf, in
   seg.key_ends[std::size_t(at - seg.sequences.begin())] = key_end;
 }
 
-void StepAttentionPlan::fold_single_reader_chains(const KvCache& cache) {
+void StepAttentionPlan::fold_nodes(const KvCache& cache, const AttentionCostModel& cost) {
   require(layer_ == 0, "attention plan: fold before moving to another layer");
   const size_t n = plan_.segments.size();
   planned_parent_.assign(n, -1);
+  n_children_.assign(n, 0);
+  child_readers_.assign(n, 0);
   folded_.assign(n, false);
   for (size_t j = 0; j < n; ++j) {
     for (SegmentId p = cache.parent(segment_ids_[j]); p != kNoSegment; p = cache.parent(p)) {
       const int index = planned_index_[cache.table_index(p)];
       if (index >= 0) {
         planned_parent_[j] = index;
+        n_children_[size_t(index)]++;
+        child_readers_[size_t(index)] += int(plan_.segments[j].sequences.size());
         break;
       }
     }
   }
-  // Children follow their parents, so one pass folds whole chains downwards.
+  // Children follow their parents, so one pass decides every node after
+  // whatever was folded into it, and folds whole chains downwards. A node
+  // is folded when its children's readers are all of its own readers (none
+  // of them ends at the node) and the cost rule says so.
   for (size_t j = 0; j < n; ++j) {
     const int p = planned_parent_[j];
     if (p < 0) continue;
-    kernels::PlannedSegment& parent = plan_.segments[size_t(p)];
+    const kernels::PlannedSegment& parent = plan_.segments[size_t(p)];
+    if (!parent.key_ends.empty() || child_readers_[size_t(p)] != int(parent.sequences.size()) ||
+        !fold_is_cheaper(cost, plan_.shape, parent.tokens(), int(parent.sequences.size()), n_children_[size_t(p)]))
+      continue;
     kernels::PlannedSegment& child = plan_.segments[j];
-    if (parent.sequences != child.sequences || !parent.key_ends.empty()) continue;
     const int parent_tokens = parent.tokens();
     for (int& end : child.key_ends) end += parent_tokens;
     child.chunks.insert(child.chunks.begin(), parent.chunks.begin(), parent.chunks.end());
@@ -121,6 +131,7 @@ void StepAttentionPlan::fold_single_reader_chains(const KvCache& cache) {
   }
   plan_.segments.resize(kept);
   segment_ids_.resize(kept);
+  partition_attention(plan_);
 }
 
 const kernels::AttentionPlan& StepAttentionPlan::for_layer(int layer) {

@@ -5,13 +5,15 @@
 // indices whose path contains it, so a shared prefix is read once for all of
 // them. Segments come in tree order (a parent before its children; siblings in
 // order of their first sequence). Empty segments (e.g. a just-forked leaf) are
-// left out: they hold no keys.
+// left out: they hold no keys. Every plan carries its thread partition
+// (kv/attention_cost.h: partition_attention).
 #pragma once
 
 #include <span>
 #include <vector>
 
 #include "kernels/attention_types.h"
+#include "kv/attention_cost.h"
 #include "kv/kv_cache.h"
 
 namespace bifurcate::kv {
@@ -35,19 +37,15 @@ class StepAttentionPlan {
   // that leaf, causal within it. Several sequences may share a leaf.
   void build(const KvCache& cache, std::span<const SegmentId> leaves, std::span<const int> leaf_key_ends,
              const kernels::AttentionShape& shape);
-  // The plan-side cost rule for when a tree node is read on its own: after
-  // build(), folds every segment whose readers are exactly those of its one
-  // planned child into that child (its chunks first; the child's key limits
-  // shift by its tokens). Reading a node separately costs one partial state
-  // per reading row ((head_size + 1) floats written, then merged); reading it
-  // folded into its children costs its K/V bytes once more per extra child.
-  // With one reading child the bytes are equal and folding saves the partial
-  // states and a task per KV head; with r >= 2 children folding re-reads
-  // 2·t·head_size·e bytes (r - 1) times to save r partial states, which
-  // costs more for any node of t >= 2 tokens — so a node with several
-  // children is always read once, stacked. segment_ids()[j] then names the
-  // deepest segment of folded entry j. Call at layer 0, before for_layer().
-  void fold_single_reader_chains(const KvCache& cache);
+  // The node rule of kv/attention_cost.h, after build(): every segment whose
+  // readers are split exactly between its planned children is folded into
+  // each of them (its chunks first; the children's key limits shift by its
+  // tokens) when that is cheaper than reading it on its own — always for a
+  // single-reader chain, for several children only when the node is short.
+  // Top-down, so a folded node's tokens travel on into its children's own
+  // decision. segment_ids()[j] then names the deepest segment of entry j.
+  // Re-partitions the plan. Call at layer 0, before for_layer().
+  void fold_nodes(const KvCache& cache, const AttentionCostModel& cost = {});
   // The plan with its chunks pointing at `layer`.
   const kernels::AttentionPlan& for_layer(int layer);
   // segment_ids()[j] is the cache segment behind plan().segments[j].
@@ -63,7 +61,9 @@ class StepAttentionPlan {
 
   std::vector<SegmentId> path_;     // scratch: one leaf's path, root first
   std::vector<int> planned_parent_; // scratch: per planned segment, its nearest planned ancestor or -1
-  std::vector<bool> folded_;        // scratch: per planned segment, folded into its child
+  std::vector<int> n_children_;     // scratch: per planned segment, its planned children
+  std::vector<int> child_readers_;  // scratch: per planned segment, the sequences of its planned children
+  std::vector<bool> folded_;        // scratch: per planned segment, folded into its children
   int layer_ = 0;
   int n_layers_ = 0;
   std::ptrdiff_t layer_stride_ = 0;

@@ -306,23 +306,34 @@ void KvCache::copy_tokens(const Segment& src, int src_begin, Segment& dst, int d
   }
 }
 
-SegmentId KvCache::copy_path(SegmentId s) {
-  int total = path_tokens(s);  // validates `s`
-  std::size_t n_blocks = blocks_for_tokens(total);
+SegmentId KvCache::copy_path(SegmentId s) { return copy_path_prefix(*this, s, path_tokens(s)); }
+
+SegmentId KvCache::copy_path_prefix(const KvCache& source, SegmentId s, int n_tokens) {
+  const KvLayout& from = source.layout();
+  require(from.n_layers == layout_.n_layers && from.n_kv_heads == layout_.n_kv_heads &&
+              from.head_size == layout_.head_size && from.type == layout_.type &&
+              from.block_tokens == layout_.block_tokens,
+          "KV cache copy: the source cache's layout differs from this cache's");
+  const int path = source.path_tokens(s);  // validates `s`
+  require(n_tokens >= 0 && n_tokens <= path, "KV cache copy: ", n_tokens, " tokens asked of the ", path,
+          "-token path of segment ", s);
+  std::size_t n_blocks = blocks_for_tokens(n_tokens);
   if (n_blocks > pool_.blocks_available()) {
-    throw_budget_exceeded(n_blocks, str("a private copy of the ", total, "-token path of segment ", s));
+    throw_budget_exceeded(n_blocks, str("a private copy of ", n_tokens, " tokens of the path of segment ", s));
   }
-  std::vector<SegmentId> path = path_of(s);
+  const std::vector<SegmentId> segments = source.path_of(s);
   SegmentId copy = new_segment(kNoSegment, 0);  // may move segments_: take references after
   Segment& dst = at(copy);
   dst.blocks.reserve(n_blocks);
   for (std::size_t i = 0; i < n_blocks; ++i) dst.blocks.push_back(pool_.allocate());
-  dst.tokens = total;
+  dst.tokens = n_tokens;
   int position = 0;
-  for (SegmentId p : path) {
-    const Segment& src = at(p);
-    copy_tokens(src, 0, dst, position, src.tokens);
-    position += src.tokens;
+  for (SegmentId p : segments) {
+    if (position == n_tokens) break;
+    const Segment& src = source.at(p);
+    const int n = std::min(src.tokens, n_tokens - position);
+    copy_tokens(src, 0, dst, position, n);
+    position += n;
   }
   return copy;
 }

@@ -71,6 +71,10 @@ class KvCache {
   // replicated baseline: a private copy of the context). Costs path_tokens(s)
   // tokens of budget, checked before anything is allocated.
   SegmentId copy_path(SegmentId s);
+  // The same for the first `n_tokens` tokens of the path root..`s` of
+  // `source` (this cache or another of the same layout), copied into a NEW
+  // root of this cache: how bench gives each context a pool of its own.
+  SegmentId copy_path_prefix(const KvCache& source, SegmentId s, int n_tokens);
   // Frees leaf `leaf` and every ancestor left without children and not held;
   // blocks return to the pool. `leaf` must not be held.
   void release(SegmentId leaf);

@@ -210,7 +210,12 @@ void Transformer::forward(kv::KvCache& cache, const Batch& batch, float* logits,
   embed(batch.tokens);
   attention_shape_.kv_type = cache.layout().type;
   step_plan_.build(cache, batch.segments, key_ends_, attention_shape_);
-  step_plan_.fold_single_reader_chains(cache);
+  step_plan_.fold_nodes(cache);
+  last_work_ = {n, 0, 0};
+  for (const kernels::PlannedSegment& seg : step_plan_.plan().segments) {
+    last_work_.keys_read += seg.tokens();
+    for (size_t i = 0; i < seg.sequences.size(); ++i) last_work_.row_keys += seg.keys_seen(i);
+  }
   run_layers(cache, rows, pool);
   compute_logits(batch.logit_rows, logits, pool);
   timings_.total += now_seconds() - t_begin;

@@ -42,6 +42,14 @@ struct ForwardTimings {
   double total = 0;      // whole forward calls
 };
 
+// What the last forward pass's attention read and computed, per layer and
+// KV head, from its plan after folding (the roofline's KV terms).
+struct ForwardWork {
+  int rows = 0;
+  int64_t keys_read = 0;  // Σ planned segments' tokens: each is read once
+  int64_t row_keys = 0;   // Σ over segments of tokens × rows reading them (q·K and p·V work)
+};
+
 class Transformer {
  public:
   Transformer(const ModelConfig& config, const ModelWeights& weights);
@@ -69,6 +77,7 @@ class Transformer {
               float* logits, ThreadPool& pool);
 
   const ForwardTimings& timings() const { return timings_; }
+  const ForwardWork& last_work() const { return last_work_; }
   void reset_timings() { timings_ = {}; }
 
  private:
@@ -90,6 +99,7 @@ class Transformer {
   std::vector<int> key_ends_;        // (rows) scratch: keys of its own segment each row sees
   Batch scratch_batch_;              // prefill / decode wrappers
   ForwardTimings timings_;
+  ForwardWork last_work_;
 
   // Activations for up to x_.size() / dim rows (tokens of a chunk, or samples of a step);
   // reserve() only grows them, all together.
