@@ -9,7 +9,12 @@
 //                   encodes to, in fuzz_tokenizer.cpp's input layout;
 //   OUT/chat_template/  each real template of chat-templates/*.jinja with
 //                   several conversations and options, in
-//                   fuzz_chat_template.cpp's input layout.
+//                   fuzz_chat_template.cpp's input layout;
+//   OUT/server_request/  each test conversation (chat-templates/
+//                   conversations.json) as a /v1/chat/completions body, for
+//                   each chat template index, in fuzz_server_request.cpp's
+//                   input layout (the hand-written bodies are in
+//                   fuzz/corpus/server_request/).
 // Usage: make_seed_corpora OUT_DIR TESTDATA_DIR
 #include <cstdint>
 #include <cstdio>
@@ -20,6 +25,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "fuzz_vocabularies.h"
 #include "gguf/gguf_file.h"
@@ -217,6 +224,22 @@ void write_chat_template_seeds(const fs::path& dir, const std::string& testdata)
   }
 }
 
+// Control byte: bit 0 set (the chat route), the template index in bits 1-3.
+void write_server_request_seeds(const fs::path& dir, const std::string& testdata) {
+  const fs::path path = fs::path(testdata) / "chat-templates" / "conversations.json";
+  if (!fs::exists(path)) return;
+  const nlohmann::ordered_json conversations = nlohmann::ordered_json::parse(read_file(path));
+  for (size_t c = 0; c < conversations.size(); ++c) {
+    nlohmann::ordered_json body = {{"model", "stories260K"}, {"messages", conversations[c].at("messages")},
+                                   {"max_tokens", 8}};
+    if (conversations[c].contains("tools")) body["tools"] = conversations[c].at("tools");
+    for (int tmpl = 0; tmpl < 8; ++tmpl) {
+      const char control = char(1 | (tmpl << 1));
+      write_bytes(dir / str("conversation", c, "-template", tmpl), std::string(1, control) + body.dump());
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -226,7 +249,7 @@ int main(int argc, char** argv) {
   }
   try {
     const fs::path out = argv[1];
-    for (const char* name : {"gguf", "tokenizer", "chat_template"}) {
+    for (const char* name : {"gguf", "tokenizer", "chat_template", "server_request"}) {
       fs::remove_all(out / name);
       fs::create_directories(out / name);
     }
@@ -236,6 +259,7 @@ int main(int argc, char** argv) {
     write_gguf_seeds(out / "gguf", argv[2]);
     write_tokenizer_seeds(out / "tokenizer", argv[2]);
     write_chat_template_seeds(out / "chat_template", argv[2]);
+    write_server_request_seeds(out / "server_request", argv[2]);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "make_seed_corpora: %s\n", e.what());

@@ -230,7 +230,7 @@ std::string message_content(const json& m, size_t index) {
   if (it->is_array()) {  // content parts: only text parts can reach a text model
     std::string text;
     for (const json& part : *it) {
-      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+      if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
           !part["text"].is_string())
         throw invalid_param("messages", str("messages[", index, "].content: only parts of type 'text' are supported"));
       text += part["text"].get<std::string>();
@@ -240,12 +240,22 @@ std::string message_content(const json& m, size_t index) {
   throw invalid_param("messages", str("messages[", index, "].content must be a string or an array of parts"));
 }
 
+// Copying, rendering and printing a JSON value recurse once per level (a
+// 4 MiB body of '[' overflowed the stack); no request needs this many.
+constexpr int kMaxJsonDepth = 128;
+
 }  // namespace
 
 json parse_body(const std::string& body) {
+  auto depth_limit = [](int depth, json::parse_event_t, json&) {
+    if (depth > kMaxJsonDepth)
+      throw ApiError(400, str("the request body nests JSON deeper than ", kMaxJsonDepth, " levels"), "",
+                     "invalid_json");
+    return true;
+  };
   try {
-    return json::parse(body);
-  } catch (const json::parse_error& e) {
+    return json::parse(body, depth_limit);
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond a double (1e400)
     throw ApiError(400, str("the request body is not valid JSON: ", e.what()), "", "invalid_json");
   }
 }

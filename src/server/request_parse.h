@@ -34,7 +34,8 @@ struct ParsedRequest {
   int top_logprobs = 0;              // and this many alternatives
 };
 
-// Parses a request body; throws ApiError 400 (invalid JSON, not an object, a
+// Parses a request body; throws ApiError 400 (invalid JSON or nested deeper
+// than 128 levels, and in the functions below: not an object, a
 // wrong type or an out-of-range value, an unknown model, a prompt as long as
 // the context).
 nlohmann::json parse_body(const std::string& body);
