@@ -11,7 +11,8 @@
 //  - batch <= 4 (decode): the panel is 2 rows x the whole row length, so each
 //    thread reads two sequential streams and every weight byte once.
 //  - larger batches: 16 rows x 4 superblocks (28 KiB), reused by every batch
-//    group while it sits in L1.
+//    group while it sits in L1; with AVX512-VNNI matmul_quant_lanes.cpp
+//    (16 weight rows in the lanes of a register) instead.
 #include "kernels/matmul_quant.h"
 
 #include <immintrin.h>
@@ -255,6 +256,7 @@ void multiply_rows_quant(const WeightMatrix& w, const QuantizedX& x, int64_t bat
                          int64_t r_end, bool avx512, AlignedBuffer<UnpackedSuperblock>& panel) {
 #ifdef __AVX512F__
   if (avx512 && batch == 1 && multiply_row_stream(w, x, y, r_begin, r_end)) return;
+  if (avx512 && batch > kDecodeMaxBatch && multiply_rows_lanes(w, x, batch, y, r_begin, r_end)) return;
   if (avx512) return multiply_rows_quant_isa<simd::IntAvx512>(w, x, batch, y, r_begin, r_end, panel);
 #endif
   (void)avx512;

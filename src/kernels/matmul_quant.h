@@ -72,6 +72,12 @@ bool has_quant_path(gguf::GgmlType type, bool avx512);
 // (nothing done) for other types or builds.
 bool multiply_row_stream(const WeightMatrix& w, const QuantizedX& x, float* y, int64_t r_begin, int64_t r_end);
 
+// Batches above 4 with AVX512-VNNI (matmul_quant_lanes.cpp): 16 weight rows
+// in the lanes of a register, 8 batch rows per tile. False (nothing done) in
+// builds without VNNI.
+bool multiply_rows_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
+                         int64_t r_end);
+
 // y[b, r] for all batch rows and r in [r_begin, r_end); y row-major with
 // w.rows columns; `panel` is the calling thread's reusable buffer.
 void multiply_rows_quant(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
