@@ -32,11 +32,12 @@ struct QuantizedX {
   const int8_t* q = nullptr;           // [batch][n_sb * 256]
   const float* scale = nullptr;        // [batch][n_sb]: dx
   const float* group_sums = nullptr;   // [batch][n_sb][16]: dx * sum of the group's q
+  const float* pair_sums = nullptr;    // [batch][n_sb][8]: dx * sum of q over groups 2j, 2j + 1
   int64_t n_sb = 0;
 };
 struct QuantizedXBuffers {
   AlignedBuffer<int8_t> q;
-  AlignedBuffer<float> scale, group_sums;
+  AlignedBuffer<float> scale, group_sums, pair_sums;
 };
 QuantizedX quantize_activations(const float* x, int64_t batch, int64_t cols, QuantizedXBuffers& buffers);
 

@@ -21,10 +21,12 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "kernels/matmul_quant.h"
 #include "tensor/dtype.h"
+#include "tensor/quant_blocks.h"
 
 namespace bifurcate::kernels::detail {
 
@@ -100,6 +102,99 @@ void interleave(const UnpackedSuperblock (&rows)[kLaneRows], bool int_scales, La
   for (int g = 0; g < kGroups; ++g) _mm512_store_si512(out.offset[g], v[g]);
 }
 
+// The K-quants' superblocks are interleaved straight from their blocks (the
+// generic unpack-then-transpose above measured over half of a batch-8
+// Q4_K matmul): each row's packed level bytes are transposed as they are
+// (a 32-bit lane of packed nibbles holds 4 consecutive elements of two
+// groups), split into levels afterwards, and the scales are decoded for 16
+// rows at once from gathered scale words.
+struct RowBlocks {
+  const uint8_t* rows[kLaneRows];  // superblock sb's block of each lane's row
+  __m512i offsets;                 // the same as byte offsets from rows[0]
+};
+
+// v[d] lane r = 32-bit word d of the 64 bytes at `at` in lane r's block.
+[[gnu::always_inline]] inline void load_transposed(const RowBlocks& b, int at, __m512i (&v)[16]) {
+  for (int r = 0; r < kLaneRows; ++r) v[r] = _mm512_loadu_si512(b.rows[r] + at);
+  transpose16(v);
+}
+__m512i gather_word(const RowBlocks& b, int at) {
+  return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), kAll16, b.offsets, b.rows[0] + at, 1);
+}
+// The f16 in the low (or, high = true, high) half of each lane as f32.
+__m512 half_to_float(__m512i v, bool high) {
+  if (high) v = _mm512_maskz_srli_epi32(kAll16, v, 16);
+  return _mm512_maskz_cvtph_ps(kAll16, _mm512_maskz_cvtepi32_epi16(kAll16, v));
+}
+// Byte `i` of each lane, unsigned or sign-extended, as f32.
+__m512 byte_to_float(__m512i v, int i, bool is_signed) {
+  const __m512i top = _mm512_maskz_slli_epi32(kAll16, v, unsigned(24 - 8 * i));
+  const __m512i value = is_signed ? _mm512_maskz_srai_epi32(kAll16, top, 24) : _mm512_maskz_srli_epi32(kAll16, top, 24);
+  return _mm512_maskz_cvtepi32_ps(kAll16, value);
+}
+
+void build_q4_k(const RowBlocks& b, LaneSuperblock& out) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  constexpr int kQs = offsetof(tensor::BlockQ4_K, qs);
+  for (int half = 0; half < 2; ++half) {
+    __m512i v[16];
+    load_transposed(b, kQs + 64 * half, v);
+    for (int d = 0; d < 16; ++d) {  // qs word 16 half + d: chunk c, low nibbles group k4 16c + e, high 16c + 8 + e
+      const int c = 2 * half + d / 8, e = d % 8;
+      _mm512_store_si512(out.levels[16 * c + e], _mm512_and_si512(v[d], low4));
+      _mm512_store_si512(out.levels[16 * c + 8 + e], _mm512_and_si512(_mm512_maskz_srli_epi32(kAll16, v[d], 4), low4));
+    }
+  }
+  // scale_min_q4_k's layout, as k_scales (matmul_quant_unpack.cpp) with one row per lane.
+  const __m512i dm = gather_word(b, 0), s0 = gather_word(b, 4), s1 = gather_word(b, 8), s2 = gather_word(b, 12);
+  const __m512i low6 = _mm512_set1_epi8(0x3F), low2 = _mm512_set1_epi8(0x03);
+  const auto high2 = [&](__m512i w) {
+    return _mm512_maskz_slli_epi32(kAll16, _mm512_and_si512(_mm512_maskz_srli_epi32(kAll16, w, 6), low2), 4);
+  };
+  const __m512i sc03 = _mm512_and_si512(s0, low6), m03 = _mm512_and_si512(s1, low6);
+  const __m512i sc47 = _mm512_or_si512(_mm512_and_si512(s2, low4), high2(s0));
+  const __m512i m47 = _mm512_or_si512(_mm512_and_si512(_mm512_maskz_srli_epi32(kAll16, s2, 4), low4), high2(s1));
+  const __m512 d = half_to_float(dm, false), neg_dmin = _mm512_sub_ps(_mm512_setzero_ps(), half_to_float(dm, true));
+  for (int j = 0; j < 8; ++j) {  // sub-block j: the per-16 tables' entry 2j (G = 32 reads only those)
+    _mm512_store_ps(out.scale[2 * j], _mm512_mul_ps(byte_to_float(j < 4 ? sc03 : sc47, j % 4, false), d));
+    _mm512_store_ps(out.offset[2 * j], _mm512_mul_ps(byte_to_float(j < 4 ? m03 : m47, j % 4, false), neg_dmin));
+  }
+}
+
+void build_q6_k(const RowBlocks& b, LaneSuperblock& out) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+  const auto shifted = [](__m512i v, int by) {
+    return by >= 0 ? _mm512_maskz_slli_epi32(kAll16, v, unsigned(by)) : _mm512_maskz_srli_epi32(kAll16, v, unsigned(-by));
+  };
+  __m512i qh[16];
+  load_transposed(b, offsetof(tensor::BlockQ6_K, qh), qh);
+  for (int half = 0; half < 2; ++half) {
+    __m512i ql[16];
+    load_transposed(b, offsetof(tensor::BlockQ6_K, ql) + 64 * half, ql);
+    for (int e = 0; e < 8; ++e) {  // elements 128 half + 4e + 32 i, i = 0..3 (unpack_q6_k's order)
+      const __m512i lo = ql[e], hi = ql[8 + e], h = qh[8 * half + e];
+      const __m512i low_nibbles[2] = {lo, hi};
+      for (int i = 0; i < 4; ++i) {
+        const __m512i nibble = i < 2 ? _mm512_and_si512(low_nibbles[i], low4)
+                                     : _mm512_and_si512(shifted(low_nibbles[i - 2], -4), low4);
+        const __m512i top = _mm512_and_si512(shifted(h, 4 - 2 * i), bits45);
+        _mm512_store_si512(out.levels[32 * half + 8 * i + e], _mm512_or_si512(nibble, top));
+      }
+    }
+  }
+  constexpr int kScales = offsetof(tensor::BlockQ6_K, scales);
+  const __m512 d = half_to_float(gather_word(b, kScales + 14), true);  // scales[14..15], then d
+  const __m512 neg32 = _mm512_set1_ps(-32.0f);
+  for (int w = 0; w < 4; ++w) {
+    const __m512i four = gather_word(b, kScales + 4 * w);
+    for (int i = 0; i < 4; ++i) {
+      const __m512 scale = _mm512_mul_ps(byte_to_float(four, i, true), d);
+      _mm512_store_ps(out.scale[4 * w + i], scale);
+      _mm512_store_ps(out.offset[4 * w + i], _mm512_mul_ps(scale, neg32));
+    }
+  }
+}
+
 // y[b0 + b][16 rows] (+)= the panel's n_sb superblocks (from superblock sb0
 // of the row) times batch rows b0 .. b0 + MB. G: elements per scale group
 // (32 where pairs of 16-element groups share scale and offset, else 16).
@@ -122,6 +217,7 @@ void lane_tile(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, i
     for (int g = 0; g < kGroupsPerSb; ++g) {
       __m512i sum[MB];
       for (int b = 0; b < MB; ++b) sum[b] = _mm512_setzero_si512();
+#pragma GCC unroll 8
       for (int st = 0; st < kSteps; ++st) {
         const int k4 = g * kSteps + st;
         const __m512i w = _mm512_load_si512(p.levels[k4]);
@@ -137,12 +233,10 @@ void lane_tile(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, i
     for (int b = 0; b < MB; ++b) {
       const int64_t xs = (b0 + b) * x.n_sb + sb;
       acc[b] = _mm512_fmadd_ps(part[b], _mm512_set1_ps(x.scale[xs]), acc[b]);
-      const float* sums = x.group_sums + xs * kGroups;
-      for (int g = 0; g < kGroupsPerSb; ++g) {
-        float group_sum = sums[g * kStride];
-        if constexpr (kStride == 2) group_sum += sums[g * kStride + 1];
-        acc[b] = _mm512_fmadd_ps(_mm512_load_ps(p.offset[g * kStride]), _mm512_set1_ps(group_sum), acc[b]);
-      }
+      const float* sums = kStride == 2 ? x.pair_sums + xs * kGroupsPerSb : x.group_sums + xs * kGroups;
+#pragma GCC unroll 16
+      for (int g = 0; g < kGroupsPerSb; ++g)
+        acc[b] = _mm512_fmadd_ps(_mm512_load_ps(p.offset[g * kStride]), _mm512_set1_ps(sums[g]), acc[b]);
     }
   }
   for (int b = 0; b < MB; ++b) _mm512_mask_storeu_ps(y + b * ldy, rows, acc[b]);
@@ -188,6 +282,24 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
       const int64_t n_sb = std::min(kLaneSuperblocks, x.n_sb - sb0);
       for (int64_t s = 0; s < n_sb; ++s) {
         const int64_t sb = sb0 + s;
+        if (w.type == GgmlType::Q4_K || w.type == GgmlType::Q6_K) {
+          RowBlocks blocks;
+          alignas(64) int32_t offsets[kLaneRows];
+          for (int r = 0; r < kLaneRows; ++r) {
+            // Lanes past the task's last row repeat it; their sums are not stored.
+            offsets[r] = int32_t(std::min(r, n_rows - 1) * row_bytes);
+            blocks.rows[r] = base + g0 * row_bytes + offsets[r] + sb * sb_bytes;
+            const uint8_t* ahead = blocks.rows[r] + kLaneSuperblocks * sb_bytes;
+            for (int64_t line = 0; line < sb_bytes; line += 64)
+              _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T0);
+          }
+          blocks.offsets = _mm512_load_si512(offsets);
+          if (w.type == GgmlType::Q4_K)
+            build_q4_k(blocks, panel[s]);
+          else
+            build_q6_k(blocks, panel[s]);
+          continue;
+        }
         for (int r = 0; r < kLaneRows; ++r) {
           // Lanes past the task's last row repeat it; their sums are not stored.
           const uint8_t* row = base + (g0 + std::min(r, n_rows - 1)) * row_bytes;
