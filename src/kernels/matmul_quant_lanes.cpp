@@ -195,6 +195,56 @@ void build_q6_k(const RowBlocks& b, LaneSuperblock& out) {
   }
 }
 
+#ifdef __AVX512VBMI__
+// Q4_0: 8 blocks of {f16 d, 16 bytes of nibbles} (18 bytes); block k's low
+// nibbles are elements 32k..32k+15, its high ones 32k+16..32k+31. Each row's
+// 128 nibble bytes are first made contiguous (vpermt2b), then transposed.
+// Whole superblocks only (the caller unpacks a short last one generically).
+void build_q4_0(const RowBlocks& b, LaneSuperblock& out) {
+  constexpr int kBlock = sizeof(tensor::BlockQ4_0), kQs = offsetof(tensor::BlockQ4_0, qs);
+  alignas(64) uint8_t index[2][64];  // half h: byte 16j + i is nibble byte i of block 4h + j
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < 4; ++j)
+      for (int i = 0; i < 16; ++i) index[h][16 * j + i] = uint8_t(kBlock * (4 * h + j) + kQs + i - 64 * h);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int h = 0; h < 2; ++h) {
+    const __m512i idx = _mm512_load_si512(index[h]);
+    __m512i v[16];
+    for (int r = 0; r < kLaneRows; ++r) {
+      const uint8_t* at = b.rows[r] + 64 * h;
+      // The second half's second source is the superblock's last 16 bytes (144 = 128 + 16).
+      const __m512i second = h == 0 ? _mm512_loadu_si512(at + 64) : _mm512_maskz_loadu_epi8(0xFFFF, at + 64);
+      v[r] = _mm512_maskz_permutex2var_epi8(~__mmask64(0), _mm512_loadu_si512(at), idx, second);
+    }
+    transpose16(v);
+    for (int d = 0; d < 16; ++d) {  // block k = 4h + d/4, word e = d % 4: k4 8k + e (low), 8k + 4 + e (high)
+      const int k = 4 * h + d / 4, e = d % 4;
+      _mm512_store_si512(out.levels[8 * k + e], _mm512_and_si512(v[d], low4));
+      _mm512_store_si512(out.levels[8 * k + 4 + e], _mm512_and_si512(_mm512_maskz_srli_epi32(kAll16, v[d], 4), low4));
+    }
+  }
+  const __m512 minus8 = _mm512_set1_ps(-8.0f);
+  for (int k = 0; k < 8; ++k) {
+    const __m512 d = half_to_float(gather_word(b, kBlock * k), false);
+    _mm512_store_ps(out.scale[2 * k], d);
+    _mm512_store_ps(out.offset[2 * k], _mm512_mul_ps(d, minus8));
+  }
+}
+#endif
+
+// The fused builder for `type`'s whole superblocks, or null (unpack, then interleave).
+using BuildFn = void (*)(const RowBlocks&, LaneSuperblock&);
+BuildFn fused_builder(GgmlType type) {
+  switch (type) {
+    case GgmlType::Q4_K: return build_q4_k;
+    case GgmlType::Q6_K: return build_q6_k;
+#ifdef __AVX512VBMI__
+    case GgmlType::Q4_0: return build_q4_0;
+#endif
+    default: return nullptr;
+  }
+}
+
 // y[b0 + b][16 rows] (+)= the panel's n_sb superblocks (from superblock sb0
 // of the row) times batch rows b0 .. b0 + MB. G: elements per scale group
 // (32 where pairs of 16-element groups share scale and offset, else 16).
@@ -268,6 +318,7 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
                     int64_t r_end) {
   const UnpackFn unpack = quant_unpacker(w.type);
   const bool int_scales = has_int_scales(w.type);
+  const BuildFn build = fused_builder(w.type);
   const auto& traits = gguf::ggml_type_traits(w.type);
   const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
   const int64_t sb_bytes = kSuperblock / traits.block_size * traits.type_size;
@@ -282,7 +333,8 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
       const int64_t n_sb = std::min(kLaneSuperblocks, x.n_sb - sb0);
       for (int64_t s = 0; s < n_sb; ++s) {
         const int64_t sb = sb0 + s;
-        if (w.type == GgmlType::Q4_K || w.type == GgmlType::Q6_K) {
+        const int n_valid = valid_in(sb, w.cols);
+        if (build != nullptr && n_valid == kSuperblock) {
           RowBlocks blocks;
           alignas(64) int32_t offsets[kLaneRows];
           for (int r = 0; r < kLaneRows; ++r) {
@@ -294,10 +346,7 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
               _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T0);
           }
           blocks.offsets = _mm512_load_si512(offsets);
-          if (w.type == GgmlType::Q4_K)
-            build_q4_k(blocks, panel[s]);
-          else
-            build_q6_k(blocks, panel[s]);
+          build(blocks, panel[s]);
           continue;
         }
         for (int r = 0; r < kLaneRows; ++r) {
@@ -306,7 +355,7 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
           const uint8_t* ahead = row + (sb + kLaneSuperblocks) * sb_bytes;
           for (int64_t line = 0; line < sb_bytes; line += 64)
             _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T0);
-          unpack(row, sb, valid_in(sb, w.cols), stage[r]);
+          unpack(row, sb, n_valid, stage[r]);
         }
         interleave(stage, int_scales, panel[s]);
       }
