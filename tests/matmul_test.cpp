@@ -261,6 +261,24 @@ TEST(Matmul, QuantBatchOneIsTheSameSumAsSmallBatches) {
   }
 }
 
+TEST(Matmul, QuantLanesEveryBatchTileAndRowGroup) {
+  // Batches above 4 take the 16-weight-rows-in-lanes path with AVX512-VNNI
+  // (matmul_quant_lanes.cpp): tiles of 8 batch rows plus a tail of 1-7; 37
+  // rows end in a group of 5 lanes. Q4_0 at 544 columns has a short last
+  // superblock (built generically after two fused ones); Q4_1 and Q5_K are
+  // always built generically, Q4_K, Q6_K and Q4_0 from their blocks.
+  ThreadPool one(1), two(2);
+  for (MatmulIsa isa : isas()) {
+    for (int64_t batch = 5; batch <= 24; ++batch) {
+      check_matmul(GgmlType::Q4_0, 37, 544, batch, batch % 2 ? one : two, isa);
+      check_matmul(GgmlType::Q4_K, 37, 512, batch, batch % 2 ? two : one, isa);
+      check_matmul(GgmlType::Q6_K, 37, 512, batch, batch % 2 ? one : two, isa);
+    }
+    check_matmul(GgmlType::Q4_1, 37, 288, 13, two, isa);
+    check_matmul(GgmlType::Q5_K, 37, 768, 13, two, isa);
+  }
+}
+
 TEST(Matmul, LargeKCrossesSeveralKBlocks) {
   ThreadPool two(2);
   check_matmul(GgmlType::F16, 50, 2048 + 8, 6, two);
