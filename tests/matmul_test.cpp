@@ -237,13 +237,16 @@ TEST(Matmul, OneAndTwoThreadsAgreeExactly) {
 }
 
 TEST(Matmul, QuantBatchOneIsTheSameSumAsSmallBatches) {
-  // Batch 1 of the K-quants runs its own row loop (AVX-512, superblocks
-  // unpacked in registers); it must give each row exactly what the panel
-  // tiles give that row within a batch of 2-4 (same operations, same order).
+  // Batch 1 runs its own row loop (AVX-512, superblocks unpacked in
+  // registers: matmul_quant_stream.cpp); it must give each row exactly what
+  // the panel tiles give that row within a batch of 2-4 (same operations,
+  // same order). The 32-element block types end in a short superblock (96
+  // of 256 elements: masked loads there).
   ThreadPool two(2);
-  for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q4_0}) {
+  for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q4_0, GgmlType::Q4_1,
+                        GgmlType::Q5_0, GgmlType::Q5_1}) {
     SCOPED_TRACE(gguf::ggml_type_traits(type).name);
-    const int64_t rows = 37, cols = 1024 + 256;
+    const int64_t rows = 37, cols = gguf::ggml_type_traits(type).block_size == 256 ? 1024 + 256 : 1024 + 256 + 96;
     auto w = make_weights(type, rows, cols, 21);
     std::vector<float> x(size_t(4 * cols));
     for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(double(i) * 0.61));

@@ -5,7 +5,10 @@
 // part is exact, so the results are bit-identical to it.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
+#include <utility>
 
 #include "kernels/attention_simd.h"
 #include "kernels/matmul_quant.h"
@@ -146,6 +149,129 @@ void rows(const WeightMatrix& w, const QuantizedX& x, float* y, int64_t r_begin,
   }
 }
 
+#ifdef __AVX512VBMI__
+// The 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1): a superblock is 8
+// blocks of {f16 d, [f16 m], [32 fifth bits], 16 nibble bytes}. Per
+// superblock the (at most 192) bytes are read in three 64-byte registers,
+// the 8 blocks' nibble bytes made contiguous and their f16 scales collected
+// with byte/word permutes; per 64-element chunk (blocks 2c, 2c + 1) the
+// levels are the nibbles split in registers, ORed with the fifth bits. The
+// operations per chunk and superblock are quant_tile's (matmul_quant.cpp)
+// with MB = 1, in its order, so batch 1 equals the panel tiles bit for bit.
+template <class Block>
+struct BlockLayout {
+  static constexpr int kBytes = sizeof(Block);
+  static constexpr int kQs = offsetof(Block, qs);
+  static constexpr bool kHasMin = requires(Block b) { b.m; };
+  static constexpr bool kHasQh = requires(Block b) { b.qh; };
+  static int min_offset() {
+    if constexpr (kHasMin) return offsetof(Block, m);
+    return 0;
+  }
+  static int qh_offset() {
+    if constexpr (kHasQh) return offsetof(Block, qh);
+    return 0;
+  }
+};
+
+// Word/byte permute indexes of one layout: element i of the result takes
+// byte (word) `at(i)` of the pair (lo, hi) of 64-byte registers loaded at
+// `base` and base + 64.
+template <class Index>
+__m512i byte_index(Index at, int base) {
+  alignas(64) uint8_t idx[64];
+  for (int i = 0; i < 64; ++i) idx[i] = uint8_t(at(i) - base);
+  return _mm512_load_si512(idx);
+}
+template <class Index>
+__m512i word_index(Index at, int base) {
+  alignas(64) uint16_t idx[32];
+  for (int i = 0; i < 32; ++i) idx[i] = uint16_t((at(i) - base) / 2);
+  return _mm512_load_si512(idx);
+}
+
+template <class Block, int kLevelOffset>  // kLevelOffset: -8 (Q4_0), -16 (Q5_0) or 0 (the types with m)
+void rows_32(const WeightMatrix& w, const QuantizedX& x, float* y, int64_t r_begin, int64_t r_end) {
+  using L = BlockLayout<Block>;
+  constexpr int kSbBytes = 8 * L::kBytes;
+  // Nibble bytes: blocks 0-3 from registers (0, 64), blocks 4-7 from (64, 128).
+  const __m512i qs_lo = byte_index([](int i) { return L::kBytes * (i / 16) + L::kQs + i % 16; }, 0);
+  const __m512i qs_hi = byte_index([](int i) { return L::kBytes * (4 + i / 16) + L::kQs + i % 16; }, 64);
+  // f16 d (and m) of block k in word k: blocks 0-3 from (0, 64), 4-7 from (64, 128).
+  const auto half_index = [](int field) {
+    return std::pair{word_index([=](int i) { return L::kBytes * (i % 4) + field; }, 0),
+                     word_index([=](int i) { return L::kBytes * (4 + i % 4) + field; }, 64)};
+  };
+  const auto [d_lo, d_hi] = half_index(0);
+  const auto [m_lo, m_hi] = half_index(L::min_offset());
+  // Chunk c's 128-bit lanes: nibble bytes of block 2c, 2c, 2c + 1, 2c + 1,
+  // shifted right by 0, 4, 0, 4 bits (low nibbles are elements 0-15).
+  const __m512i nibble_shift = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
+                                                 0x0004000400040004, 0x0004000400040004);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
+  const __mmask64 tail_bytes = (~__mmask64(0)) >> (64 - (kSbBytes - 128));
+  const int64_t n_sb = x.n_sb;
+  const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * row_bytes;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t sb = 0; sb < n_sb; ++sb) {
+      const uint8_t* p = row + sb * kSbBytes;
+      for (int line = 0; line < kSbBytes; line += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + line), _MM_HINT_T0);
+      // A short last superblock: bytes past the row's end read as zero, so
+      // their levels, scales and offsets are 0, as the unpacker's clear_tail.
+      const int valid_bytes = int(std::min<int64_t>(kSbBytes, row_bytes - sb * kSbBytes));
+      const auto mask_from = [&](int at) -> __mmask64 {
+        const int n = std::clamp(valid_bytes - at, 0, 64);
+        return n == 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1;
+      };
+      const __m512i b0 = _mm512_maskz_loadu_epi8(mask_from(0), p);
+      const __m512i b1 = _mm512_maskz_loadu_epi8(mask_from(64), p + 64);
+      const __m512i b2 = _mm512_maskz_loadu_epi8(mask_from(128) & tail_bytes, p + 128);
+      const __m512i qs[2] = {_mm512_maskz_permutex2var_epi8(~__mmask64(0), b0, qs_lo, b1),
+                             _mm512_maskz_permutex2var_epi8(~__mmask64(0), b1, qs_hi, b2)};
+      const auto halves = [&](__m512i lo_index, __m512i hi_index) {  // 8 f16 -> 8 f32 (lanes 0-7)
+        const __m512i lo = _mm512_maskz_permutex2var_epi16(__mmask32(0xF), b0, lo_index, b1);
+        const __m512i both = _mm512_or_si512(lo, _mm512_maskz_permutex2var_epi16(__mmask32(0xF0), b1, hi_index, b2));
+        return _mm512_maskz_cvtph_ps(kAll16, _mm512_maskz_extracti64x4_epi64(__mmask8(0xF), both, 0));
+      };
+      const __m512 d8 = halves(d_lo, d_hi);
+      // The per-16 scale and offset tables of the unpacker: group g is block g / 2.
+      const __m512i group_block = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+      const __m512 offsets = L::kHasMin ? _mm512_maskz_permutexvar_ps(kAll16, group_block, halves(m_lo, m_hi))
+                                        : _mm512_mul_ps(_mm512_set1_ps(float(kLevelOffset)),
+                                                        _mm512_maskz_permutexvar_ps(kAll16, group_block, d8));
+      uint64_t fifth[4] = {};
+      if constexpr (L::kHasQh) {
+        for (int c = 0; c < 4; ++c) {
+          uint32_t qh[2] = {};
+          for (int k = 0; k < 2; ++k)
+            if (L::kBytes * (2 * c + k) < valid_bytes) std::memcpy(&qh[k], p + L::kBytes * (2 * c + k) + L::qh_offset(), 4);
+          fifth[c] = uint64_t(qh[0]) | uint64_t(qh[1]) << 32;
+        }
+      }
+      __m512 part = _mm512_setzero_ps();
+      for (int c = 0; c < 4; ++c) {
+        // Lanes: block 2c low, 2c high, 2c + 1 low, 2c + 1 high nibbles.
+        const __m512i pair = _mm512_maskz_shuffle_i64x2(__mmask8(0xFF), qs[c / 2], qs[c / 2], c % 2 == 0 ? 0x50 : 0xFA);
+        __m512i levels = _mm512_and_si512(_mm512_maskz_srlv_epi16(kAll32, pair, nibble_shift), low4);
+        if constexpr (L::kHasQh) levels = _mm512_or_si512(levels, _mm512_maskz_mov_epi8(fifth[c], bit4));
+        const __m512i xq = _mm512_load_si512(x.q + sb * kSuperblock + 64 * c);
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, xq);
+        const __m512i scale_index = _mm512_setr_epi32(2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c,
+                                                      2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                                      2 * c + 1, 2 * c + 1, 2 * c + 1);
+        const __m512 scale = _mm512_maskz_permutexvar_ps(kAll16, scale_index, d8);
+        part = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, dot), scale, part);
+      }
+      acc = _mm512_fmadd_ps(part, _mm512_set1_ps(x.scale[sb]), acc);
+      acc = _mm512_fmadd_ps(offsets, _mm512_loadu_ps(x.group_sums + sb * kGroups), acc);
+    }
+    y[r] = simd::hsum(acc);
+  }
+}
+#endif
+
 }  // namespace
 
 bool multiply_row_stream(const WeightMatrix& w, const QuantizedX& x, float* y, int64_t r_begin, int64_t r_end) {
@@ -153,6 +279,12 @@ bool multiply_row_stream(const WeightMatrix& w, const QuantizedX& x, float* y, i
     case GgmlType::Q4_K: rows<tensor::BlockQ4_K, load_q4_k>(w, x, y, r_begin, r_end); return true;
     case GgmlType::Q5_K: rows<tensor::BlockQ5_K, load_q5_k>(w, x, y, r_begin, r_end); return true;
     case GgmlType::Q6_K: rows<tensor::BlockQ6_K, load_q6_k>(w, x, y, r_begin, r_end); return true;
+#ifdef __AVX512VBMI__
+    case GgmlType::Q4_0: rows_32<tensor::BlockQ4_0, -8>(w, x, y, r_begin, r_end); return true;
+    case GgmlType::Q4_1: rows_32<tensor::BlockQ4_1, 0>(w, x, y, r_begin, r_end); return true;
+    case GgmlType::Q5_0: rows_32<tensor::BlockQ5_0, -16>(w, x, y, r_begin, r_end); return true;
+    case GgmlType::Q5_1: rows_32<tensor::BlockQ5_1, 0>(w, x, y, r_begin, r_end); return true;
+#endif
     default: return false;
   }
 }
