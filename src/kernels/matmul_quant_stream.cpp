@@ -262,7 +262,8 @@ void rows_32(const WeightMatrix& w, const QuantizedX& x, float* y, int64_t r_beg
       __m512 part = _mm512_setzero_ps();
       for (int c = 0; c < 4; ++c) {
         // Lanes: block 2c low, 2c high, 2c + 1 low, 2c + 1 high nibbles.
-        const __m512i pair = _mm512_maskz_shuffle_i64x2(__mmask8(0xFF), qs[c / 2], qs[c / 2], c % 2 == 0 ? 0x50 : 0xFA);
+        const __m512i pair = c % 2 == 0 ? _mm512_maskz_shuffle_i64x2(__mmask8(0xFF), qs[c / 2], qs[c / 2], 0x50)
+                                        : _mm512_maskz_shuffle_i64x2(__mmask8(0xFF), qs[c / 2], qs[c / 2], 0xFA);
         __m512i levels = _mm512_and_si512(_mm512_maskz_srlv_epi16(kAll32, pair, nibble_shift), low4);
         if constexpr (L::kHasQh) levels = _mm512_or_si512(levels, _mm512_maskz_mov_epi8(fifth[c], bit4));
         const __m512i xq = _mm512_load_si512(x.q + sb * kSuperblock + 64 * c);
