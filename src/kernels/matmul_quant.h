@@ -67,10 +67,11 @@ UnpackFn quant_unpacker(gguf::GgmlType type);
 // True when `type` takes this path (with either instruction set).
 bool has_quant_path(gguf::GgmlType type, bool avx512);
 
-// Batch 1 of Q4_K/Q5_K/Q6_K with AVX512-VNNI (matmul_quant_stream.cpp):
-// y[r] for r in [r_begin, r_end), one row at a time with each superblock
-// unpacked in registers; bit-identical to the panel path at batch 1. False
-// (nothing done) for other types or builds.
+// Batch 1 of Q4_K/Q5_K/Q6_K with AVX512-VNNI, and of Q4_0/Q4_1/Q5_0/Q5_1
+// where VBMI is there too (matmul_quant_stream.cpp): y[r] for r in
+// [r_begin, r_end), one row at a time with each superblock unpacked in
+// registers; bit-identical to the panel path at batch 1. False (nothing
+// done) for other types or builds.
 bool multiply_row_stream(const WeightMatrix& w, const QuantizedX& x, float* y, int64_t r_begin, int64_t r_end);
 
 // Batches above 4 with AVX512-VNNI (matmul_quant_lanes.cpp): 16 weight rows

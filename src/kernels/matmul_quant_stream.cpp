@@ -1,8 +1,9 @@
-// Batch 1 of the K-quants on AVX-512: one weight row at a time, each
-// superblock unpacked in registers and multiplied at once (no panel store
-// and reload). The operations per superblock are the panel tile's
-// (quant_tile_int_scales with MB = 1) in the same order, and the integer
-// part is exact, so the results are bit-identical to it.
+// Batch 1 on AVX-512 (K-quants; with VBMI also Q4_0, Q4_1, Q5_0, Q5_1): one
+// weight row at a time, each superblock unpacked in registers and
+// multiplied at once (no panel store and reload). The operations per
+// superblock are the panel tile's (quant_tile_int_scales, or quant_tile for
+// the 32-block types, with MB = 1) in the same order, and the integer part
+// is exact, so the results are bit-identical to it.
 #include <immintrin.h>
 
 #include <algorithm>
