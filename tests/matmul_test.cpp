@@ -252,13 +252,16 @@ TEST(Matmul, OneAndTwoThreadsAgreeExactly) {
 }
 
 TEST(Matmul, QuantBatchOneIsTheSameSumAsSmallBatches) {
-  // Batch 1 of the K-quants runs its own row loop (AVX-512, superblocks
-  // unpacked in registers); it must give each row exactly what the panel
-  // tiles give that row within a batch of 2-4 (same operations, same order).
+  // Batch 1 runs its own row loop (AVX-512, superblocks unpacked in
+  // registers: matmul_quant_stream.cpp); it must give each row exactly what
+  // the panel tiles give that row within a batch of 2-4 (same operations,
+  // same order). The 32-element block types end in a short superblock (96
+  // of 256 elements: masked loads there).
   ThreadPool two(2);
-  for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q4_0}) {
+  for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q4_0, GgmlType::Q4_1,
+                        GgmlType::Q5_0, GgmlType::Q5_1}) {
     SCOPED_TRACE(gguf::ggml_type_traits(type).name);
-    const int64_t rows = 37, cols = 1024 + 256;
+    const int64_t rows = 37, cols = gguf::ggml_type_traits(type).block_size == 256 ? 1024 + 256 : 1024 + 256 + 96;
     auto w = make_weights(type, rows, cols, 21);
     std::vector<float> x(size_t(4 * cols));
     for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(double(i) * 0.61));
@@ -273,6 +276,24 @@ TEST(Matmul, QuantBatchOneIsTheSameSumAsSmallBatches) {
             << "batch " << batch << " row " << b;
       }
     }
+  }
+}
+
+TEST(Matmul, QuantLanesEveryBatchTileAndRowGroup) {
+  // Batches above 4 take the 16-weight-rows-in-lanes path with AVX512-VNNI
+  // (matmul_quant_lanes.cpp): tiles of 8 batch rows plus a tail of 1-7; 37
+  // rows end in a group of 5 lanes. Q4_0 at 544 columns has a short last
+  // superblock (built generically after two fused ones); Q4_1 and Q5_K are
+  // always built generically, Q4_K, Q6_K and Q4_0 from their blocks.
+  ThreadPool one(1), two(2);
+  for (MatmulIsa isa : isas()) {
+    for (int64_t batch = 5; batch <= 24; ++batch) {
+      check_matmul(GgmlType::Q4_0, 37, 544, batch, batch % 2 ? one : two, isa);
+      check_matmul(GgmlType::Q4_K, 37, 512, batch, batch % 2 ? two : one, isa);
+      check_matmul(GgmlType::Q6_K, 37, 512, batch, batch % 2 ? one : two, isa);
+    }
+    check_matmul(GgmlType::Q4_1, 37, 288, 13, two, isa);
+    check_matmul(GgmlType::Q5_K, 37, 768, 13, two, isa);
   }
 }
 

@@ -8,7 +8,11 @@
 // activations, that element moves by one level (dx = amax/127) and the
 // logits of that row by up to ~1e-2 relative. That is the quantization's
 // own resolution, not a divergence of the modes: it happened in 3 of 528
-// rows (b = 17 only) when this test was written.
+// rows (b = 17 only) when this test was written. Such a row's sample then
+// writes different K/V (and, at a near-tie, may take a different greedy
+// token), so it is counted once and its later steps are not compared; with
+// the lanes kernels (batches above 4) the sanitizer build's different
+// rounding showed one such flip at b = 17 cascade into 9 rows and a token.
 // The shape is small but 256-wide, so Q4_K and Q6_K (not their short-row
 // fallbacks) are what runs; ffn 512 keeps ffn_down on K-quants too.
 #include <gtest/gtest.h>
@@ -108,16 +112,25 @@ TEST(QuantizedModel, BifurcatedEqualsReplicatedGreedy) {
       SCOPED_TRACE(testing::Message() << c.tag << " b=" << b);
       const GreedyRun bif = decode_greedy(*model, true, b, 8, pool);
       const GreedyRun rep = decode_greedy(*model, false, b, 8, pool);
+      // A sample whose row flipped (an activation crossed an int8 rounding
+      // boundary) writes different K/V from then on, so its later steps
+      // are not compared: one flip is one event, not a cascade of rows.
+      std::vector<bool> diverged(static_cast<size_t>(b), false);
       for (size_t s = 0; s < bif.logits.size(); ++s) {
-        EXPECT_EQ(bif.tokens[s], rep.tokens[s]) << "step " << s;
         for (int i = 0; i < b; ++i) {
+          if (diverged[size_t(i)]) continue;
           const float* x = bif.logits[s].data() + size_t(i) * size_t(n_vocab);
           const float* r = rep.logits[s].data() + size_t(i) * size_t(n_vocab);
           const double error = relative_error(x, std::vector<float>(r, r + n_vocab));
           ++rows;
-          if (error > 1e-5) ++flipped;
           // One int8 level of one activation: <= ~1 % of the logits' range.
           EXPECT_LT(error, 3e-2) << "step " << s << " sample " << i;
+          if (error > 1e-5) {
+            ++flipped;
+            diverged[size_t(i)] = true;
+            continue;  // a near-tie may then pick a different greedy token
+          }
+          EXPECT_EQ(bif.tokens[s][size_t(i)], rep.tokens[s][size_t(i)]) << "step " << s << " sample " << i;
         }
       }
     }

@@ -33,7 +33,11 @@ Isa cpu_isa() {
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   if (!avx512) return Isa::avx2;
-  return __builtin_cpu_supports("avx512vnni") ? Isa::avx512vnni : Isa::avx512;
+  // The VNNI path also uses VBMI's byte permutes (the 32-block types' batch-1
+  // stream, Q4_0's lane builder): every CPU with both (Ice Lake, Zen 4 and
+  // later) takes it; Cascade Lake (VNNI without VBMI) runs the avx512 path.
+  const bool vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+  return vnni ? Isa::avx512vnni : Isa::avx512;
 }
 
 std::span<const Isa> runnable_isas() {

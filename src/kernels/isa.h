@@ -16,7 +16,7 @@ namespace bifurcate::kernels {
 // Narrowest first; each path needs everything the ones before it need.
 //   avx2        AVX2 + FMA + F16C (the floor)
 //   avx512      + AVX-512 F/BW/DQ/VL: 512-bit matmul and attention kernels
-//   avx512vnni  + AVX512-VNNI: vpdpbusd/vpdpwssd in the integer matmul
+//   avx512vnni  + AVX512-VNNI and VBMI: vpdpbusd in the integer matmul, vpermb in its unpacking
 enum class Isa { avx2, avx512, avx512vnni };
 
 // "avx2", "avx512" or "avx512vnni": the BIFURCATE_ISA spelling.

@@ -77,10 +77,13 @@
 #endif
 #endif
 #if defined(BIFURCATE_ISA_AVX512VNNI)
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512vbmi")
 #define BIFURCATE_ISA_NAMESPACE isa_avx512vnni
 #ifndef __AVX512VNNI__
 #define __AVX512VNNI__ 1
+#endif
+#ifndef __AVX512VBMI__
+#define __AVX512VBMI__ 1
 #endif
 #elif defined(BIFURCATE_ISA_AVX512)
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl")

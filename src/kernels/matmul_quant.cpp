@@ -11,7 +11,8 @@
 //  - batch <= 4 (decode): the panel is 2 rows x the whole row length, so each
 //    thread reads two sequential streams and every weight byte once.
 //  - larger batches: 16 rows x 4 superblocks (28 KiB), reused by every batch
-//    group while it sits in L1.
+//    group while it sits in L1; with AVX512-VNNI matmul_quant_lanes.cpp
+//    (16 weight rows in the lanes of a register) instead.
 #include "kernels/matmul_quant.h"
 
 #include <immintrin.h>
@@ -37,8 +38,8 @@ constexpr int64_t kPanelSuperblocks = 4;  // larger batches: superblocks per pan
 constexpr int64_t kPrefetchAhead = 8192;
 
 // Quantizes n (<= 256, a multiple of 32) floats of one superblock; q gets
-// 256 bytes (zero past n), sums 16 floats.
-void quantize_superblock(const float* x, int n, int8_t* q, float& scale, float* sums) {
+// 256 bytes (zero past n), sums 16 floats, pair_sums 8.
+void quantize_superblock(const float* x, int n, int8_t* q, float& scale, float* sums, float* pair_sums) {
   __m256 amax = _mm256_setzero_ps();
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   for (int i = 0; i < n; i += 8) amax = _mm256_max_ps(amax, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
@@ -52,13 +53,16 @@ void quantize_superblock(const float* x, int n, int8_t* q, float& scale, float* 
     // cvtps rounds to nearest even (the default MXCSR mode), as std::nearbyint.
     __m256i v[4];
     for (int j = 0; j < 4; ++j) v[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * j), inv));
+    int group_q[2];
     for (int g = 0; g < 2; ++g) {
       const __m256i s = _mm256_add_epi32(v[2 * g], v[2 * g + 1]);
       __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
       t = _mm_hadd_epi32(t, t);
       t = _mm_hadd_epi32(t, t);
-      sums[(i + 16 * g) / kGroup] = scale * float(_mm_cvtsi128_si32(t));
+      group_q[g] = _mm_cvtsi128_si32(t);
+      sums[(i + 16 * g) / kGroup] = scale * float(group_q[g]);
     }
+    pair_sums[i / 32] = scale * float(group_q[0] + group_q[1]);
     const __m256i lo = _mm256_packs_epi32(v[0], v[1]), hi = _mm256_packs_epi32(v[2], v[3]);
     const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(lo, hi),
                                                       _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
@@ -66,6 +70,7 @@ void quantize_superblock(const float* x, int n, int8_t* q, float& scale, float* 
   }
   for (int i = n; i < kSuperblock; i += 32) _mm256_store_si256(reinterpret_cast<__m256i*>(q + i), _mm256_setzero_si256());
   for (int g = n / kGroup; g < kGroups; ++g) sums[g] = 0.0f;
+  for (int j = n / 32; j < kGroups / 2; ++j) pair_sums[j] = 0.0f;
 }
 
 int valid_in(int64_t sb, int64_t cols) { return int(std::min<int64_t>(kSuperblock, cols - sb * kSuperblock)); }
@@ -239,14 +244,16 @@ QuantizedX quantize_activations(const float* x, int64_t batch, int64_t cols, Qua
   buffers.q.resize(size_t(batch * n_sb * kSuperblock));
   buffers.scale.resize(size_t(batch * n_sb));
   buffers.group_sums.resize(size_t(batch * n_sb * kGroups));
+  buffers.pair_sums.resize(size_t(batch * n_sb * kGroups / 2));
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t sb = 0; sb < n_sb; ++sb) {
       const int64_t i = b * n_sb + sb;
       quantize_superblock(x + b * cols + sb * kSuperblock, valid_in(sb, cols), buffers.q.data() + i * kSuperblock,
-                          buffers.scale[size_t(i)], buffers.group_sums.data() + i * kGroups);
+                          buffers.scale[size_t(i)], buffers.group_sums.data() + i * kGroups,
+                          buffers.pair_sums.data() + i * kGroups / 2);
     }
   }
-  return {buffers.q.data(), buffers.scale.data(), buffers.group_sums.data(), n_sb};
+  return {buffers.q.data(), buffers.scale.data(), buffers.group_sums.data(), buffers.pair_sums.data(), n_sb};
 }
 
 bool has_quant_path(GgmlType type, bool /*avx512*/) { return quant_unpacker(type) != nullptr; }
@@ -255,6 +262,7 @@ void multiply_rows_quant(const WeightMatrix& w, const QuantizedX& x, int64_t bat
                          int64_t r_end, bool avx512, AlignedBuffer<UnpackedSuperblock>& panel) {
 #ifdef __AVX512F__
   if (avx512 && batch == 1 && multiply_row_stream(w, x, y, r_begin, r_end)) return;
+  if (avx512 && batch > kDecodeMaxBatch && multiply_rows_lanes(w, x, batch, y, r_begin, r_end)) return;
   if (avx512) return multiply_rows_quant_isa<simd::IntAvx512>(w, x, batch, y, r_begin, r_end, panel);
 #endif
   (void)avx512;

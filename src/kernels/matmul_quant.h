@@ -34,11 +34,12 @@ struct QuantizedX {
   const int8_t* q = nullptr;           // [batch][n_sb * 256]
   const float* scale = nullptr;        // [batch][n_sb]: dx
   const float* group_sums = nullptr;   // [batch][n_sb][16]: dx * sum of the group's q
+  const float* pair_sums = nullptr;    // [batch][n_sb][8]: dx * sum of q over groups 2j, 2j + 1
   int64_t n_sb = 0;
 };
 struct QuantizedXBuffers {
   AlignedBuffer<int8_t> q;
-  AlignedBuffer<float> scale, group_sums;
+  AlignedBuffer<float> scale, group_sums, pair_sums;
 };
 QuantizedX quantize_activations(const float* x, int64_t batch, int64_t cols, QuantizedXBuffers& buffers);
 
@@ -68,11 +69,18 @@ UnpackFn quant_unpacker(gguf::GgmlType type);
 // True when `type` takes this path (with either instruction set).
 bool has_quant_path(gguf::GgmlType type, bool avx512);
 
-// Batch 1 of Q4_K/Q5_K/Q6_K with AVX512-VNNI (matmul_quant_stream.cpp):
-// y[r] for r in [r_begin, r_end), one row at a time with each superblock
-// unpacked in registers; bit-identical to the panel path at batch 1. False
-// (nothing done) for other types or builds.
+// Batch 1 of Q4_K/Q5_K/Q6_K with AVX512-VNNI, and of Q4_0/Q4_1/Q5_0/Q5_1
+// where VBMI is there too (matmul_quant_stream.cpp): y[r] for r in
+// [r_begin, r_end), one row at a time with each superblock unpacked in
+// registers; bit-identical to the panel path at batch 1. False (nothing
+// done) for other types or builds.
 bool multiply_row_stream(const WeightMatrix& w, const QuantizedX& x, float* y, int64_t r_begin, int64_t r_end);
+
+// Batches above 4 with AVX512-VNNI (matmul_quant_lanes.cpp): 16 weight rows
+// in the lanes of a register, 8 batch rows per tile. False (nothing done) in
+// builds without VNNI.
+bool multiply_rows_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
+                         int64_t r_end);
 
 // y[b, r] for all batch rows and r in [r_begin, r_end); y row-major with
 // w.rows columns; `panel` is the calling thread's reusable buffer.

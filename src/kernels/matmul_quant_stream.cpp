@@ -1,11 +1,15 @@
-// Batch 1 of the K-quants on AVX-512: one weight row at a time, each
-// superblock unpacked in registers and multiplied at once (no panel store
-// and reload). The operations per superblock are the panel tile's
-// (quant_tile_int_scales with MB = 1) in the same order, and the integer
-// part is exact, so the results are bit-identical to it.
+// Batch 1 on AVX-512 (K-quants; with VBMI also Q4_0, Q4_1, Q5_0, Q5_1): one
+// weight row at a time, each superblock unpacked in registers and
+// multiplied at once (no panel store and reload). The operations per
+// superblock are the panel tile's (quant_tile_int_scales, or quant_tile for
+// the 32-block types, with MB = 1) in the same order, and the integer part
+// is exact, so the results are bit-identical to it.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
+#include <utility>
 
 #include "kernels/attention_simd.h"
 #include "kernels/matmul_quant.h"
@@ -65,29 +69,38 @@ struct Superblock {
 }
 
 // Q4_K / Q5_K scales and mins: the word rearrangement of k_scales
-// (matmul_quant_unpack.cpp), in registers.
+// (matmul_quant_unpack.cpp) in one 16-byte register {d|dmin, s0, s1, s2}:
+// words [sc0-3, sc4-7, m0-3, m4-7] = [s0 & 0x3F.., (s2 & 0x0F..) | top2(s0) << 4,
+// s1 & 0x3F.., ((s2 >> 4) & 0x0F..) | top2(s1) << 4]. (The scalar word
+// arithmetic and 4 inserts it replaces were ~35 of ~80 ops per superblock.)
 template <class Block>
 [[gnu::always_inline]] inline void k_scales(const Block& b, Superblock& w) {
-  uint32_t s[3];
-  std::memcpy(s, b.scales, 12);
-  constexpr uint32_t kLow6 = 0x3F3F3F3F, kLow4 = 0x0F0F0F0F, kLow2 = 0x03030303;
-  const uint32_t m47 = ((s[2] >> 4) & kLow4) | (((s[1] >> 6) & kLow2) << 4);
-  const uint32_t m03 = s[1] & kLow6;
-  const uint32_t sc47 = (s[2] & kLow4) | (((s[0] >> 6) & kLow2) << 4);
-  const uint32_t sc03 = s[0] & kLow6;
-  const __m128i packed = _mm_setr_epi32(int(sc03), int(sc47), int(m03), int(m47));
+  static_assert(offsetof(Block, d) == 0 && offsetof(Block, dmin) == 2 && offsetof(Block, scales) == 4);
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&b));
+  const __m128i low6 = _mm_set1_epi8(0x3F), low4 = _mm_set1_epi8(0x0F), low2 = _mm_set1_epi8(0x03);
+  const __m128i s = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 1, 1));  // s0, s0, s1, s1
+  const __m128i s2 = _mm_shuffle_epi32(v, _MM_SHUFFLE(3, 3, 3, 3));
+  const __m128i top = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(s, 6), low2), 4);
+  const __m128i s2_nibbles = _mm_and_si128(_mm_srlv_epi32(s2, _mm_setr_epi32(0, 0, 0, 4)), low4);
+  const __m128i packed = _mm_blend_epi32(_mm_and_si128(s, low6), _mm_or_si128(top, s2_nibbles), 0b1010);
   w.scales16 = _mm512_maskz_cvtepu8_epi16(kAll32, _mm256_setr_m128i(packed, _mm_setzero_si128()));
   w.per_sub_block = true;
-  w.d = f16_to_f32(b.d);
+  const __m128 d_dmin = _mm_cvtph_ps(v);  // lanes 0, 1
+  w.d = _mm_cvtss_f32(d_dmin);
   const __m512 mins = _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepu8_epi32(kAll16, _mm_unpackhi_epi8(packed, packed)));
-  w.offsets = _mm512_mul_ps(mins, _mm512_set1_ps(-f16_to_f32(b.dmin)));
+  w.offsets = _mm512_mul_ps(mins, _mm512_set1_ps(-_mm_cvtss_f32(_mm_movehdup_ps(d_dmin))));
 }
 
+// 128 nibble bytes as two 64-byte registers: levels[2h] is chunk 2h's low
+// nibbles then its high ones, levels[2h + 1] chunk 2h + 1's.
 [[gnu::always_inline]] inline void load_q4_k(const tensor::BlockQ4_K& b, Superblock& w) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  for (int c = 0; c < 4; ++c) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
-    w.levels[c] = join(_mm256_and_si256(v, low4), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int h = 0; h < 2; ++h) {
+    const __m512i v = _mm512_loadu_si512(b.qs + 64 * h);
+    const __m512i lo = _mm512_and_si512(v, low4);
+    const __m512i hi = _mm512_and_si512(_mm512_maskz_srli_epi16(kAll32, v, 4), low4);
+    w.levels[2 * h] = _mm512_maskz_shuffle_i64x2(__mmask8(0xFF), lo, hi, 0x44);
+    w.levels[2 * h + 1] = _mm512_maskz_shuffle_i64x2(__mmask8(0xFF), lo, hi, 0xEE);
   }
   k_scales(b, w);
 }
@@ -146,6 +159,130 @@ void rows(const WeightMatrix& w, const QuantizedX& x, float* y, int64_t r_begin,
   }
 }
 
+#ifdef __AVX512VBMI__
+// The 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1): a superblock is 8
+// blocks of {f16 d, [f16 m], [32 fifth bits], 16 nibble bytes}. Per
+// superblock the (at most 192) bytes are read in three 64-byte registers,
+// the 8 blocks' nibble bytes made contiguous and their f16 scales collected
+// with byte/word permutes; per 64-element chunk (blocks 2c, 2c + 1) the
+// levels are the nibbles split in registers, ORed with the fifth bits. The
+// operations per chunk and superblock are quant_tile's (matmul_quant.cpp)
+// with MB = 1, in its order, so batch 1 equals the panel tiles bit for bit.
+template <class Block>
+struct BlockLayout {
+  static constexpr int kBytes = sizeof(Block);
+  static constexpr int kQs = offsetof(Block, qs);
+  static constexpr bool kHasMin = requires(Block b) { b.m; };
+  static constexpr bool kHasQh = requires(Block b) { b.qh; };
+  static int min_offset() {
+    if constexpr (kHasMin) return offsetof(Block, m);
+    return 0;
+  }
+  static int qh_offset() {
+    if constexpr (kHasQh) return offsetof(Block, qh);
+    return 0;
+  }
+};
+
+// Word/byte permute indexes of one layout: element i of the result takes
+// byte (word) `at(i)` of the pair (lo, hi) of 64-byte registers loaded at
+// `base` and base + 64.
+template <class Index>
+__m512i byte_index(Index at, int base) {
+  alignas(64) uint8_t idx[64];
+  for (int i = 0; i < 64; ++i) idx[i] = uint8_t(at(i) - base);
+  return _mm512_load_si512(idx);
+}
+template <class Index>
+__m512i word_index(Index at, int base) {
+  alignas(64) uint16_t idx[32];
+  for (int i = 0; i < 32; ++i) idx[i] = uint16_t((at(i) - base) / 2);
+  return _mm512_load_si512(idx);
+}
+
+template <class Block, int kLevelOffset>  // kLevelOffset: -8 (Q4_0), -16 (Q5_0) or 0 (the types with m)
+void rows_32(const WeightMatrix& w, const QuantizedX& x, float* y, int64_t r_begin, int64_t r_end) {
+  using L = BlockLayout<Block>;
+  constexpr int kSbBytes = 8 * L::kBytes;
+  // Nibble bytes: blocks 0-3 from registers (0, 64), blocks 4-7 from (64, 128).
+  const __m512i qs_lo = byte_index([](int i) { return L::kBytes * (i / 16) + L::kQs + i % 16; }, 0);
+  const __m512i qs_hi = byte_index([](int i) { return L::kBytes * (4 + i / 16) + L::kQs + i % 16; }, 64);
+  // f16 d (and m) of block k in word k: blocks 0-3 from (0, 64), 4-7 from (64, 128).
+  const auto half_index = [](int field) {
+    return std::pair{word_index([=](int i) { return L::kBytes * (i % 4) + field; }, 0),
+                     word_index([=](int i) { return L::kBytes * (4 + i % 4) + field; }, 64)};
+  };
+  const auto [d_lo, d_hi] = half_index(0);
+  const auto [m_lo, m_hi] = half_index(L::min_offset());
+  // Chunk c's 128-bit lanes: nibble bytes of block 2c, 2c, 2c + 1, 2c + 1,
+  // shifted right by 0, 4, 0, 4 bits (low nibbles are elements 0-15).
+  const __m512i nibble_shift = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
+                                                 0x0004000400040004, 0x0004000400040004);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
+  const __mmask64 tail_bytes = (~__mmask64(0)) >> (64 - (kSbBytes - 128));
+  const int64_t n_sb = x.n_sb;
+  const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * row_bytes;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t sb = 0; sb < n_sb; ++sb) {
+      const uint8_t* p = row + sb * kSbBytes;
+      for (int line = 0; line < kSbBytes; line += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + line), _MM_HINT_T0);
+      // A short last superblock: bytes past the row's end read as zero, so
+      // their levels, scales and offsets are 0, as the unpacker's clear_tail.
+      const int valid_bytes = int(std::min<int64_t>(kSbBytes, row_bytes - sb * kSbBytes));
+      const auto mask_from = [&](int at) -> __mmask64 {
+        const int n = std::clamp(valid_bytes - at, 0, 64);
+        return n == 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1;
+      };
+      const __m512i b0 = _mm512_maskz_loadu_epi8(mask_from(0), p);
+      const __m512i b1 = _mm512_maskz_loadu_epi8(mask_from(64), p + 64);
+      const __m512i b2 = _mm512_maskz_loadu_epi8(mask_from(128) & tail_bytes, p + 128);
+      const __m512i qs[2] = {_mm512_maskz_permutex2var_epi8(~__mmask64(0), b0, qs_lo, b1),
+                             _mm512_maskz_permutex2var_epi8(~__mmask64(0), b1, qs_hi, b2)};
+      const auto halves = [&](__m512i lo_index, __m512i hi_index) {  // 8 f16 -> 8 f32 (lanes 0-7)
+        const __m512i lo = _mm512_maskz_permutex2var_epi16(__mmask32(0xF), b0, lo_index, b1);
+        const __m512i both = _mm512_or_si512(lo, _mm512_maskz_permutex2var_epi16(__mmask32(0xF0), b1, hi_index, b2));
+        return _mm512_maskz_cvtph_ps(kAll16, _mm512_maskz_extracti64x4_epi64(__mmask8(0xF), both, 0));
+      };
+      const __m512 d8 = halves(d_lo, d_hi);
+      // The per-16 scale and offset tables of the unpacker: group g is block g / 2.
+      const __m512i group_block = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+      const __m512 offsets = L::kHasMin ? _mm512_maskz_permutexvar_ps(kAll16, group_block, halves(m_lo, m_hi))
+                                        : _mm512_mul_ps(_mm512_set1_ps(float(kLevelOffset)),
+                                                        _mm512_maskz_permutexvar_ps(kAll16, group_block, d8));
+      uint64_t fifth[4] = {};
+      if constexpr (L::kHasQh) {
+        for (int c = 0; c < 4; ++c) {
+          uint32_t qh[2] = {};
+          for (int k = 0; k < 2; ++k)
+            if (L::kBytes * (2 * c + k) < valid_bytes) std::memcpy(&qh[k], p + L::kBytes * (2 * c + k) + L::qh_offset(), 4);
+          fifth[c] = uint64_t(qh[0]) | uint64_t(qh[1]) << 32;
+        }
+      }
+      __m512 part = _mm512_setzero_ps();
+      for (int c = 0; c < 4; ++c) {
+        // Lanes: block 2c low, 2c high, 2c + 1 low, 2c + 1 high nibbles.
+        const __m512i pair = c % 2 == 0 ? _mm512_maskz_shuffle_i64x2(__mmask8(0xFF), qs[c / 2], qs[c / 2], 0x50)
+                                        : _mm512_maskz_shuffle_i64x2(__mmask8(0xFF), qs[c / 2], qs[c / 2], 0xFA);
+        __m512i levels = _mm512_and_si512(_mm512_maskz_srlv_epi16(kAll32, pair, nibble_shift), low4);
+        if constexpr (L::kHasQh) levels = _mm512_or_si512(levels, _mm512_maskz_mov_epi8(fifth[c], bit4));
+        const __m512i xq = _mm512_load_si512(x.q + sb * kSuperblock + 64 * c);
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, xq);
+        const __m512i scale_index = _mm512_setr_epi32(2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c,
+                                                      2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                                      2 * c + 1, 2 * c + 1, 2 * c + 1);
+        const __m512 scale = _mm512_maskz_permutexvar_ps(kAll16, scale_index, d8);
+        part = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, dot), scale, part);
+      }
+      acc = _mm512_fmadd_ps(part, _mm512_set1_ps(x.scale[sb]), acc);
+      acc = _mm512_fmadd_ps(offsets, _mm512_loadu_ps(x.group_sums + sb * kGroups), acc);
+    }
+    y[r] = simd::hsum(acc);
+  }
+}
+#endif
+
 }  // namespace
 
 bool multiply_row_stream(const WeightMatrix& w, const QuantizedX& x, float* y, int64_t r_begin, int64_t r_end) {
@@ -153,6 +290,12 @@ bool multiply_row_stream(const WeightMatrix& w, const QuantizedX& x, float* y, i
     case GgmlType::Q4_K: rows<tensor::BlockQ4_K, load_q4_k>(w, x, y, r_begin, r_end); return true;
     case GgmlType::Q5_K: rows<tensor::BlockQ5_K, load_q5_k>(w, x, y, r_begin, r_end); return true;
     case GgmlType::Q6_K: rows<tensor::BlockQ6_K, load_q6_k>(w, x, y, r_begin, r_end); return true;
+#ifdef __AVX512VBMI__
+    case GgmlType::Q4_0: rows_32<tensor::BlockQ4_0, -8>(w, x, y, r_begin, r_end); return true;
+    case GgmlType::Q4_1: rows_32<tensor::BlockQ4_1, 0>(w, x, y, r_begin, r_end); return true;
+    case GgmlType::Q5_0: rows_32<tensor::BlockQ5_0, -16>(w, x, y, r_begin, r_end); return true;
+    case GgmlType::Q5_1: rows_32<tensor::BlockQ5_1, 0>(w, x, y, r_begin, r_end); return true;
+#endif
     default: return false;
   }
 }

@@ -1,0 +1,178 @@
+// Batches of more than 4 rows (decode B >= 8, prefill) on the integer path
+// with AVX512-VNNI: 16 weight rows in the 16 lanes of one register.
+//
+// The panel tile (matmul_quant.cpp) keeps a row's levels along the lanes, so
+// every (batch row, weight row) pair ends each superblock with a vector to
+// convert, scale and later reduce: ~4 vector ops per 8 of dot product. Here
+// a superblock of 16 rows is interleaved once (LaneSuperblock: each 32-bit
+// lane holds 4 consecutive levels of one row), so one vpdpbusd multiplies
+// 4 levels of 16 rows by 4 int8 activations of one batch row broadcast from
+// memory, and the group scales, the activation scale and the offsets are
+// applied to 16 rows at once:
+//   per group of G elements: G/4 vpdpbusd into a zeroed int32 sum (exact:
+//     |sum| <= G * 63 * 127), one conversion and one FMA by the 16 rows'
+//     group scales into the superblock's f32 partial;
+//   per superblock: one FMA by dx, one FMA per group of the offsets with the
+//     activation group sums.
+// A register tile is 8 batch rows x 16 weight rows; the interleaved panel
+// (4 superblocks, 24 KiB) stays in L1 while every batch tile passes over it.
+// The row's result differs from the decode path's (batch <= 4) only in the
+// order of f32 additions.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/matmul_quant.h"
+#include "kernels/matmul_quant_lanes.h"
+#include "tensor/dtype.h"
+
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::detail {
+
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+namespace {
+
+using gguf::GgmlType;
+
+constexpr int64_t kLaneSuperblocks = 4;  // superblocks per interleaved panel
+constexpr int kBatchTile = 8;            // batch rows per register tile
+constexpr __mmask16 kAll16 = 0xFFFF;     // the maskz forms: g++ 12's false "uninitialized" errors otherwise
+
+// y[b0 + b][16 rows] (+)= the panel's n_sb superblocks (from superblock sb0
+// of the row) times batch rows b0 .. b0 + MB. G: elements per scale group
+// (32 where pairs of 16-element groups share scale and offset, else 16).
+template <int MB, int G>
+void lane_tile(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, int64_t b0, int64_t sb0, float* y,
+               int64_t ldy, __mmask16 rows, bool accumulate) {
+  constexpr int kSteps = G / 4;                  // dwords per group
+  constexpr int kGroupsPerSb = kSuperblock / G;  // groups per superblock
+  constexpr int kStride = G / kGroup;            // group g's entry in the per-16 tables
+  __m512 acc[MB];
+  for (int b = 0; b < MB; ++b) acc[b] = accumulate ? _mm512_maskz_loadu_ps(rows, y + b * ldy) : _mm512_setzero_ps();
+  const int64_t x_stride = x.n_sb * kSuperblock;
+  for (int64_t s = 0; s < n_sb; ++s) {
+    const int64_t sb = sb0 + s;
+    const LaneSuperblock& p = panel[s];
+    const int8_t* xq[MB];
+    for (int b = 0; b < MB; ++b) xq[b] = x.q + (b0 + b) * x_stride + sb * kSuperblock;
+    __m512 part[MB];
+    for (int b = 0; b < MB; ++b) part[b] = _mm512_setzero_ps();
+    for (int g = 0; g < kGroupsPerSb; ++g) {
+      __m512i sum[MB];
+      for (int b = 0; b < MB; ++b) sum[b] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int st = 0; st < kSteps; ++st) {
+        const int k4 = g * kSteps + st;
+        const __m512i w = _mm512_load_si512(p.levels[k4]);
+        for (int b = 0; b < MB; ++b) {
+          int32_t four;
+          std::memcpy(&four, xq[b] + 4 * k4, 4);
+          sum[b] = _mm512_dpbusd_epi32(sum[b], w, _mm512_set1_epi32(four));
+        }
+      }
+      const __m512 scale = _mm512_load_ps(p.scale[g * kStride]);
+      for (int b = 0; b < MB; ++b) part[b] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, sum[b]), scale, part[b]);
+    }
+    for (int b = 0; b < MB; ++b) {
+      const int64_t xs = (b0 + b) * x.n_sb + sb;
+      acc[b] = _mm512_fmadd_ps(part[b], _mm512_set1_ps(x.scale[xs]), acc[b]);
+      const float* sums = kStride == 2 ? x.pair_sums + xs * kGroupsPerSb : x.group_sums + xs * kGroups;
+#pragma GCC unroll 16
+      for (int g = 0; g < kGroupsPerSb; ++g)
+        acc[b] = _mm512_fmadd_ps(_mm512_load_ps(p.offset[g * kStride]), _mm512_set1_ps(sums[g]), acc[b]);
+    }
+  }
+  for (int b = 0; b < MB; ++b) _mm512_mask_storeu_ps(y + b * ldy, rows, acc[b]);
+}
+
+template <int G>
+void tiles_for_batch(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, int64_t batch, int64_t sb0,
+                     float* y, int64_t ldy, __mmask16 rows, bool accumulate) {
+  int64_t b0 = 0;
+  for (; b0 + kBatchTile <= batch; b0 += kBatchTile)
+    lane_tile<kBatchTile, G>(panel, n_sb, x, b0, sb0, y + b0 * ldy, ldy, rows, accumulate);
+  float* yb = y + b0 * ldy;
+  switch (batch - b0) {
+    case 1: lane_tile<1, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 2: lane_tile<2, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 3: lane_tile<3, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 4: lane_tile<4, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 5: lane_tile<5, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 6: lane_tile<6, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 7: lane_tile<7, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    default: break;
+  }
+}
+
+int valid_in(int64_t sb, int64_t cols) { return int(std::min<int64_t>(kSuperblock, cols - sb * kSuperblock)); }
+
+template <int G>
+void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
+                    int64_t r_end) {
+  const UnpackFn unpack = quant_unpacker(w.type);
+  const bool int_scales = has_int_scales(w.type);
+  const BuildFn build = fused_builder(w.type);
+  const auto& traits = gguf::ggml_type_traits(w.type);
+  const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
+  const int64_t sb_bytes = kSuperblock / traits.block_size * traits.type_size;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  // Scratch on the stack (31 KiB): no per-thread buffers to manage.
+  UnpackedSuperblock stage[kLaneRows];
+  LaneSuperblock panel[kLaneSuperblocks];
+  for (int64_t g0 = r_begin; g0 < r_end; g0 += kLaneRows) {
+    const int n_rows = int(std::min<int64_t>(kLaneRows, r_end - g0));
+    const __mmask16 rows = __mmask16((1u << n_rows) - 1);
+    for (int64_t sb0 = 0; sb0 < x.n_sb; sb0 += kLaneSuperblocks) {
+      const int64_t n_sb = std::min(kLaneSuperblocks, x.n_sb - sb0);
+      for (int64_t s = 0; s < n_sb; ++s) {
+        const int64_t sb = sb0 + s;
+        const int n_valid = valid_in(sb, w.cols);
+        if (build != nullptr && n_valid == kSuperblock) {
+          RowBlocks blocks;
+          alignas(64) int32_t offsets[kLaneRows];
+          for (int r = 0; r < kLaneRows; ++r) {
+            // Lanes past the task's last row repeat it; their sums are not stored.
+            offsets[r] = int32_t(std::min(r, n_rows - 1) * row_bytes);
+            blocks.rows[r] = base + g0 * row_bytes + offsets[r] + sb * sb_bytes;
+            const uint8_t* ahead = blocks.rows[r] + kLaneSuperblocks * sb_bytes;
+            for (int64_t line = 0; line < sb_bytes; line += 64)
+              _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T0);
+          }
+          blocks.offsets = _mm512_load_si512(offsets);
+          build(blocks, panel[s]);
+          continue;
+        }
+        for (int r = 0; r < kLaneRows; ++r) {
+          // Lanes past the task's last row repeat it; their sums are not stored.
+          const uint8_t* row = base + (g0 + std::min(r, n_rows - 1)) * row_bytes;
+          const uint8_t* ahead = row + (sb + kLaneSuperblocks) * sb_bytes;
+          for (int64_t line = 0; line < sb_bytes; line += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T0);
+          unpack(row, sb, n_valid, stage[r]);
+        }
+        interleave(stage, int_scales, panel[s]);
+      }
+      tiles_for_batch<G>(panel, n_sb, x, batch, sb0, y + g0, w.rows, rows, sb0 > 0);
+    }
+  }
+}
+}  // namespace
+
+bool multiply_rows_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
+                         int64_t r_end) {
+  if (quant_unpacker(w.type) == nullptr) return false;
+  // Q6_K has a scale per 16 elements; every other type shares one per 32.
+  if (w.type == GgmlType::Q6_K)
+    multiply_lanes<16>(w, x, batch, y, r_begin, r_end);
+  else
+    multiply_lanes<32>(w, x, batch, y, r_begin, r_end);
+  return true;
+}
+
+#else
+
+bool multiply_rows_lanes(const WeightMatrix&, const QuantizedX&, int64_t, float*, int64_t, int64_t) { return false; }
+
+#endif
+
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail
