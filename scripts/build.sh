@@ -5,7 +5,7 @@
 #   sanitize  build-sanitize/  ASan + UBSan
 #   avx2      build-avx2/      -O3 for the portable floor (AVX2/FMA/F16C, no -march=native):
 #                              the kernels' AVX2 paths, never compiled on an AVX-512 host otherwise
-#   tsan      build-tsan/      ThreadSanitizer; builds only the scheduler tests (test.sh runs them)
+#   tsan      build-tsan/      ThreadSanitizer; builds only the scheduler and in-process HTTP server tests (test.sh runs them)
 #   fuzz      build-fuzz/      clang, libFuzzer + ASan + UBSan: the fuzz/ targets only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ case "$flavour" in
   release)  dir=build;          opts=(-DCMAKE_BUILD_TYPE=Release) ;;
   sanitize) dir=build-sanitize; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_SANITIZE=ON) ;;
   avx2)     dir=build-avx2;     opts=(-DCMAKE_BUILD_TYPE=Release -DBIFURCATE_NATIVE=OFF) ;;
-  tsan)     dir=build-tsan;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_TSAN=ON); targets=(--target engine_scheduler_test) ;;
+  tsan)     dir=build-tsan;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_TSAN=ON); targets=(--target engine_scheduler_test server_http_test) ;;
   fuzz)     dir=build-fuzz;     opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DBIFURCATE_FUZZ=ON
                                       -DCMAKE_CXX_COMPILER=clang++) ;;
   *) echo "build.sh: unknown flavour '$flavour' (use release, sanitize, avx2, tsan or fuzz)" >&2; exit 2 ;;

@@ -12,7 +12,7 @@ FLAVOURS=(
   "release  build"
   "sanitize build-sanitize"
   "avx2     build-avx2"
-  "tsan     build-tsan      -R Scheduler"
+  "tsan     build-tsan      -R Scheduler|ServerHttp"
   "fuzz     build-fuzz"
 )
 for line in "${FLAVOURS[@]}"; do

@@ -45,6 +45,10 @@ class HttpServer {
   // call cancels the running requests at once.
   void shutdown();
 
+  // The port listened on once run() has bound it (before the model loads);
+  // 0 before. For `--port 0` and in-process tests.
+  int port() const { return port_.load(); }
+
  private:
   enum class State { loading, ready, draining };
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
@@ -66,9 +70,10 @@ class HttpServer {
   EngineOptions engine_options_;
   std::unique_ptr<httplib::Server> http_;
   std::unique_ptr<Engine> engine_;
-  std::function<std::string(const nlohmann::json& messages)> render_chat_;  // server/chat_renderer.h
+  std::function<std::string(const nlohmann::json& messages, const nlohmann::json& tools)> render_chat_;  // server/chat_renderer.h
   std::string model_id_;
   std::atomic<State> state_{State::loading};
+  std::atomic<int> port_{0};
   Metrics metrics_;
   ConnectionWatch watch_;
   std::mutex mutex_;
