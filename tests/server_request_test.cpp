@@ -81,6 +81,13 @@ TEST_F(ServerRequest, FieldsMapToTheEngineRequest) {
   EXPECT_EQ(g.stop, std::vector<std::string>{"END"});
   EXPECT_TRUE(r.logprobs);
   EXPECT_TRUE(r.echo);
+  // logit_bias: token id keys, biases as given (keys in nlohmann's sorted order).
+  const ParsedRequest biased = parse({{"prompt", "x"}, {"logit_bias", {{"7", -100}, {"12", 3.5}}}});
+  EXPECT_EQ(biased.generation.sampling.logit_bias, (std::vector<std::pair<int32_t, float>>{{12, 3.5f}, {7, -100.0f}}));
+  EXPECT_TRUE(parse({{"prompt", "x"}, {"logit_bias", json::object()}}).generation.sampling.logit_bias.empty());
+  // What clients send for "unset" or the default is accepted.
+  EXPECT_NO_THROW(parse({{"prompt", "x"}, {"suffix", ""}, {"response_format", {{"type", "text"}}}}));
+  EXPECT_NO_THROW(parse({{"prompt", "x"}, {"suffix", nullptr}}));
   // Without best_of the choices stay in draw order.
   EXPECT_EQ(parse({{"prompt", "x"}, {"n", 3}}).generation.ranking, Ranking::none);
 }
@@ -96,7 +103,15 @@ TEST_F(ServerRequest, BadFieldsAre400sNamingTheField) {
       {{{"prompt", "x"}, {"best_of", 1}, {"n", 2}}, "best_of"},
       {{{"prompt", "x"}, {"best_of", 2}, {"stream", true}}, "best_of"},
       {{{"prompt", "x"}, {"stop", json::array({1})}}, "stop"},
-      {{{"prompt", "x"}, {"logit_bias", {{"1", 5}}}}, "logit_bias"},
+      {{{"prompt", "x"}, {"logit_bias", {{"one", 5}}}}, "logit_bias"},
+      {{{"prompt", "x"}, {"logit_bias", {{"-1", 5}}}}, "logit_bias"},
+      {{{"prompt", "x"}, {"logit_bias", {{"512", 5}}}}, "logit_bias"},  // the vocabulary is 512
+      {{{"prompt", "x"}, {"logit_bias", {{"7", 100.5}}}}, "logit_bias"},
+      {{{"prompt", "x"}, {"logit_bias", {{"7", "5"}}}}, "logit_bias"},
+      {{{"prompt", "x"}, {"logit_bias", json::array({7, 5})}}, "logit_bias"},
+      {{{"prompt", "x"}, {"suffix", "the end"}}, "suffix"},
+      {{{"prompt", "x"}, {"response_format", {{"type", "json_object"}}}}, "response_format"},
+      {{{"prompt", "x"}, {"response_format", "json"}}, "response_format"},
       {{{"prompt", json::array({0, 512})}}, "prompt"},
       {{{"prompt", json::array()}}, "prompt"},
       {{{"prompt", "x"}, {"model", "other"}}, "model"},

@@ -12,7 +12,8 @@
 
 namespace bifurcate::server {
 
-using ChatRenderer = std::function<std::string(const nlohmann::json& messages)>;
+// The messages and the offered tools (null: none) to the prompt text.
+using ChatRenderer = std::function<std::string(const nlohmann::json& messages, const nlohmann::json& tools)>;
 
 // Parses the template once. Throws Error if `template_file` cannot be read
 // or parsed; a model's own template that does not parse falls back to
