@@ -112,6 +112,7 @@ TEST_F(ServerRequest, BadFieldsAre400sNamingTheField) {
       {{{"prompt", "x"}, {"suffix", "the end"}}, "suffix"},
       {{{"prompt", "x"}, {"response_format", {{"type", "json_object"}}}}, "response_format"},
       {{{"prompt", "x"}, {"response_format", "json"}}, "response_format"},
+      {{{"prompt", "x"}, {"response_format", {{"type", 1}}}}, "response_format"},
       {{{"prompt", json::array({0, 512})}}, "prompt"},
       {{{"prompt", json::array()}}, "prompt"},
       {{{"prompt", "x"}, {"model", "other"}}, "model"},
@@ -123,6 +124,53 @@ TEST_F(ServerRequest, BadFieldsAre400sNamingTheField) {
   }
   EXPECT_EQ(error_of(json::array()).status(), 400);
   EXPECT_THROW(parse_body("{\"prompt\": "), ApiError);
+}
+
+// What reaches the chat template as `tools`, and every malformed tools or
+// content part is a 400 naming its field (never a JSON type error, a 500).
+TEST_F(ServerRequest, ChatToolsReachTheTemplateUnlessWithheld) {
+  json seen_tools = "not called";
+  const ChatRender render = [&](const json& messages, const json& tools) {
+    seen_tools = tools;
+    return messages[0]["content"].get<std::string>();
+  };
+  const json tools = json::array({{{"type", "function"}, {"function", {{"name", "get_weather"}}}}});
+  const json messages = json::array({{{"role", "user"}, {"content", "hi"}}});
+  auto chat = [&](json extra) {
+    extra["messages"] = messages;
+    return parse_chat_request(extra, *engine_, limits_, "m", render);
+  };
+  chat({{"tools", tools}});
+  EXPECT_EQ(seen_tools, tools);
+  chat({{"tools", tools}, {"tool_choice", "auto"}});
+  EXPECT_EQ(seen_tools, tools);
+  chat({{"tools", tools}, {"tool_choice", "none"}});
+  EXPECT_TRUE(seen_tools.is_null());
+  chat(json::object());
+  EXPECT_TRUE(seen_tools.is_null());
+  const std::vector<std::pair<json, std::string>> cases = {
+      {{{"tools", tools}, {"tool_choice", "required"}}, "tool_choice"},
+      {{{"tools", tools}, {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_weather"}}}}}}, "tool_choice"},
+      {{{"tools", json::array({{{"type", 7}, {"function", {{"name", "f"}}}}})}}, "tools"},
+      {{{"tools", json::array({{{"type", "function"}, {"function", {{"name", 1}}}}})}}, "tools"},
+      {{{"tools", "get_weather"}}, "tools"},
+  };
+  for (const auto& [extra, param] : cases) {
+    try {
+      chat(extra);
+      ADD_FAILURE() << "accepted " << extra.dump();
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status(), 400) << extra.dump();
+      EXPECT_EQ(e.param(), param) << extra.dump() << ": " << e.what();
+    }
+  }
+  try {
+    parse_chat_request({{"messages", json::array({{{"role", "user"}, {"content", json::array({{{"type", 1}}})}}})}},
+                       *engine_, limits_, "m", render);
+    ADD_FAILURE() << "accepted a content part whose type is a number";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.param(), "messages") << e.what();
+  }
 }
 
 TEST_F(ServerRequest, PromptAsLongAsTheContextNamesBothCounts) {

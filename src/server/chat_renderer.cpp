@@ -45,7 +45,7 @@ std::shared_ptr<const chat::ChatTemplate> load_template(const ModelInfo& info, c
 
 }  // namespace
 
-ChatRenderer make_chat_renderer(const ModelInfo& info, const std::string& template_file) {
+ChatRender make_chat_renderer(const ModelInfo& info, const std::string& template_file) {
   std::shared_ptr<const chat::ChatTemplate> tmpl = load_template(info, template_file);
   chat::RenderOptions options;
   options.add_generation_prompt = true;

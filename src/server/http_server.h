@@ -19,6 +19,7 @@
 #include "bifurcate/engine.h"
 #include "server/connection_watch.h"
 #include "server/metrics.h"
+#include "server/request_parse.h"
 #include "server/server_options.h"
 
 namespace httplib {
@@ -70,7 +71,7 @@ class HttpServer {
   EngineOptions engine_options_;
   std::unique_ptr<httplib::Server> http_;
   std::unique_ptr<Engine> engine_;
-  std::function<std::string(const nlohmann::json& messages, const nlohmann::json& tools)> render_chat_;  // server/chat_renderer.h
+  ChatRender render_chat_;  // server/chat_renderer.h
   std::string model_id_;
   std::atomic<State> state_{State::loading};
   std::atomic<int> port_{0};

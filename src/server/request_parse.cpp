@@ -281,7 +281,7 @@ json parse_tools(const Fields& f) {
   if (!tools->is_array()) throw invalid_param("tools", "'tools' must be an array");
   for (size_t i = 0; i < tools->size(); ++i) {
     const json& t = (*tools)[i];
-    const bool ok = t.is_object() && t.value("type", "") == "function" && t.contains("function") &&
+    const bool ok = t.is_object() && t.contains("type") && t["type"] == "function" && t.contains("function") &&
                     t["function"].is_object() && t["function"].contains("name") && t["function"]["name"].is_string();
     if (!ok)
       throw invalid_param("tools", str("tools[", i, "] must be {\"type\": \"function\", \"function\": {\"name\": ...}}"));
@@ -297,7 +297,7 @@ std::string message_content(const json& m, size_t index) {
   if (it->is_array()) {  // content parts: only text parts can reach a text model
     std::string text;
     for (const json& part : *it) {
-      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+      if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
           !part["text"].is_string())
         throw invalid_param("messages", str("messages[", index, "].content: only parts of type 'text' are supported"));
       text += part["text"].get<std::string>();
