@@ -23,6 +23,7 @@
 // included), which scripts/bench-serve.sh records beside its JSON.
 // No dependencies beyond Node.js 18.
 import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 
 function args(argv) {
@@ -41,16 +42,31 @@ function percentile(values, p) {
   return v[Math.min(v.length - 1, Math.max(0, rank - 1))];
 }
 
+// POSTs `body` and resolves with the response stream. node:http rather than
+// fetch: fetch gives up on a response whose headers take over 300 s, and a
+// stream's headers wait for its first token, behind every queued prefill.
+function postStream(url, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' } },
+                             resolve);
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
 // One streamed request: chunk times per choice, usage.
 async function run(url, body) {
   const t0 = performance.now();
-  const res = await fetch(url + '/v1/completions', {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+  const res = await postStream(url, body);
+  if (res.statusCode !== 200) {
+    let text = '';
+    for await (const bytes of res) text += bytes;
+    throw new Error(`HTTP ${res.statusCode}: ${text}`);
+  }
   const times = [];
   let first = 0, usage = null, buffer = '';
   const decoder = new TextDecoder();
-  for await (const bytes of res.body) {
+  for await (const bytes of res) {
     const now = performance.now();
     buffer += decoder.decode(bytes, { stream: true });
     let end;

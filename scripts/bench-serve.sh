@@ -48,8 +48,11 @@ for mode in tree replicated; do
     [ -n "$url" ] && node -e "fetch('$url/health').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))" && break
     sleep 0.1
   done
-  node bench/serve_http.mjs --url "$url" --workload "$out/workload.jsonl" --label "$mode" --json "$out/http-$mode.json" \
-    --server-pid "$pid"
+  if ! node bench/serve_http.mjs --url "$url" --workload "$out/workload.jsonl" --label "$mode" \
+      --json "$out/http-$mode.json" --server-pid "$pid"; then
+    kill -TERM "$pid"  # not left running without its client
+    exit 1
+  fi
   kill -TERM "$pid"
   wait "$pid"
 done
