@@ -16,7 +16,7 @@ RUNS=(
   "release        release   build           -                   "
   "release-avx2   release   build           BIFURCATE_ISA=avx2  "
   "sanitize       sanitize  build-sanitize  -                   "
-  "tsan           tsan      build-tsan      -                   -R Scheduler"
+  "tsan           tsan      build-tsan      -                   -R Scheduler|ServerHttp"
   "fuzz           fuzz      build-fuzz      -                   "
 )
 built=" "

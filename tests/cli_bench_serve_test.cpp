@@ -33,35 +33,35 @@ TEST(CliBenchServe, TreeAndReplicatedRunTheSameWorkload) {
   EXPECT_TRUE(contains(r.out, "| tree | all |")) << r.out;
   const Json runs = parse_json(slurp(dir + "/runs.json"))["runs"];
   ASSERT_EQ(runs.size(), 2u);
-  EXPECT_EQ(runs[0]["mode"].string, "tree");
-  EXPECT_EQ(runs[1]["mode"].string, "replicated");
+  EXPECT_EQ(runs[0]["mode"].get<std::string>(), "tree");
+  EXPECT_EQ(runs[1]["mode"].get<std::string>(), "replicated");
   for (size_t i = 0; i < 2; ++i) {
-    EXPECT_EQ(runs[i]["requests"].integer(), 6);
-    EXPECT_EQ(runs[i]["generated_tokens"].integer(), 6 * 2 * 6);  // EOS ignored: exactly T per sample
-    EXPECT_GT(runs[i]["tokens_per_second"].number, 0);
-    EXPECT_LE(runs[i]["ttft_ms_p50"].number, runs[i]["ttft_ms_p99"].number);
+    EXPECT_EQ(runs[i]["requests"].get<int64_t>(), 6);
+    EXPECT_EQ(runs[i]["generated_tokens"].get<int64_t>(), 6 * 2 * 6);  // EOS ignored: exactly T per sample
+    EXPECT_GT(runs[i]["tokens_per_second"].get<double>(), 0);
+    EXPECT_LE(runs[i]["ttft_ms_p50"].get<double>(), runs[i]["ttft_ms_p99"].get<double>());
     // The steady decode step and its floor: once every prompt is in, up to 12 rows decode alone.
-    EXPECT_GT(runs[i]["decode_steps"].integer(), 0);
-    EXPECT_GE(runs[i]["decode_rows"].number, 1);
-    EXPECT_LE(runs[i]["decode_rows"].number, 12);
-    EXPECT_GT(runs[i]["decode_step_seconds"].number, 0);
-    EXPECT_GT(runs[i]["floor_seconds"].number, 0);
-    EXPECT_GT(runs[i]["read_bytes_per_second"].number, 0);
+    EXPECT_GT(runs[i]["decode_steps"].get<int64_t>(), 0);
+    EXPECT_GE(runs[i]["decode_rows"].get<double>(), 1);
+    EXPECT_LE(runs[i]["decode_rows"].get<double>(), 12);
+    EXPECT_GT(runs[i]["decode_step_seconds"].get<double>(), 0);
+    EXPECT_GT(runs[i]["floor_seconds"].get<double>(), 0);
+    EXPECT_GT(runs[i]["read_bytes_per_second"].get<double>(), 0);
   }
   // Per group the first request prefills its 75 tokens; the other two wait
   // for it and match 64 of them (70 shared, cut to two 32-token blocks).
-  EXPECT_NEAR(runs[0]["cache_hit_rate"].number, 2 * 2 * 64 / (6.0 * 75), 1e-9);
-  EXPECT_EQ(runs[1]["cache_hit_rate"].number, 0);
+  EXPECT_NEAR(runs[0]["cache_hit_rate"].get<double>(), 2 * 2 * 64 / (6.0 * 75), 1e-9);
+  EXPECT_EQ(runs[1]["cache_hit_rate"].get<double>(), 0);
 
   const Json workload = parse_json(slurp(dir + "/workload.json"));
   ASSERT_EQ(workload["requests"].size(), 6u);
   for (size_t i = 0; i < 6; ++i) {
     const Json& q = workload["requests"][i];
-    EXPECT_EQ(q["group"].integer(), int64_t(i % 2));
-    EXPECT_EQ(q["arrival_seconds"].number, 0);
+    EXPECT_EQ(q["group"].get<int64_t>(), int64_t(i % 2));
+    EXPECT_EQ(q["arrival_seconds"].get<double>(), 0);
     ASSERT_EQ(q["prompt_tokens"].size(), 75u);
     const Json& same_group = workload["requests"][i % 2];
-    for (size_t t = 0; t < 70; ++t) EXPECT_EQ(q["prompt_tokens"][t].integer(), same_group["prompt_tokens"][t].integer());
+    for (size_t t = 0; t < 70; ++t) EXPECT_EQ(q["prompt_tokens"][t].get<int64_t>(), same_group["prompt_tokens"][t].get<int64_t>());
   }
   std::filesystem::remove_all(dir);
 }

@@ -411,15 +411,15 @@ TEST_F(BenchTest, CommandWritesTableCsvJsonAndPlot) {
   // --no-roofline: no bandwidth probe, no floor; one round of 2 steps.
   const cli_test::Json doc = cli_test::parse_json(read_text(json));
   ASSERT_EQ(doc["rows"].size(), 8u);
-  for (const cli_test::Json& row : doc["rows"].array) {
-    EXPECT_EQ(row["read_gb_per_s"].kind, cli_test::Json::kNull);
-    EXPECT_EQ(row["fma_gflop_per_s"].kind, cli_test::Json::kNull);
-    EXPECT_EQ(row["floor_ms"].kind, cli_test::Json::kNull);
-    EXPECT_EQ(row["measured_over_floor"].kind, cli_test::Json::kNull);
-    EXPECT_EQ(row["rounds"].number, 1);
-    EXPECT_EQ(row["timed_steps"].number, 2);
+  for (const cli_test::Json& row : doc["rows"]) {
+    EXPECT_TRUE(row["read_gb_per_s"].is_null());
+    EXPECT_TRUE(row["fma_gflop_per_s"].is_null());
+    EXPECT_TRUE(row["floor_ms"].is_null());
+    EXPECT_TRUE(row["measured_over_floor"].is_null());
+    EXPECT_EQ(row["rounds"].get<double>(), 1);
+    EXPECT_EQ(row["timed_steps"].get<double>(), 2);
   }
-  EXPECT_EQ(doc["ceilings"].kind, cli_test::Json::kNull);
+  EXPECT_TRUE(doc["ceilings"].is_null());
   const std::string plot = read_text(svg);
   expect_well_formed_xml(plot);
   EXPECT_EQ(count(plot, "<polyline class='series'"), 4u);  // 2 contexts x 2 modes
@@ -464,28 +464,28 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthAndPeakPerRow) {
   for (std::size_t i = 0; i < 4; ++i) {
     const cli_test::Json& row = doc["rows"][i];
     SCOPED_TRACE(i);
-    EXPECT_EQ(row["rounds"].number, 2);
-    EXPECT_EQ(row["timed_steps"].number, 6);
-    const double mean = row["step_ms_mean"].number, median = row["step_ms_median"].number;
-    const double lo = row["step_ms_min"].number, hi = row["step_ms_max"].number;
+    EXPECT_EQ(row["rounds"].get<double>(), 2);
+    EXPECT_EQ(row["timed_steps"].get<double>(), 6);
+    const double mean = row["step_ms_mean"].get<double>(), median = row["step_ms_median"].get<double>();
+    const double lo = row["step_ms_min"].get<double>(), hi = row["step_ms_max"].get<double>();
     EXPECT_GT(lo, 0);
     EXPECT_LE(lo, median);
     EXPECT_LE(median, hi);
     EXPECT_LE(lo, mean);
     EXPECT_LE(mean, hi);
     // T_TG is one round's 3 steps on average: sum of the 6 / 2 = 3 x mean.
-    EXPECT_NEAR(row["t_tg"].number, 3 * mean / 1e3, 1e-9 + 1e-6 * row["t_tg"].number);
-    EXPECT_NEAR(row["s_tg"].number, row["b"].number * 3 / row["t_tg"].number, 1e-6 * row["s_tg"].number);
-    ASSERT_EQ(row["read_gb_per_s"].kind, cli_test::Json::kNumber);
-    EXPECT_GT(row["read_gb_per_s"].number, 0.1);  // > 100 MB/s on any machine
-    EXPECT_LT(row["read_gb_per_s"].number, 1e4);  // < 10 TB/s: a skipped read would exceed it
-    EXPECT_EQ(row["bw_scope"].string, "row");
-    ASSERT_EQ(row["fma_gflop_per_s"].kind, cli_test::Json::kNumber);
-    EXPECT_GT(row["fma_gflop_per_s"].number, 0.1);  // > 100 MFLOP/s on any machine
-    EXPECT_LT(row["fma_gflop_per_s"].number, 1e5);  // < 100 TFLOP/s: a skipped matmul would exceed it
-    EXPECT_EQ(row["peak_scope"].string, "row");
-    EXPECT_NEAR(row["measured_over_floor"].number, median / row["floor_ms"].number,
-                1e-6 * row["measured_over_floor"].number);
+    EXPECT_NEAR(row["t_tg"].get<double>(), 3 * mean / 1e3, 1e-9 + 1e-6 * row["t_tg"].get<double>());
+    EXPECT_NEAR(row["s_tg"].get<double>(), row["b"].get<double>() * 3 / row["t_tg"].get<double>(), 1e-6 * row["s_tg"].get<double>());
+    ASSERT_TRUE(row["read_gb_per_s"].is_number());
+    EXPECT_GT(row["read_gb_per_s"].get<double>(), 0.1);  // > 100 MB/s on any machine
+    EXPECT_LT(row["read_gb_per_s"].get<double>(), 1e4);  // < 10 TB/s: a skipped read would exceed it
+    EXPECT_EQ(row["bw_scope"].get<std::string>(), "row");
+    ASSERT_TRUE(row["fma_gflop_per_s"].is_number());
+    EXPECT_GT(row["fma_gflop_per_s"].get<double>(), 0.1);  // > 100 MFLOP/s on any machine
+    EXPECT_LT(row["fma_gflop_per_s"].get<double>(), 1e5);  // < 100 TFLOP/s: a skipped matmul would exceed it
+    EXPECT_EQ(row["peak_scope"].get<std::string>(), "row");
+    EXPECT_NEAR(row["measured_over_floor"].get<double>(), median / row["floor_ms"].get<double>(),
+                1e-6 * row["measured_over_floor"].get<double>());
   }
   // Each row's floor uses its own bandwidth and GEMM peak, recomputed here
   // from the file's tensor table: tiny has L = 2, g = 2,
@@ -499,14 +499,14 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthAndPeakPerRow) {
   }
   for (std::size_t i = 0; i < 4; ++i) {
     const cli_test::Json& row = doc["rows"][i];
-    const double b = row["b"].number, bw = 1e9 * row["read_gb_per_s"].number;
-    const double peak = 1e9 * row["fma_gflop_per_s"].number;
+    const double b = row["b"].get<double>(), bw = 1e9 * row["read_gb_per_s"].get<double>();
+    const double peak = 1e9 * row["fma_gflop_per_s"].get<double>();
     const double kv_bytes =
-        2.0 * 2 * 2 * 16 * 2 * (row["mode"].string == "bifurcated" ? 40 + b * 3 : b * (40 + 3));
+        2.0 * 2 * 2 * 16 * 2 * (row["mode"].get<std::string>() == "bifurcated" ? 40 + b * 3 : b * (40 + 3));
     const double attn_flops = 4.0 * 2 * b * 4 * 16 * (40 + 3);
     const double floor =
         std::max(weight_bytes / bw, 2 * b * elements / peak) + std::max(kv_bytes / bw, attn_flops / peak);
-    EXPECT_NEAR(row["floor_ms"].number, 1e3 * floor, 1e-6 * 1e3 * floor) << i;
+    EXPECT_NEAR(row["floor_ms"].get<double>(), 1e3 * floor, 1e-6 * 1e3 * floor) << i;
   }
   const std::vector<std::string> lines = split(read_text(csv), '\n');
   ASSERT_EQ(lines.size(), 6u);

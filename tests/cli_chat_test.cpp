@@ -113,7 +113,7 @@ TEST_F(CliChatTest, GenerateChatDoesNotDoubleBos) {
                               " -p 'Once upon a time' --system 'Tell a story' --samples 1 -n 2 --temp 0 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json j = parse_json(r.out);
-  const std::string prompt = j["prompt"].string;
+  const std::string prompt = j["prompt"].get<std::string>();
   EXPECT_EQ(prompt, "<s>system: Tell a story\nuser: Once upon a time\nassistant:");
   const gguf::GgufFile file = gguf::GgufFile::open(model);
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_gguf(file);
@@ -122,7 +122,7 @@ TEST_F(CliChatTest, GenerateChatDoesNotDoubleBos) {
   const auto doubled = tok.encode(prompt, true, true);
   ASSERT_EQ(once[0], tok.bos());
   ASSERT_EQ(doubled.size(), once.size() + 1);
-  EXPECT_EQ(j["stats"]["prompt_tokens"].number, double(once.size()));
+  EXPECT_EQ(j["stats"]["prompt_tokens"].get<double>(), double(once.size()));
   EXPECT_FALSE(contains(r.err, "warning")) << r.err;
 }
 
@@ -132,14 +132,14 @@ TEST_F(CliChatTest, GenerateChatFallsBackToChatmlWithWarning) {
   RunResult r = run_bifurcate("generate --chat -p 'Hi' --samples 1 -n 2 --temp 0 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.err, "has no tokenizer.chat_template; using the ChatML format")) << r.err;
-  EXPECT_EQ(parse_json(r.out)["prompt"].string, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(parse_json(r.out)["prompt"].get<std::string>(), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 
   // --chat-template overrides, and a broken template is an error naming its position.
   const std::string custom = temp("custom.jinja");
   write_file(custom, "[{{ messages[0].content|upper }}]");
   RunResult o = run_bifurcate("generate --chat --chat-template " + quote(custom) + " -p 'hi' --samples 1 -n 1 --json");
   ASSERT_EQ(o.exit_code, 0) << o.err;
-  EXPECT_EQ(parse_json(o.out)["prompt"].string, "[HI]");
+  EXPECT_EQ(parse_json(o.out)["prompt"].get<std::string>(), "[HI]");
   write_file(custom, "ok\n{% for %}");
   RunResult bad = run_bifurcate("generate --chat --chat-template " + quote(custom) + " -p 'hi' --samples 1 -n 1");
   EXPECT_EQ(bad.exit_code, 1);

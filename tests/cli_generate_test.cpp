@@ -12,7 +12,7 @@ namespace bifurcate {
 namespace {
 
 using cli_test::Json;
-using cli_test::JsonReader;
+using cli_test::parse_json;
 using cli_test::run_bifurcate;
 
 class CliGenerateTest : public ::testing::Test {
@@ -27,29 +27,29 @@ class CliGenerateTest : public ::testing::Test {
 TEST_F(CliGenerateTest, JsonHasEverySampleRankedWithConsistentScores) {
   const auto r = run_bifurcate("generate --samples 4 -n 12 --seed 3 --logprobs 2 --json -t 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const Json doc = JsonReader(r.out).parse_document();
+  const Json doc = parse_json(r.out);
   ASSERT_EQ(doc["samples"].size(), 4u);
-  EXPECT_EQ(doc["attention"].string, "bifurcated");
+  EXPECT_EQ(doc["attention"].get<std::string>(), "bifurcated");
   double previous_mean = INFINITY;
   for (size_t i = 0; i < 4; ++i) {
     const Json& s = doc["samples"][i];
-    EXPECT_EQ(s["rank"].integer(), int64_t(i + 1));
+    EXPECT_EQ(s["rank"].get<int64_t>(), int64_t(i + 1));
     const Json& tokens = s["tokens"];
-    ASSERT_EQ(size_t(s["n_tokens"].integer()), tokens.size());
+    ASSERT_EQ(size_t(s["n_tokens"].get<int64_t>()), tokens.size());
     double sum = 0;
     std::string text;
     for (size_t t = 0; t < tokens.size(); ++t) {
-      sum += tokens[t]["logprob"].number;
-      text += tokens[t]["piece"].string;
+      sum += tokens[t]["logprob"].get<double>();
+      text += tokens[t]["piece"].get<std::string>();
       EXPECT_EQ(tokens[t]["top_logprobs"].size(), 2u);
     }
-    EXPECT_NEAR(s["sum_logprob"].number, sum, 1e-4);
-    EXPECT_NEAR(s["mean_logprob"].number, sum / double(tokens.size()), 1e-5);
-    EXPECT_EQ(s["text"].string, text);  // no stop strings: the text is the pieces joined
-    EXPECT_LE(s["mean_logprob"].number, previous_mean + 1e-12) << "ranked by mean log-prob";
-    previous_mean = s["mean_logprob"].number;
+    EXPECT_NEAR(s["sum_logprob"].get<double>(), sum, 1e-4);
+    EXPECT_NEAR(s["mean_logprob"].get<double>(), sum / double(tokens.size()), 1e-5);
+    EXPECT_EQ(s["text"].get<std::string>(), text);  // no stop strings: the text is the pieces joined
+    EXPECT_LE(s["mean_logprob"].get<double>(), previous_mean + 1e-12) << "ranked by mean log-prob";
+    previous_mean = s["mean_logprob"].get<double>();
   }
-  EXPECT_GT(doc["stats"]["decode_steps"].integer(), 0);
+  EXPECT_GT(doc["stats"]["decode_steps"].get<int64_t>(), 0);
   EXPECT_NE(r.err.find("decode:"), std::string::npos) << "timing on stderr";
 }
 
@@ -59,8 +59,8 @@ TEST_F(CliGenerateTest, SameSeedSameOutputInBothAttentionModes) {
   const auto b = run_bifurcate(args + " --attention replicated --threads 1");
   ASSERT_EQ(a.exit_code, 0) << a.err;
   ASSERT_EQ(b.exit_code, 0) << b.err;
-  const Json ja = JsonReader(a.out).parse_document(), jb = JsonReader(b.out).parse_document();
-  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(ja["samples"][i]["text"].string, jb["samples"][i]["text"].string);
+  const Json ja = parse_json(a.out), jb = parse_json(b.out);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(ja["samples"][i]["text"].get<std::string>(), jb["samples"][i]["text"].get<std::string>());
 }
 
 TEST_F(CliGenerateTest, ErrorsNameTheProblem) {

@@ -414,34 +414,34 @@ TEST_F(CliHardenTest, MessagesNameTheFlagAndTheReason) {
   ASSERT_EQ(std::sscanf(random.err.c_str() + at, "seed: %llu (random", &seed), 1) << random.err;
   const RunResult again = run_bifurcate(str("generate -n 6 -np 1 --json -s ", seed));
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_EQ(parse_json(again.out)["samples"][0]["text"].string,
-            parse_json(random.out)["samples"][0]["text"].string);
+  EXPECT_EQ(parse_json(again.out)["samples"][0]["text"].get<std::string>(),
+            parse_json(random.out)["samples"][0]["text"].get<std::string>());
 }
 
 // -n is tokens to predict (llama.cpp), --samples/-np the continuations.
 TEST_F(CliHardenTest, DashNIsTokensToPredictAndSamplesAreSeparate) {
   const Json doc = parse_json(run_bifurcate("generate -n 5 -np 3 --ignore-eos --json -t 1").out);
   ASSERT_EQ(doc["samples"].size(), 3u);
-  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(doc["samples"][i]["n_tokens"].integer(), 5);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(doc["samples"][i]["n_tokens"].get<int64_t>(), 5);
   const Json all = parse_json(run_bifurcate("generate -n -1 -np 1 --ignore-eos --json -t 1").out);
   // -1: until the context (512) is full; the prompt holds 5 tokens.
-  EXPECT_EQ(all["samples"][0]["n_tokens"].integer() + all["stats"]["prompt_tokens"].integer(), 512);
+  EXPECT_EQ(all["samples"][0]["n_tokens"].get<int64_t>() + all["stats"]["prompt_tokens"].get<int64_t>(), 512);
 }
 
 // 10. --stop takes its value whole ('|' is a character) and repeats.
 TEST_F(CliHardenTest, StopStringsAreLiteralAndRepeatable) {
   const std::string base = "generate -np 1 -n 40 --temp 0 --json -t 1";
   const Json free_run = parse_json(run_bifurcate(base).out);
-  const std::string text = free_run["samples"][0]["text"].string;
+  const std::string text = free_run["samples"][0]["text"].get<std::string>();
   ASSERT_TRUE(contains(text, ",")) << text;
   const Json comma = parse_json(run_bifurcate(base + " --stop ,").out);
-  EXPECT_EQ(comma["samples"][0]["text"].string, text.substr(0, text.find(',')));
-  EXPECT_EQ(comma["samples"][0]["finish_reason"].string, "stop");
+  EXPECT_EQ(comma["samples"][0]["text"].get<std::string>(), text.substr(0, text.find(',')));
+  EXPECT_EQ(comma["samples"][0]["finish_reason"].get<std::string>(), "stop");
   // ",|" used to be split into "," and ""; now it is one string that never occurs.
   const Json literal = parse_json(run_bifurcate(base + " --stop ',|'").out);
-  EXPECT_EQ(literal["samples"][0]["text"].string, text);
+  EXPECT_EQ(literal["samples"][0]["text"].get<std::string>(), text);
   const Json two = parse_json(run_bifurcate(base + " --stop '|' --stop ,").out);
-  EXPECT_EQ(two["samples"][0]["text"].string, text.substr(0, text.find(',')));
+  EXPECT_EQ(two["samples"][0]["text"].get<std::string>(), text.substr(0, text.find(',')));
 }
 
 // 10. The built-in model is installed beside the program and found from there.

@@ -115,16 +115,16 @@ TEST_F(CliValidateTest, TokenizeEqualsTokenizerEncodeAndPiecesSpellTheText) {
       // JSON: ids, and pieces that concatenate back to the text (SPM: one leading space added).
       const Json j = run_json(str("tokenize --json --no-bos -m '", model, "' --file '", path, "'"));
       const std::vector<int32_t> no_bos = tok.encode(kTexts[i], false);
-      ASSERT_EQ(j["n_tokens"].integer(), int64_t(no_bos.size()));
+      ASSERT_EQ(j["n_tokens"].get<int64_t>(), int64_t(no_bos.size()));
       ASSERT_EQ(j["tokens"].size(), no_bos.size());
       std::string spelled;
       for (size_t t = 0; t < no_bos.size(); ++t) {
-        EXPECT_EQ(j["tokens"][t]["id"].integer(), no_bos[t]);
+        EXPECT_EQ(j["tokens"][t]["id"].get<int64_t>(), no_bos[t]);
         const Json& piece = j["tokens"][t]["piece"];  // a string, or the bytes of a partial character
-        if (piece.kind == Json::kArray) {
-          for (const Json& byte : piece.array) spelled += char(byte.integer());
+        if (piece.is_array()) {
+          for (const Json& byte : piece) spelled += char(byte.get<int64_t>());
         } else {
-          spelled += piece.string;
+          spelled += piece.get<std::string>();
         }
       }
       EXPECT_EQ(spelled, " " + kTexts[i]) << model << " text " << i;
@@ -142,7 +142,7 @@ TEST_F(CliValidateTest, DetokenizeOfTokenizeGivesTheTextBack) {
       ASSERT_EQ(text.exit_code, 0) << text.err;
       EXPECT_EQ(text.out, kTexts[i] + "\n") << model << " text " << i;  // exact bytes + one newline
       const Json j = run_json(str("detokenize --json -m '", model, "' ", ids.out));
-      EXPECT_EQ(j["text"].string, kTexts[i]);
+      EXPECT_EQ(j["text"].get<std::string>(), kTexts[i]);
     }
   }
 }
@@ -151,13 +151,13 @@ TEST_F(CliValidateTest, DetokenizeOfTokenizeGivesTheTextBack) {
 // are the K largest logits, and logprob = logit - logsumexp.
 void expect_top_k_matches(const Json& j, const std::vector<float>& ref, std::span<const int32_t> tokens,
                           size_t n_vocab, size_t k, bool all) {
-  ASSERT_EQ(j["n_vocab"].integer(), int64_t(n_vocab));
+  ASSERT_EQ(j["n_vocab"].get<int64_t>(), int64_t(n_vocab));
   ASSERT_EQ(j["positions"].size(), all ? tokens.size() : 1u);
   for (size_t r = 0; r < j["positions"].size(); ++r) {
     const Json& p = j["positions"][r];
-    const size_t pos = size_t(p["position"].integer());
+    const size_t pos = size_t(p["position"].get<int64_t>());
     ASSERT_EQ(pos, all ? r : tokens.size() - 1);
-    EXPECT_EQ(p["token"].integer(), tokens[pos]);
+    EXPECT_EQ(p["token"].get<int64_t>(), tokens[pos]);
     const float* row = ref.data() + pos * n_vocab;
     const double lse = log_sum_exp(row, n_vocab);
     std::vector<int32_t> order(n_vocab);
@@ -165,15 +165,15 @@ void expect_top_k_matches(const Json& j, const std::vector<float>& ref, std::spa
     std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return row[a] > row[b]; });
     ASSERT_EQ(p["top"].size(), k);
     for (size_t i = 0; i < k; ++i) {
-      const int32_t id = int32_t(p["top"][i]["id"].integer());
+      const int32_t id = int32_t(p["top"][i]["id"].get<int64_t>());
       const double tol = 1e-4 * std::max(1.0, std::fabs(double(row[order[0]])));
       // The i-th reported id holds the i-th largest logit (ids may swap only within rounding of a tie).
       EXPECT_NEAR(row[id], row[order[i]], tol) << "position " << pos << " rank " << i;
-      EXPECT_NEAR(p["top"][i]["logit"].number, row[id], tol) << "position " << pos << " id " << id;
-      EXPECT_NEAR(p["top"][i]["logprob"].number, double(row[id]) - lse, tol) << "position " << pos;
+      EXPECT_NEAR(p["top"][i]["logit"].get<double>(), row[id], tol) << "position " << pos << " id " << id;
+      EXPECT_NEAR(p["top"][i]["logprob"].get<double>(), double(row[id]) - lse, tol) << "position " << pos;
     }
     if (pos + 1 < tokens.size()) {
-      EXPECT_NEAR(p["next_logprob"].number, double(row[tokens[pos + 1]]) - lse, 1e-4) << "position " << pos;
+      EXPECT_NEAR(p["next_logprob"].get<double>(), double(row[tokens[pos + 1]]) - lse, 1e-4) << "position " << pos;
     }
   }
 }
@@ -208,10 +208,10 @@ TEST_F(CliValidateTest, ForkedSamplesReproduceTheSingleSequenceLogits) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_TRUE(contains(r.err, "fork check: 5 samples")) << r.err;
     const Json c = parse_json(r.out)["fork_check"];
-    EXPECT_EQ(c["attention"].string, mode);
-    EXPECT_EQ(c["n_samples"].integer(), b);
-    EXPECT_LE(c["max_rel_diff"].number, 1e-5) << mode;
-    EXPECT_TRUE(c["ok"].boolean);
+    EXPECT_EQ(c["attention"].get<std::string>(), mode);
+    EXPECT_EQ(c["n_samples"].get<int64_t>(), b);
+    EXPECT_LE(c["max_rel_diff"].get<double>(), 1e-5) << mode;
+    EXPECT_TRUE(c["ok"].get<bool>());
 
     // Recompute: the single sequence (prefill all) vs b forks decoding the last token.
     model::Transformer forward(m->config(), m->weights());
@@ -233,8 +233,8 @@ TEST_F(CliValidateTest, ForkedSamplesReproduceTheSingleSequenceLogits) {
     for (size_t i = 0; i < forked.size(); ++i) {
       max_abs = std::max(max_abs, std::fabs(double(forked[i]) - double(single[i % n_vocab])));
     }
-    EXPECT_NEAR(c["max_abs_diff"].number, max_abs, 1e-7 + 0.05 * max_abs) << mode;
-    EXPECT_NEAR(c["max_rel_diff"].number, max_abs / scale, 1e-9 + 0.05 * max_abs / scale) << mode;
+    EXPECT_NEAR(c["max_abs_diff"].get<double>(), max_abs, 1e-7 + 0.05 * max_abs) << mode;
+    EXPECT_NEAR(c["max_rel_diff"].get<double>(), max_abs / scale, 1e-9 + 0.05 * max_abs / scale) << mode;
   }
 }
 
@@ -269,8 +269,8 @@ TEST_F(CliValidateTest, PerplexityIsExpOfMeanNllFromLogitsAll) {
 
   const Json toks = run_json(str("tokenize --json -m '", kStories, "' --file '", path, "'"));
   std::vector<int32_t> tokens;
-  for (const Json& t : toks["tokens"].array) tokens.push_back(int32_t(t["id"].integer()));
-  ASSERT_EQ(j["n_tokens"].integer(), int64_t(tokens.size()));
+  for (const Json& t : toks["tokens"]) tokens.push_back(int32_t(t["id"].get<int64_t>()));
+  ASSERT_EQ(j["n_tokens"].get<int64_t>(), int64_t(tokens.size()));
   const std::vector<TestWindow> windows = expected_windows(tokens.size(), ctx, stride);
   ASSERT_EQ(j["windows"].size(), windows.size());
   EXPECT_TRUE(contains(r.err, str("[", windows.size(), "/", windows.size(), "] ppl "))) << r.err;
@@ -286,20 +286,20 @@ TEST_F(CliValidateTest, PerplexityIsExpOfMeanNllFromLogitsAll) {
     for (size_t t = windows[w].first; t < windows[w].end; ++t) {
       const Json& top = l["positions"][t - 1 - windows[w].start]["top"];
       std::vector<float> row(512, -INFINITY);
-      for (const Json& e : top.array) row[size_t(e["id"].integer())] = float(e["logit"].number);
+      for (const Json& e : top) row[size_t(e["id"].get<int64_t>())] = float(e["logit"].get<double>());
       window_nll += log_sum_exp(row.data(), row.size()) - double(row[size_t(tokens[t])]);
       ++n_scored;
     }
-    EXPECT_EQ(j["windows"][w]["start"].integer(), int64_t(windows[w].start));
-    EXPECT_EQ(j["windows"][w]["first_scored"].integer(), int64_t(windows[w].first));
-    EXPECT_NEAR(j["windows"][w]["nll_sum"].number, window_nll, 1e-4 * std::max(1.0, window_nll)) << "window " << w;
+    EXPECT_EQ(j["windows"][w]["start"].get<int64_t>(), int64_t(windows[w].start));
+    EXPECT_EQ(j["windows"][w]["first_scored"].get<int64_t>(), int64_t(windows[w].first));
+    EXPECT_NEAR(j["windows"][w]["nll_sum"].get<double>(), window_nll, 1e-4 * std::max(1.0, window_nll)) << "window " << w;
     nll += window_nll;
   }
   ASSERT_EQ(n_scored, tokens.size() - 1);  // every token but the first, once
-  EXPECT_EQ(j["n_scored"].integer(), int64_t(n_scored));
+  EXPECT_EQ(j["n_scored"].get<int64_t>(), int64_t(n_scored));
   const double ppl = std::exp(nll / double(n_scored));
-  EXPECT_NEAR(j["perplexity"].number, ppl, 1e-5 * ppl);
-  EXPECT_GT(j["uncertainty"].number, 0);
+  EXPECT_NEAR(j["perplexity"].get<double>(), ppl, 1e-5 * ppl);
+  EXPECT_GT(j["uncertainty"].get<double>(), 0);
 
   // Text mode: "perplexity: X ± Y over N tokens" on stdout.
   const RunResult t = run_bifurcate(str("perplexity -m '", kStories, "' --kv-type f32 -f '", path, "' --ctx ", ctx,

@@ -1,6 +1,10 @@
 // FileMapping: the bytes are the file's whichever way they are held —
-// mapped, or read into 2 MiB-aligned anonymous memory (huge pages).
+// mapped, read into 2 MiB-aligned anonymous memory (huge pages), or read
+// from a pipe.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <thread>
 
 #include <cstdint>
 #include <cstdio>
@@ -60,6 +64,26 @@ TEST(FileMapping, SmallFilesAreMappedEvenWhenHugePagesAreAsked) {
   EXPECT_FALSE(m.copied());
   expect_same_bytes(m, bytes);
   std::remove(path.c_str());
+}
+
+TEST(FileMapping, PipeIsReadToItsEnd) {
+  const std::string source = temp_path("mapping_pipe_source.bin");
+  const std::string fifo = temp_path("mapping_pipe.fifo");
+  // Past the first 64 MiB buffer, ragged: the buffer grows while data is in it.
+  const std::vector<uint8_t> bytes = write_pattern_file(source, (std::size_t(64) << 20) + 4099);
+  std::remove(fifo.c_str());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::thread writer([&] {
+    std::ofstream out(fifo, std::ios::binary);  // blocks until the reader opens the pipe
+    for (std::size_t at = 0; at < bytes.size(); at += 1000003)  // in pieces, as a pipe delivers them
+      out.write(reinterpret_cast<const char*>(bytes.data() + at), std::streamsize(std::min<std::size_t>(1000003, bytes.size() - at)));
+  });
+  const FileMapping m(fifo, FileResidency::huge_pages);
+  writer.join();
+  EXPECT_TRUE(m.copied());
+  expect_same_bytes(m, bytes);
+  std::remove(fifo.c_str());
+  std::remove(source.c_str());
 }
 
 TEST(FileMapping, MissingFileNamesThePath) {

@@ -180,6 +180,49 @@ TEST(Sampler, GreedyFollowsPenalizedLogits) {
   EXPECT_EQ(sampler.sample(logits, {}).token, 1);
 }
 
+// logit_bias is added before everything else: the distribution is the
+// reference one over the biased logits, +100 forces a token, -100 bans it.
+TEST(Sampler, LogitBiasShiftsTheLogitsBeforeTruncation) {
+  const std::vector<float> logits = random_logits(500, 7);
+  const int32_t top = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  const int32_t low = int32_t(std::min_element(logits.begin(), logits.end()) - logits.begin());
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.logit_bias = {{low, 100.0f}};
+  EXPECT_EQ(Sampler(p, 0).sample(logits, {}).token, low);
+  p.logit_bias = {{top, -100.0f}};
+  std::vector<float> without_top = logits;
+  without_top[std::size_t(top)] = -1e30f;
+  const int32_t second = int32_t(std::max_element(without_top.begin(), without_top.end()) - without_top.begin());
+  EXPECT_EQ(Sampler(p, 0).sample(logits, {}).token, second);
+
+  p.temperature = 0.7f;
+  p.top_k = 40;
+  p.top_p = 0.9f;
+  p.logit_bias = {{low, 9.5f}, {top, -100.0f}, {3, 1.25f}};
+  std::vector<float> biased = logits;
+  for (const auto& [token, bias] : p.logit_bias) biased[std::size_t(token)] += bias;
+  const std::vector<double> want = reference_distribution(biased, p);
+  Sampler sampler(p, 0);
+  const std::vector<std::pair<int32_t, double>> got = sampler.distribution(logits, {});
+  double total = 0;
+  for (const auto& [token, prob] : got) {
+    EXPECT_NEAR(prob, want[std::size_t(token)], 1e-6) << "token " << token;
+    total += want[std::size_t(token)];
+  }
+  EXPECT_NEAR(total, 1.0, 1e-6);  // the kept set is the reference's
+  for (int i = 0; i < 200; ++i) {
+    const TokenChoice c = sampler.sample(logits, {});
+    ASSERT_NE(c.token, top);
+    EXPECT_NEAR(c.logprob, reference_log_softmax(logits)[std::size_t(c.token)], 1e-5);  // raw, unbiased
+  }
+
+  p.logit_bias = {{500, 1.0f}};  // outside the vocabulary
+  EXPECT_THROW(Sampler(p, 0).sample(logits, {}), Error);
+  p.logit_bias = {{1, std::numeric_limits<float>::quiet_NaN()}};
+  expect_invalid(p, "logit_bias");
+}
+
 // ---- log-probs ----
 
 TEST(Sampler, LogprobsAreThoseOfRawLogits) {

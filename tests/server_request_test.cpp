@@ -81,6 +81,13 @@ TEST_F(ServerRequest, FieldsMapToTheEngineRequest) {
   EXPECT_EQ(g.stop, std::vector<std::string>{"END"});
   EXPECT_TRUE(r.logprobs);
   EXPECT_TRUE(r.echo);
+  // logit_bias: token id keys, biases as given (keys in nlohmann's sorted order).
+  const ParsedRequest biased = parse({{"prompt", "x"}, {"logit_bias", {{"7", -100}, {"12", 3.5}}}});
+  EXPECT_EQ(biased.generation.sampling.logit_bias, (std::vector<std::pair<int32_t, float>>{{12, 3.5f}, {7, -100.0f}}));
+  EXPECT_TRUE(parse({{"prompt", "x"}, {"logit_bias", json::object()}}).generation.sampling.logit_bias.empty());
+  // What clients send for "unset" or the default is accepted.
+  EXPECT_NO_THROW(parse({{"prompt", "x"}, {"suffix", ""}, {"response_format", {{"type", "text"}}}}));
+  EXPECT_NO_THROW(parse({{"prompt", "x"}, {"suffix", nullptr}}));
   // Without best_of the choices stay in draw order.
   EXPECT_EQ(parse({{"prompt", "x"}, {"n", 3}}).generation.ranking, Ranking::none);
 }
@@ -96,7 +103,16 @@ TEST_F(ServerRequest, BadFieldsAre400sNamingTheField) {
       {{{"prompt", "x"}, {"best_of", 1}, {"n", 2}}, "best_of"},
       {{{"prompt", "x"}, {"best_of", 2}, {"stream", true}}, "best_of"},
       {{{"prompt", "x"}, {"stop", json::array({1})}}, "stop"},
-      {{{"prompt", "x"}, {"logit_bias", {{"1", 5}}}}, "logit_bias"},
+      {{{"prompt", "x"}, {"logit_bias", {{"one", 5}}}}, "logit_bias"},
+      {{{"prompt", "x"}, {"logit_bias", {{"-1", 5}}}}, "logit_bias"},
+      {{{"prompt", "x"}, {"logit_bias", {{"512", 5}}}}, "logit_bias"},  // the vocabulary is 512
+      {{{"prompt", "x"}, {"logit_bias", {{"7", 100.5}}}}, "logit_bias"},
+      {{{"prompt", "x"}, {"logit_bias", {{"7", "5"}}}}, "logit_bias"},
+      {{{"prompt", "x"}, {"logit_bias", json::array({7, 5})}}, "logit_bias"},
+      {{{"prompt", "x"}, {"suffix", "the end"}}, "suffix"},
+      {{{"prompt", "x"}, {"response_format", {{"type", "json_object"}}}}, "response_format"},
+      {{{"prompt", "x"}, {"response_format", "json"}}, "response_format"},
+      {{{"prompt", "x"}, {"response_format", {{"type", 1}}}}, "response_format"},
       {{{"prompt", json::array({0, 512})}}, "prompt"},
       {{{"prompt", json::array()}}, "prompt"},
       {{{"prompt", "x"}, {"model", "other"}}, "model"},
@@ -108,6 +124,53 @@ TEST_F(ServerRequest, BadFieldsAre400sNamingTheField) {
   }
   EXPECT_EQ(error_of(json::array()).status(), 400);
   EXPECT_THROW(parse_body("{\"prompt\": "), ApiError);
+}
+
+// What reaches the chat template as `tools`, and every malformed tools or
+// content part is a 400 naming its field (never a JSON type error, a 500).
+TEST_F(ServerRequest, ChatToolsReachTheTemplateUnlessWithheld) {
+  json seen_tools = "not called";
+  const ChatRender render = [&](const json& messages, const json& tools) {
+    seen_tools = tools;
+    return messages[0]["content"].get<std::string>();
+  };
+  const json tools = json::array({{{"type", "function"}, {"function", {{"name", "get_weather"}}}}});
+  const json messages = json::array({{{"role", "user"}, {"content", "hi"}}});
+  auto chat = [&](json extra) {
+    extra["messages"] = messages;
+    return parse_chat_request(extra, *engine_, limits_, "m", render);
+  };
+  chat({{"tools", tools}});
+  EXPECT_EQ(seen_tools, tools);
+  chat({{"tools", tools}, {"tool_choice", "auto"}});
+  EXPECT_EQ(seen_tools, tools);
+  chat({{"tools", tools}, {"tool_choice", "none"}});
+  EXPECT_TRUE(seen_tools.is_null());
+  chat(json::object());
+  EXPECT_TRUE(seen_tools.is_null());
+  const std::vector<std::pair<json, std::string>> cases = {
+      {{{"tools", tools}, {"tool_choice", "required"}}, "tool_choice"},
+      {{{"tools", tools}, {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_weather"}}}}}}, "tool_choice"},
+      {{{"tools", json::array({{{"type", 7}, {"function", {{"name", "f"}}}}})}}, "tools"},
+      {{{"tools", json::array({{{"type", "function"}, {"function", {{"name", 1}}}}})}}, "tools"},
+      {{{"tools", "get_weather"}}, "tools"},
+  };
+  for (const auto& [extra, param] : cases) {
+    try {
+      chat(extra);
+      ADD_FAILURE() << "accepted " << extra.dump();
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status(), 400) << extra.dump();
+      EXPECT_EQ(e.param(), param) << extra.dump() << ": " << e.what();
+    }
+  }
+  try {
+    parse_chat_request({{"messages", json::array({{{"role", "user"}, {"content", json::array({{{"type", 1}}})}}})}},
+                       *engine_, limits_, "m", render);
+    ADD_FAILURE() << "accepted a content part whose type is a number";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.param(), "messages") << e.what();
+  }
 }
 
 TEST_F(ServerRequest, PromptAsLongAsTheContextNamesBothCounts) {

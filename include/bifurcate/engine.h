@@ -62,6 +62,7 @@ struct SamplingOptions {
   int repeat_last_n = 64;
   uint64_t seed = 0;
   int top_logprobs = 0;      // alternatives reported per generated token
+  std::vector<std::pair<int32_t, float>> logit_bias;  // (token, bias) added to its logit before sampling
 };
 
 enum class Ranking {

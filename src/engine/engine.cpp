@@ -152,6 +152,7 @@ sampling::SamplingParams to_sampling_params(const SamplingOptions& o) {
   p.repeat_last_n = o.repeat_last_n;
   p.seed = o.seed;
   p.top_logprobs = o.top_logprobs;
+  p.logit_bias = o.logit_bias;
   sampling::validate(p);
   return p;
 }

@@ -54,6 +54,43 @@ bool read_all(int fd, uint8_t* dst, std::size_t size) {
 
 }  // namespace
 
+// A pipe (`-m <(zstd -dc model.gguf.zst)`, a FIFO being filled) cannot be
+// mapped and has no size: read it to its end into anonymous memory that
+// doubles as it fills. More than the available memory is an error, not a
+// machine brought down by an endless stream.
+void FileMapping::read_stream(int fd, const std::string& path) {
+  const std::size_t limit = available_memory_bytes();
+  std::size_t capacity = std::size_t(64) << 20;
+  void* region = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (region == MAP_FAILED) throw Error(str(path, ": cannot allocate ", capacity, " bytes to read the pipe"));
+  std::size_t size = 0;
+  auto fail = [&](const std::string& why) {
+    ::munmap(region, capacity);
+    ::close(fd);
+    throw Error(str(path, ": ", why));
+  };
+  for (;;) {
+    if (size == capacity) {
+      if (capacity * 2 > limit) fail(str("the pipe holds more than the ", limit >> 20, " MiB of available memory"));
+      void* grown = ::mremap(region, capacity, capacity * 2, MREMAP_MAYMOVE);
+      if (grown == MAP_FAILED) fail(str("cannot grow the buffer to ", (capacity * 2) >> 20, " MiB: ", std::strerror(errno)));
+      region = grown;
+      capacity *= 2;
+    }
+    const ssize_t n = ::read(fd, static_cast<uint8_t*>(region) + size, capacity - size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(str("cannot read: ", std::strerror(errno)));
+    if (n == 0) break;
+    size += std::size_t(n);
+  }
+  ::mprotect(region, capacity, PROT_READ);
+  region_ = region;
+  region_bytes_ = capacity;
+  data_ = static_cast<const uint8_t*>(region);
+  size_ = size;
+  copied_ = true;
+}
+
 FileMapping::FileMapping(const std::string& path, FileResidency residency) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(str(path, ": cannot open: ", std::strerror(errno)));
@@ -63,9 +100,14 @@ FileMapping::FileMapping(const std::string& path, FileResidency residency) {
     ::close(fd);
     throw Error(str(path, ": cannot stat: ", std::strerror(err)));
   }
+  if (S_ISFIFO(st.st_mode)) {
+    read_stream(fd, path);
+    ::close(fd);
+    return;
+  }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error(str(path, ": not a regular file"));
+    throw Error(str(path, ": not a regular file or a pipe"));
   }
   size_ = std::size_t(st.st_size);
   if (residency == FileResidency::huge_pages && size_ >= kHugeCopyMinBytes &&

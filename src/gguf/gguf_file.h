@@ -58,7 +58,8 @@ enum class FileResidency {
 // A whole file, read-only in memory; released on destruction.
 class FileMapping {
  public:
-  // Throws Error naming the path and errno text.
+  // A regular file is mapped (or copied, see FileResidency); a pipe (FIFO)
+  // is read to its end. Throws Error naming the path and errno text.
   explicit FileMapping(const std::string& path, FileResidency residency = FileResidency::mapped);
   FileMapping(FileMapping&& other) noexcept;
   FileMapping& operator=(FileMapping&& other) noexcept;
@@ -76,6 +77,8 @@ class FileMapping {
   void* region_ = nullptr;  // what munmap releases: the mapping, or the copy's reservation
   std::size_t region_bytes_ = 0;
   bool copied_ = false;
+
+  void read_stream(int fd, const std::string& path);
 };
 
 class GgufFile {

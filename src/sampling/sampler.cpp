@@ -79,6 +79,15 @@ std::vector<std::pair<int32_t, double>> Sampler::distribution(std::span<const fl
 
 void Sampler::penalize_logits(std::span<const float> logits, std::span<const int32_t> history) {
   penalized_.assign(logits.begin(), logits.end());
+  if (!params_.logit_bias.empty()) {
+    for (const auto& [token, bias] : params_.logit_bias) {
+      require(std::size_t(token) < penalized_.size(), "sampling: logit_bias token ", token,
+              " is outside the vocabulary of ", penalized_.size());
+      penalized_[std::size_t(token)] += bias;
+    }
+    require(std::any_of(penalized_.begin(), penalized_.end(), [](float x) { return x != -INFINITY; }),
+            "sampling: logit_bias bans every token");
+  }
   apply_penalties(params_, history, penalized_, window_scratch_);
 }
 

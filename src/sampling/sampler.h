@@ -1,7 +1,8 @@
 // One sample's token sampler.
 //
 // Pipeline of sample(), in this order:
-//   1. penalties (repetition, presence, frequency) on a copy of the logits
+//   0. logit_bias added to a copy of the logits
+//   1. penalties (repetition, presence, frequency) on the biased logits
 //   2. temperature == 0: greedy, argmax of the penalised logits (ties → lowest id); stop here
 //   3. top-k: keep the k largest penalised logits (ties → lower id first)
 //   4. temperature: divide by it
@@ -41,7 +42,8 @@ class Sampler {
   // history: this sample's tokens so far (prompt + generated), for the penalties.
   // Deterministic; allocates only to grow its reused buffers (and `top`).
   // Throws Error on empty logits, NaN or +inf logits, all logits -inf, or
-  // (when penalties are on) a history token outside the vocabulary.
+  // (when penalties are on) a history token or a logit_bias token outside
+  // the vocabulary, or a logit_bias that leaves every token at -inf.
   TokenChoice sample(std::span<const float> logits, std::span<const int32_t> history);
 
   // The distribution sample() would draw from next (after steps 1–7), as

@@ -22,6 +22,11 @@ void validate(const SamplingParams& p) {
   require(p.repeat_last_n >= -1, "sampling: repeat_last_n must be >= -1 (-1 = whole history), got ",
           p.repeat_last_n);
   require(p.top_logprobs >= 0, "sampling: top_logprobs must be >= 0, got ", p.top_logprobs);
+  for (const auto& [token, bias] : p.logit_bias) {
+    require(token >= 0, "sampling: logit_bias token must be >= 0, got ", token);
+    require(!std::isnan(bias) && bias != INFINITY, "sampling: logit_bias of token ", token,
+            " must be a number or -inf, got ", bias);
+  }
 }
 
 bool penalties_are_neutral(const SamplingParams& p) {

@@ -45,15 +45,17 @@ std::shared_ptr<const chat::ChatTemplate> load_template(const ModelInfo& info, c
 
 }  // namespace
 
-ChatRenderer make_chat_renderer(const ModelInfo& info, const std::string& template_file) {
+ChatRender make_chat_renderer(const ModelInfo& info, const std::string& template_file) {
   std::shared_ptr<const chat::ChatTemplate> tmpl = load_template(info, template_file);
   chat::RenderOptions options;
   options.add_generation_prompt = true;
   options.bos_token = info.bos_token;
   options.eos_token = info.eos_token;
-  return [tmpl, options](const nlohmann::json& messages) {
+  return [tmpl, options](const nlohmann::json& messages, const nlohmann::json& tools) {
     try {
-      return tmpl->render(messages, options);
+      chat::RenderOptions with_tools = options;
+      with_tools.tools = tools;
+      return tmpl->render(messages, with_tools);
     } catch (const chat::TemplateError& e) {
       throw ApiError(400, str("the chat template rejected the messages: ", e.what()), "messages", "template_error");
     }

@@ -9,15 +9,14 @@
 #include <nlohmann/json.hpp>
 
 #include "bifurcate/engine.h"
+#include "server/request_parse.h"  // ChatRender
 
 namespace bifurcate::server {
-
-using ChatRenderer = std::function<std::string(const nlohmann::json& messages)>;
 
 // Parses the template once. Throws Error if `template_file` cannot be read
 // or parsed; a model's own template that does not parse falls back to
 // ChatML with a warning. The renderer throws ApiError 400 when the template
 // rejects a conversation (raise_exception, a runtime error).
-ChatRenderer make_chat_renderer(const ModelInfo& info, const std::string& template_file);
+ChatRender make_chat_renderer(const ModelInfo& info, const std::string& template_file);
 
 }  // namespace bifurcate::server

@@ -110,8 +110,10 @@ std::vector<TokenLogprob> prompt_logprobs(Engine& engine, const std::vector<int3
   return out;
 }
 
-StreamSession::StreamSession(Engine& engine, ParsedRequest request, ResponseIds ids, Metrics& metrics)
-    : engine_(engine), request_(std::move(request)), ids_(std::move(ids)), metrics_(metrics) {
+StreamSession::StreamSession(Engine& engine, ParsedRequest request, ResponseIds ids, Metrics& metrics,
+                             std::vector<std::vector<TokenLogprob>> echoed)
+    : engine_(engine), request_(std::move(request)), ids_(std::move(ids)), echoed_(std::move(echoed)),
+      metrics_(metrics) {
   choices_.resize(request_.prompts.size() * size_t(request_.generation.n));
 }
 
@@ -180,7 +182,11 @@ bool StreamSession::write_choice(const std::function<bool(std::string_view)>& wr
       if (!write(sse(chat_chunk(ids_, index, {{"role", "assistant"}, {"content", ""}}, nullptr, std::nullopt))))
         return false;
     } else if (request_.echo) {
-      if (!write(sse(completion_chunk(ids_, index, prompt_text, nullptr, std::nullopt)))) return false;
+      // As OpenAI: the prompt first, with its own tokens' logprobs when asked.
+      const json prompt_logprobs = size_t(e.prompt) < echoed_.size()
+                                       ? completion_logprobs(engine_, echoed_[size_t(e.prompt)], 0)
+                                       : json(nullptr);
+      if (!write(sse(completion_chunk(ids_, index, prompt_text, prompt_logprobs, std::nullopt)))) return false;
     }
   }
   json logprobs = nullptr;

@@ -55,7 +55,10 @@ std::vector<TokenLogprob> prompt_logprobs(Engine& engine, const std::vector<int3
 
 class StreamSession {
  public:
-  StreamSession(Engine& engine, ParsedRequest request, ResponseIds ids, Metrics& metrics);
+  // `echoed`: with echo and logprobs, each prompt's own tokens
+  // (prompt_logprobs), sent with the echoed prompt in a choice's first chunk.
+  StreamSession(Engine& engine, ParsedRequest request, ResponseIds ids, Metrics& metrics,
+                std::vector<std::vector<TokenLogprob>> echoed = {});
   ~StreamSession();  // cancels and joins the generating thread
   StreamSession(const StreamSession&) = delete;
   StreamSession& operator=(const StreamSession&) = delete;
@@ -96,6 +99,7 @@ class StreamSession {
   Engine& engine_;
   const ParsedRequest request_;
   const ResponseIds ids_;
+  const std::vector<std::vector<TokenLogprob>> echoed_;
   Metrics& metrics_;
   Generation control_;
   std::mutex mutex_;

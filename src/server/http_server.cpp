@@ -162,6 +162,12 @@ void HttpServer::handle_generation(const httplib::Request& req, httplib::Respons
   const ResponseIds ids = new_response_ids(chat, model_id_);
   const int fd = find_connection_socket(req.local_port, req.remote_addr, req.remote_port);
   const double deadline = options_.request_timeout_seconds > 0 ? now_seconds() + options_.request_timeout_seconds : 0;
+  // With echo and logprobs the prompt's own log-probs (before generating,
+  // so a prompt too long to score is still a 400).
+  std::vector<std::vector<TokenLogprob>> echoed;
+  if (request.echo && request.logprobs) {
+    for (const PromptInput& p : request.prompts) echoed.push_back(prompt_logprobs(*engine_, p.tokens, request.top_logprobs));
+  }
 
   if (!request.stream) {
     Generation control;
@@ -173,16 +179,12 @@ void HttpServer::handle_generation(const httplib::Request& req, httplib::Respons
       results = run_prompts(*engine_, request, control, metrics_, t_record);
     }
     wake_.notify_all();  // a drain waits for generations to end
-    std::vector<std::vector<TokenLogprob>> echoed;
-    if (request.echo && request.logprobs) {
-      for (const PromptInput& p : request.prompts) echoed.push_back(prompt_logprobs(*engine_, p.tokens, request.top_logprobs));
-    }
     send_json(res, 200, chat ? chat_response(ids, request, results.at(0), *engine_)
                              : completion_response(ids, request, results, *engine_, echoed));
     return;
   }
 
-  auto session = std::make_shared<StreamSession>(*engine_, std::move(request), ids, metrics_);
+  auto session = std::make_shared<StreamSession>(*engine_, std::move(request), ids, metrics_, std::move(echoed));
   session->control().fd = fd;
   session->control().deadline = deadline;
   watch_.add(&session->control());
@@ -322,6 +324,7 @@ int HttpServer::run() {
             " (in use, or not an address of this machine)");
   }
   static_cast<const Listener&>(*http_).raise_backlog();
+  port_.store(port);
   std::thread listener([this] { http_->listen_after_bind(); });
   std::fprintf(stderr, "listening on http://%s:%d\n", options_.host.c_str(), port);
   int code = 0;

@@ -19,6 +19,7 @@
 #include "bifurcate/engine.h"
 #include "server/connection_watch.h"
 #include "server/metrics.h"
+#include "server/request_parse.h"
 #include "server/server_options.h"
 
 namespace httplib {
@@ -45,6 +46,10 @@ class HttpServer {
   // call cancels the running requests at once.
   void shutdown();
 
+  // The port listened on once run() has bound it (before the model loads);
+  // 0 before. For `--port 0` and in-process tests.
+  int port() const { return port_.load(); }
+
  private:
   enum class State { loading, ready, draining };
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
@@ -66,9 +71,10 @@ class HttpServer {
   EngineOptions engine_options_;
   std::unique_ptr<httplib::Server> http_;
   std::unique_ptr<Engine> engine_;
-  std::function<std::string(const nlohmann::json& messages)> render_chat_;  // server/chat_renderer.h
+  ChatRender render_chat_;  // server/chat_renderer.h
   std::string model_id_;
   std::atomic<State> state_{State::loading};
+  std::atomic<int> port_{0};
   Metrics metrics_;
   ConnectionWatch watch_;
   std::mutex mutex_;

@@ -115,12 +115,16 @@ json completion_response(const ResponseIds& ids, const ParsedRequest& request,
                      {"text", request.echo ? prompt_text + s.text : s.text},
                      {"logprobs", nullptr},
                      {"finish_reason", finish_reason_text(s.finish_reason)}};
-      if (request.logprobs && p < prompt_logprobs.size()) {
-        std::vector<TokenLogprob> tokens = prompt_logprobs[p];
-        for (TokenLogprob& t : sample_logprobs(s)) tokens.push_back(std::move(t));
-        choice["logprobs"] = completion_logprobs(engine, tokens, 0);
-      } else if (request.logprobs) {
-        choice["logprobs"] = completion_logprobs(engine, sample_logprobs(s), prompt_text.size());
+      if (request.logprobs) {
+        // The generated tokens' offsets count from the end of the prompt's
+        // text (as the streamed chunks do), the echoed prompt's from 0.
+        json generated = completion_logprobs(engine, sample_logprobs(s), prompt_text.size());
+        if (p < prompt_logprobs.size()) {
+          json echoed = completion_logprobs(engine, prompt_logprobs[p], 0);
+          for (auto& [key, values] : echoed.items()) values.insert(values.end(), generated[key].begin(), generated[key].end());
+          generated = std::move(echoed);
+        }
+        choice["logprobs"] = std::move(generated);
       }
       choices.push_back(std::move(choice));
     }

@@ -55,8 +55,9 @@ struct Usage {
 nlohmann::json usage_json(const Usage& usage);
 
 // A whole non-streamed response: prompt p's choices are indices p*n .. p*n+n-1.
-// With echo and logprobs, `prompt_logprobs[p]` (the prompt's own tokens)
-// come before each choice's tokens and the offsets start at 0.
+// With echo and logprobs, `prompt_logprobs[p]` (the prompt's own tokens,
+// offsets from 0) come before each choice's tokens (offsets from the end of
+// the prompt's text).
 nlohmann::json completion_response(const ResponseIds& ids, const ParsedRequest& request,
                                    const std::vector<GenerationResult>& results, const Engine& engine,
                                    const std::vector<std::vector<TokenLogprob>>& prompt_logprobs = {});

@@ -1,5 +1,6 @@
 #include "server/request_parse.h"
 
+#include <cctype>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -155,10 +156,38 @@ std::vector<std::string> parse_stop(const Fields& f) {
   return stop;
 }
 
+// OpenAI's logit_bias: {"token id": bias in [-100, 100]}, added to the
+// token's logit before sampling (sampling/sampler.h).
+std::vector<std::pair<int32_t, float>> parse_logit_bias(const Fields& f, const Engine& engine) {
+  const json* v = f.find("logit_bias");
+  if (v == nullptr) return {};
+  if (!v->is_object())
+    throw invalid_param("logit_bias", str("'logit_bias' must be an object mapping token ids to biases, got ", type_name(*v)));
+  const int n_vocab = engine.model_info().n_vocab;
+  std::vector<std::pair<int32_t, float>> bias;
+  for (const auto& [key, value] : v->items()) {
+    size_t used = 0;
+    long long id = -1;
+    try {
+      id = std::stoll(key, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != key.size() || !std::isdigit(static_cast<unsigned char>(key[0])))
+      throw invalid_param("logit_bias", str("'logit_bias' keys must be token ids, got '", key, "'"));
+    if (id >= n_vocab)
+      throw invalid_param("logit_bias", str("'logit_bias' token id ", id, " is outside the vocabulary [0, ", n_vocab, ")"));
+    if (!value.is_number() || !(value.get<double>() >= -100 && value.get<double>() <= 100))
+      throw invalid_param("logit_bias", str("'logit_bias' of token ", id, " must be a number in [-100, 100]"));
+    bias.emplace_back(int32_t(id), float(value.get<double>()));
+  }
+  return bias;
+}
+
 // The fields both endpoints share; `max_tokens_default` is what an absent
 // max_tokens means (16 for completions as OpenAI, the rest of the context for chat).
-ParsedRequest parse_common(const json& body, const ServerOptions& limits, const std::string& model_id,
-                           int max_tokens_default) {
+ParsedRequest parse_common(const json& body, const Engine& engine, const ServerOptions& limits,
+                           const std::string& model_id, int max_tokens_default) {
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
   const Fields f(body);
   ParsedRequest r;
@@ -195,6 +224,17 @@ ParsedRequest parse_common(const json& body, const ServerOptions& limits, const 
                            : std::random_device{}();
   if (auto user = f.string("user")) (void)user;  // accepted and ignored, as OpenAI's abuse-monitoring id
 
+  if (const json* format = f.find("response_format")) {
+    // Constrained output (JSON mode, JSON schemas) needs grammar-guided
+    // sampling, which this engine does not have: refused rather than ignored.
+    if (!format->is_object() || !format->contains("type") || !(*format)["type"].is_string())
+      throw invalid_param("response_format", "'response_format' must be an object with a string 'type'");
+    const std::string type = (*format)["type"].get<std::string>();
+    if (type != "text")
+      throw invalid_param("response_format",
+                          str("'response_format' of type '", type,
+                              "' is not supported: this server cannot constrain output to JSON; only 'text'"));
+  }
   r.stream = f.boolean("stream", false);
   if (const json* so = f.find("stream_options")) {
     if (!so->is_object()) throw invalid_param("stream_options", "'stream_options' must be an object");
@@ -203,8 +243,7 @@ ParsedRequest parse_common(const json& body, const ServerOptions& limits, const 
   }
   if (r.stream && g.best_of != g.n)
     throw invalid_param("best_of", "'best_of' cannot be used with 'stream' (the best choices are known only at the end)");
-  if (const json* bias = f.find("logit_bias"); bias != nullptr && !(bias->is_object() && bias->empty()))
-    throw invalid_param("logit_bias", "'logit_bias' is not supported");
+  s.logit_bias = parse_logit_bias(f, engine);
   return r;
 }
 
@@ -221,6 +260,34 @@ void check_context(const ParsedRequest& r, const Engine& engine) {
                      r.chat ? "messages" : "prompt", "context_length_exceeded");
     }
   }
+}
+
+// OpenAI's tools (function definitions, which the chat template renders
+// into the prompt) and tool_choice. Without constrained sampling the model
+// cannot be made to call a tool: "auto" offers the tools, "none" does not,
+// "required" and a named function are refused. Returns what the template
+// gets as `tools` (null: none).
+json parse_tools(const Fields& f) {
+  const json* tools = f.find("tools");
+  std::string choice = "auto";
+  if (const json* c = f.find("tool_choice")) {
+    if (!c->is_string() || (c->get<std::string>() != "auto" && c->get<std::string>() != "none"))
+      throw invalid_param("tool_choice",
+                          "'tool_choice' may be \"auto\" or \"none\": this server cannot force a tool call "
+                          "(\"required\" or a named function)");
+    choice = c->get<std::string>();
+  }
+  if (tools == nullptr) return nullptr;
+  if (!tools->is_array()) throw invalid_param("tools", "'tools' must be an array");
+  for (size_t i = 0; i < tools->size(); ++i) {
+    const json& t = (*tools)[i];
+    const bool ok = t.is_object() && t.contains("type") && t["type"] == "function" && t.contains("function") &&
+                    t["function"].is_object() && t["function"].contains("name") && t["function"]["name"].is_string();
+    if (!ok)
+      throw invalid_param("tools", str("tools[", i, "] must be {\"type\": \"function\", \"function\": {\"name\": ...}}"));
+  }
+  if (choice == "none" || tools->empty()) return nullptr;
+  return *tools;
 }
 
 std::string message_content(const json& m, size_t index) {
@@ -262,7 +329,7 @@ json parse_body(const std::string& body) {
 
 ParsedRequest parse_completion_request(const json& body, const Engine& engine, const ServerOptions& limits,
                                        const std::string& model_id) {
-  ParsedRequest r = parse_common(body, limits, model_id, 16);
+  ParsedRequest r = parse_common(body, engine, limits, model_id, 16);
   const Fields f(body);
   r.echo = f.boolean("echo", false);
   // OpenAI's limit is 5; the engine reports up to 20 alternatives.
@@ -271,9 +338,10 @@ ParsedRequest parse_completion_request(const json& body, const Engine& engine, c
     r.logprobs = true;
     r.top_logprobs = int(f.integer("logprobs", 0, 0, 20));
   }
-  if (r.echo && r.logprobs && r.stream)
-    throw invalid_param("echo", "'echo' with 'logprobs' (the prompt's log-probabilities) is not supported with 'stream'");
-  if (f.find("suffix") != nullptr) throw invalid_param("suffix", "'suffix' (insertion) is not supported");
+  // Insertion needs a model trained for fill-in-the-middle and its FIM
+  // tokens (llama.cpp serves it as /infill); this server has no infill mode.
+  if (auto suffix = f.string("suffix"); suffix && !suffix->empty())
+    throw invalid_param("suffix", "'suffix' (insertion, fill-in-the-middle) is not supported by this server");
   r.prompts = parse_prompts(body, engine, limits.max_prompts);
   r.generation.sampling.top_logprobs = r.top_logprobs;
   check_context(r, engine);
@@ -282,8 +350,8 @@ ParsedRequest parse_completion_request(const json& body, const Engine& engine, c
 
 ParsedRequest parse_chat_request(const json& body, const Engine& engine, const ServerOptions& limits,
                                  const std::string& model_id,
-                                 const std::function<std::string(const json& messages)>& render) {
-  ParsedRequest r = parse_common(body, limits, model_id, limits.max_tokens);
+                                 const ChatRender& render) {
+  ParsedRequest r = parse_common(body, engine, limits, model_id, limits.max_tokens);
   r.chat = true;
   const Fields f(body);
   r.logprobs = f.boolean("logprobs", false);
@@ -304,7 +372,7 @@ ParsedRequest parse_chat_request(const json& body, const Engine& engine, const S
     copy["content"] = message_content(m, i);
     normalized.push_back(std::move(copy));
   }
-  const std::string text = render(normalized);
+  const std::string text = render(normalized, parse_tools(f));
   r.prompts.push_back({tokenize_rendered(engine, text), text});
   check_context(r, engine);
   return r;

@@ -45,11 +45,14 @@ nlohmann::json parse_body(const std::string& body);
 ParsedRequest parse_completion_request(const nlohmann::json& body, const Engine& engine,
                                        const ServerOptions& limits, const std::string& model_id);
 
+// The chat template: the validated `messages` and `tools` (null when none
+// are offered) to the prompt text.
+using ChatRender = std::function<std::string(const nlohmann::json& messages, const nlohmann::json& tools)>;
+
 // `render` turns the validated `messages` array into the prompt text (the
 // chat template); its TemplateError becomes a 400.
 ParsedRequest parse_chat_request(const nlohmann::json& body, const Engine& engine, const ServerOptions& limits,
-                                 const std::string& model_id,
-                                 const std::function<std::string(const nlohmann::json& messages)>& render);
+                                 const std::string& model_id, const ChatRender& render);
 
 // Tokens of a prompt text that already holds its special tokens (a rendered
 // chat template): control tokens parsed, BOS added only when the text does

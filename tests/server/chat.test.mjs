@@ -5,12 +5,22 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { startServer, generate } from './harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer, generate, post } from './harness.mjs';
 
 const SYSTEM = 'You are a storyteller.';
 const USER = 'Once upon a time';
 const MESSAGES = [{ role: 'system', content: SYSTEM }, { role: 'user', content: USER }];
-const PHI = `${process.env.BIFURCATE_TESTDATA_DIR}/chat-templates/microsoft-Phi-3.5-mini-instruct.jinja`;
+const TEMPLATES = `${process.env.BIFURCATE_TESTDATA_DIR}/chat-templates`;
+const PHI = `${TEMPLATES}/microsoft-Phi-3.5-mini-instruct.jinja`;
+// The shared templates that render tools (Hermes, Qwen, Llama 3.1) write
+// prompts longer than stories260K's 512-token context; this one renders the
+// tools as the tool-use templates do, through tojson.
+const TOOLS_TEMPLATE = "{% if tools %}tools: {{ tools | tojson }}\n{% endif %}" +
+  "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
 
 let server, client;
 before(async () => { server = await startServer(); client = server.client(); });
@@ -102,5 +112,52 @@ test('--chat-template FILE overrides the model template', async () => {
     assert.notEqual(r.usage.prompt_tokens, chatml.usage.prompt_tokens, 'a different prompt format');
   } finally {
     assert.equal((await phi.stop()).code, 0);
+  }
+});
+
+// The prompt a conversation renders to, by jinja2 itself (the test data's
+// reference_render.py, transformers' rules): the independent reference.
+function jinjaRender(template, messages, tools) {
+  const dir = mkdtempSync(join(tmpdir(), 'bf-chat-'));
+  writeFileSync(join(dir, 'conv.json'), JSON.stringify([{ name: 'c', messages, ...(tools ? { tools } : {}) }]));
+  const out = JSON.parse(execFileSync('python3', [`${TEMPLATES}/reference_render.py`, template, join(dir, 'conv.json')]));
+  return out.find((r) => r.add_generation_prompt).text;
+}
+
+test('tools reach the chat template, tool_choice none withholds them', async () => {
+  // Keys in sorted order: the server parses the body with nlohmann::json,
+  // which sorts object keys, so a template's tojson prints them sorted.
+  const tools = [{ function: { description: 'weather', name: 'get_weather',
+                               parameters: { properties: { city: { type: 'string' } }, required: ['city'],
+                                             type: 'object' } }, type: 'function' }];
+  const messages = [{ role: 'user', content: 'Weather in Paris?' }];
+  const template = join(mkdtempSync(join(tmpdir(), 'bf-tools-')), 'tools.jinja');
+  writeFileSync(template, TOOLS_TEMPLATE);
+  const server2 = await startServer(['--chat-template', template]);
+  try {
+    const c = server2.client();
+    const req = { model: 'stories260K', messages, max_tokens: 12, temperature: 0 };
+    const expected = jinjaRender(template, messages, tools);
+    assert.match(expected, /get_weather/);
+    const tokens = (await post(server2.url + '/tokenize', { content: expected, add_special: !expected.startsWith('<s>'),
+                                                           parse_special: true })).body.tokens;
+    const same = await c.completions.create({ model: 'stories260K', prompt: tokens, max_tokens: 12, temperature: 0 });
+    const r = await c.chat.completions.create({ ...req, tools });
+    assert.equal(r.usage.prompt_tokens, tokens.length);
+    assert.equal(r.choices[0].message.content, same.choices[0].text);
+    const auto = await c.chat.completions.create({ ...req, tools, tool_choice: 'auto' });
+    assert.equal(auto.usage.prompt_tokens, tokens.length);
+    const none = await c.chat.completions.create({ ...req, tools, tool_choice: 'none' });
+    const without = await c.chat.completions.create(req);
+    assert.equal(none.usage.prompt_tokens, without.usage.prompt_tokens);
+    assert.ok(without.usage.prompt_tokens < tokens.length);
+    for (const [body, param] of [[{ tools, tool_choice: 'required' }, 'tool_choice'],
+                                 [{ tools, tool_choice: { type: 'function', function: { name: 'get_weather' } } }, 'tool_choice'],
+                                 [{ tools: [{ type: 'function' }] }, 'tools']]) {
+      await assert.rejects(c.chat.completions.create({ ...req, ...body }),
+                           (e) => e.status === 400 && e.param === param, JSON.stringify(body));
+    }
+  } finally {
+    assert.equal((await server2.stop()).code, 0);
   }
 });

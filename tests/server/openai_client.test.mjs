@@ -115,7 +115,61 @@ test('echo with logprobs scores the prompt as bifurcate logits does', async () =
   }
   assert.deepEqual(lp.tokens.slice(n), plain.choices[0].logprobs.tokens);
   assert.deepEqual(lp.token_logprobs.slice(n), plain.choices[0].logprobs.token_logprobs);
-  await assert.rejects(client.completions.create({ ...req, echo: true, stream: true }), (e) => e.status === 400);
+});
+
+test('stream with echo and logprobs: the first chunk is the prompt with its own logprobs', async () => {
+  const req = { model: 'stories260K', prompt: PROMPT, max_tokens: 6, temperature: 0, logprobs: 2, echo: true, n: 2 };
+  const whole = await client.completions.create(req);
+  const stream = await client.completions.create({ ...req, stream: true });
+  const text = ['', ''], seen = [[], []];
+  const lp = [{ tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] },
+              { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] }];
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) {
+      seen[c.index].push(c);
+      text[c.index] += c.text;
+      if (!c.logprobs) continue;
+      for (const key of Object.keys(lp[c.index])) lp[c.index][key].push(...c.logprobs[key]);
+    }
+  }
+  const n = (await post(server.url + '/tokenize', { content: PROMPT, add_special: true })).body.tokens.length;
+  for (const i of [0, 1]) {
+    const first = seen[i][0];
+    assert.equal(first.text, PROMPT);
+    assert.equal(first.logprobs.tokens.length, n, 'the prompt tokens, BOS included');
+    assert.equal(first.logprobs.token_logprobs[0], null);
+    assert.equal(text[i], whole.choices[i].text);
+    assert.deepEqual(lp[i], whole.choices[i].logprobs);  // offsets from 0, as the non-streamed response
+  }
+});
+
+test('logit_bias: +100 forces a token, -100 bans one (the model\'s own ranking from bifurcate logits)', async () => {
+  const ref = await logits(['-p', PROMPT, '--top', '3']);
+  const next = ref.positions[ref.positions.length - 1].top;  // after the prompt: the three most likely
+  const req = { model: 'stories260K', prompt: PROMPT, max_tokens: 6, temperature: 0, logprobs: 0 };
+  const forced = await client.completions.create({ ...req, logit_bias: { [next[2].id]: 100 } });
+  assert.deepEqual(forced.choices[0].logprobs.tokens, Array(6).fill(next[2].piece));
+  // The reported log-prob is the model's own, not the biased one.
+  assert.ok(Math.abs(forced.choices[0].logprobs.token_logprobs[0] - next[2].logprob) < 1e-4);
+  const banned = await client.completions.create({ ...req, max_tokens: 1, logit_bias: { [next[0].id]: -100 } });
+  assert.equal(banned.choices[0].logprobs.tokens[0], next[1].piece);
+  // Sampled: the banned token never comes up.
+  const sampled = await client.completions.create({ ...req, temperature: 1.5, seed: 3, n: 4, max_tokens: 40,
+                                                    logit_bias: { [next[0].id]: -100 } });
+  const unbiased = await client.completions.create({ ...req, temperature: 1.5, seed: 3, n: 4, max_tokens: 40 });
+  const count = (r) => r.choices.reduce((a, c) => a + c.logprobs.tokens.filter((t) => t === next[0].piece).length, 0);
+  assert.equal(count(sampled), 0);
+  assert.ok(count(unbiased) > 0, `'${next[0].piece}' comes up without the bias`);
+  await assert.rejects(client.completions.create({ ...req, logit_bias: { 7: 101 } }),
+                       (e) => e.status === 400 && e.param === 'logit_bias');
+});
+
+test('suffix and response_format are refused by name', async () => {
+  await assert.rejects(client.completions.create({ model: 'stories260K', prompt: PROMPT, suffix: ' The end.' }),
+                       (e) => e.status === 400 && e.param === 'suffix' && /fill-in-the-middle/.test(e.message));
+  await assert.rejects(client.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'hi' }],
+                                                        response_format: { type: 'json_object' } }),
+                       (e) => e.status === 400 && e.param === 'response_format' && /json_object/.test(e.message));
 });
 
 test('stop strings cut the text before them', async () => {
