@@ -54,7 +54,7 @@ const std::string kModelId = "stories260K";  // the id the server gives stories2
 struct Served {
   std::unique_ptr<Engine> engine;
   ServerOptions limits;                 // the server's defaults
-  std::vector<ChatRenderer> renderers;  // [0]: the model's own; then each testdata template
+  std::vector<ChatRender> renderers;  // [0]: the model's own; then each testdata template
 };
 
 Served& served() {

@@ -286,7 +286,7 @@ TEST(Matmul, QuantLanesEveryBatchTileAndRowGroup) {
   // superblock (built generically after two fused ones); Q4_1 and Q5_K are
   // always built generically, Q4_K, Q6_K and Q4_0 from their blocks.
   ThreadPool one(1), two(2);
-  for (MatmulIsa isa : isas()) {
+  for (Isa isa : isas()) {
     for (int64_t batch = 5; batch <= 24; ++batch) {
       check_matmul(GgmlType::Q4_0, 37, 544, batch, batch % 2 ? one : two, isa);
       check_matmul(GgmlType::Q4_K, 37, 512, batch, batch % 2 ? two : one, isa);

@@ -40,7 +40,7 @@ class ServerFuzzRegression : public ::testing::Test {
     try {
       const json parsed = parse_body(body);
       if (chat) {
-        parse_chat_request(parsed, *engine_, limits_, "m", [](const json& messages) { return messages.dump(); });
+        parse_chat_request(parsed, *engine_, limits_, "m", [](const json& messages, const json&) { return messages.dump(); });
       } else {
         parse_completion_request(parsed, *engine_, limits_, "m");
       }

@@ -105,7 +105,7 @@ void build_q4_k(const RowBlocks& b, LaneSuperblock& out) {
 
 void build_q6_k(const RowBlocks& b, LaneSuperblock& out) {
   const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-  const auto shifted = [](__m512i v, int by) {
+  const auto shifted = [&](__m512i v, int by) {  // [&]: a captureless lambda's function-pointer thunk is compiled outside the pragma's target
     return by >= 0 ? _mm512_maskz_slli_epi32(kAll16, v, unsigned(by)) : _mm512_maskz_srli_epi32(kAll16, v, unsigned(-by));
   };
   __m512i qh[16];
