@@ -69,38 +69,29 @@ struct Superblock {
 }
 
 // Q4_K / Q5_K scales and mins: the word rearrangement of k_scales
-// (matmul_quant_unpack.cpp) in one 16-byte register {d|dmin, s0, s1, s2}:
-// words [sc0-3, sc4-7, m0-3, m4-7] = [s0 & 0x3F.., (s2 & 0x0F..) | top2(s0) << 4,
-// s1 & 0x3F.., ((s2 >> 4) & 0x0F..) | top2(s1) << 4]. (The scalar word
-// arithmetic and 4 inserts it replaces were ~35 of ~80 ops per superblock.)
+// (matmul_quant_unpack.cpp), in registers.
 template <class Block>
 [[gnu::always_inline]] inline void k_scales(const Block& b, Superblock& w) {
-  static_assert(offsetof(Block, d) == 0 && offsetof(Block, dmin) == 2 && offsetof(Block, scales) == 4);
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&b));
-  const __m128i low6 = _mm_set1_epi8(0x3F), low4 = _mm_set1_epi8(0x0F), low2 = _mm_set1_epi8(0x03);
-  const __m128i s = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 1, 1));  // s0, s0, s1, s1
-  const __m128i s2 = _mm_shuffle_epi32(v, _MM_SHUFFLE(3, 3, 3, 3));
-  const __m128i top = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(s, 6), low2), 4);
-  const __m128i s2_nibbles = _mm_and_si128(_mm_srlv_epi32(s2, _mm_setr_epi32(0, 0, 0, 4)), low4);
-  const __m128i packed = _mm_blend_epi32(_mm_and_si128(s, low6), _mm_or_si128(top, s2_nibbles), 0b1010);
+  uint32_t s[3];
+  std::memcpy(s, b.scales, 12);
+  constexpr uint32_t kLow6 = 0x3F3F3F3F, kLow4 = 0x0F0F0F0F, kLow2 = 0x03030303;
+  const uint32_t m47 = ((s[2] >> 4) & kLow4) | (((s[1] >> 6) & kLow2) << 4);
+  const uint32_t m03 = s[1] & kLow6;
+  const uint32_t sc47 = (s[2] & kLow4) | (((s[0] >> 6) & kLow2) << 4);
+  const uint32_t sc03 = s[0] & kLow6;
+  const __m128i packed = _mm_setr_epi32(int(sc03), int(sc47), int(m03), int(m47));
   w.scales16 = _mm512_maskz_cvtepu8_epi16(kAll32, _mm256_setr_m128i(packed, _mm_setzero_si128()));
   w.per_sub_block = true;
-  const __m128 d_dmin = _mm_cvtph_ps(v);  // lanes 0, 1
-  w.d = _mm_cvtss_f32(d_dmin);
+  w.d = f16_to_f32(b.d);
   const __m512 mins = _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepu8_epi32(kAll16, _mm_unpackhi_epi8(packed, packed)));
-  w.offsets = _mm512_mul_ps(mins, _mm512_set1_ps(-_mm_cvtss_f32(_mm_movehdup_ps(d_dmin))));
+  w.offsets = _mm512_mul_ps(mins, _mm512_set1_ps(-f16_to_f32(b.dmin)));
 }
 
-// 128 nibble bytes as two 64-byte registers: levels[2h] is chunk 2h's low
-// nibbles then its high ones, levels[2h + 1] chunk 2h + 1's.
 [[gnu::always_inline]] inline void load_q4_k(const tensor::BlockQ4_K& b, Superblock& w) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  for (int h = 0; h < 2; ++h) {
-    const __m512i v = _mm512_loadu_si512(b.qs + 64 * h);
-    const __m512i lo = _mm512_and_si512(v, low4);
-    const __m512i hi = _mm512_and_si512(_mm512_maskz_srli_epi16(kAll32, v, 4), low4);
-    w.levels[2 * h] = _mm512_maskz_shuffle_i64x2(__mmask8(0xFF), lo, hi, 0x44);
-    w.levels[2 * h + 1] = _mm512_maskz_shuffle_i64x2(__mmask8(0xFF), lo, hi, 0xEE);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int c = 0; c < 4; ++c) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
+    w.levels[c] = join(_mm256_and_si256(v, low4), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
   }
   k_scales(b, w);
 }
