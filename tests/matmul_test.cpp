@@ -16,17 +16,7 @@
 #include "util/aligned_alloc.h"
 #include "util/error.h"
 
-// Counts operator new, so a test can check that matmul allocates nothing in
-// steady state (aligned scratch is counted by util/aligned_alloc.h).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-static std::atomic<long> g_allocations{0};
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "counting_new.h"  // g_allocations
 
 namespace bifurcate::kernels {
 namespace {

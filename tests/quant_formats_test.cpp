@@ -65,31 +65,6 @@ double q5_1_element(const uint8_t* b, int j) {
   return half_at(b) * (nibble(b + 8, j) | fifth(b + 4, j)) + half_at(b + 2);
 }
 
-// block_q5_K {d, dmin, scales[12], qh[32], qs[128]}: element e of sub-block
-// s = e / 32, l = e % 32: low 4 bits from qs[32 (s / 2) + l] (low nibble for
-// even s), bit 4 from bit s of qh[l]; 6-bit scale/min as get_scale_min_k4.
-double q5_k_element(const uint8_t* b, int e) {
-  const uint8_t* scales = b + 4;
-  const uint8_t* qh = b + 16;
-  const uint8_t* qs = b + 48;
-  const int s = e / 32, l = e % 32;
-  int sc, m;
-  if (s < 4) {
-    sc = scales[s] & 63;
-    m = scales[s + 4] & 63;
-  } else {
-    sc = (scales[s + 4] & 15) | ((scales[s - 4] >> 6) << 4);
-    m = (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4);
-  }
-  const int low = s % 2 == 0 ? qs[32 * (s / 2) + l] & 15 : qs[32 * (s / 2) + l] >> 4;
-  const int q = low | (((qh[l] >> s) & 1) << 4);
-  return double(float(half_at(b) * sc)) * q - double(float(half_at(b + 2) * m));
-}
-
-// block_q4_0 {d, qs[16]}: d * (nibble - 8); block_q8_0 {d, qs[32] int8}: d * q.
-double q4_0_element(const uint8_t* b, int j) { return half_at(b) * (nibble(b + 2, j) - 8); }
-double q8_0_element(const uint8_t* b, int j) { return half_at(b) * double(int8_t(b[2 + j])); }
-
 // get_scale_min_k4: sub-block s's 6-bit scale and min from the 12 bytes.
 void k4_scale_min(const uint8_t* scales, int s, int& sc, int& m) {
   if (s < 4) {
@@ -100,6 +75,26 @@ void k4_scale_min(const uint8_t* scales, int s, int& sc, int& m) {
     m = (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4);
   }
 }
+
+// block_q5_K {d, dmin, scales[12], qh[32], qs[128]}: element e of sub-block
+// s = e / 32, l = e % 32: low 4 bits from qs[32 (s / 2) + l] (low nibble for
+// even s), bit 4 from bit s of qh[l]; 6-bit scale/min as get_scale_min_k4.
+double q5_k_element(const uint8_t* b, int e) {
+  const uint8_t* scales = b + 4;
+  const uint8_t* qh = b + 16;
+  const uint8_t* qs = b + 48;
+  const int s = e / 32, l = e % 32;
+  int sc, m;
+  k4_scale_min(scales, s, sc, m);
+  const int low = s % 2 == 0 ? qs[32 * (s / 2) + l] & 15 : qs[32 * (s / 2) + l] >> 4;
+  const int q = low | (((qh[l] >> s) & 1) << 4);
+  return double(float(half_at(b) * sc)) * q - double(float(half_at(b + 2) * m));
+}
+
+// block_q4_0 {d, qs[16]}: d * (nibble - 8); block_q8_0 {d, qs[32] int8}: d * q.
+double q4_0_element(const uint8_t* b, int j) { return half_at(b) * (nibble(b + 2, j) - 8); }
+double q8_0_element(const uint8_t* b, int j) { return half_at(b) * double(int8_t(b[2 + j])); }
+
 
 // block_q4_K {d, dmin, scales[12], qs[128]}: element e of sub-block s = e / 32
 // is nibble (s odd: high) of qs[32 (s / 2) + e % 32]; d sc q - dmin m, in
