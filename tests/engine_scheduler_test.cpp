@@ -334,5 +334,51 @@ TEST_F(SchedulerBehaviour, BigRequestAtTheHeadIsNotOvertaken) {
   }
 }
 
+TEST_F(SchedulerBehaviour, ShortPromptIsPrefilledBeforeALongOneAdmittedWithIt) {
+  // Shortest remaining prefill first: a 5-token prompt admitted in the same
+  // step as a 120-token one gets its first token first (in admission order it
+  // would wait for the long prompt's four 32-token chunks).
+  Engine engine(tiny_options(AttentionMode::bifurcated, false, /*step_tokens=*/32, /*chunk=*/32));
+  ModelThreadGate gate;
+  GenerationCallbacks blocking;
+  std::atomic<int> calls{0};
+  blocking.on_token = [&](int, const TokenEvent&) {
+    if (calls++ == 0) gate.block();
+  };
+  std::mutex order_mutex;
+  std::vector<std::string> first_tokens;
+  auto recorder = [&](const std::string& name) {
+    auto seen = std::make_shared<std::atomic<bool>>(false);
+    GenerationCallbacks cb;
+    cb.on_token = [&, name, seen](int, const TokenEvent&) {
+      if (seen->exchange(true)) return;
+      std::lock_guard lock(order_mutex);
+      first_tokens.push_back(name);
+    };
+    return cb;
+  };
+  GenerationRequest long_prompt = long_request(4, 2), short_prompt = long_request(4, 3);
+  long_prompt.prompt_tokens.clear();
+  for (int i = 0; i < 120; ++i) long_prompt.prompt_tokens.push_back(1 + (i * 37) % 700);
+  short_prompt.prompt_tokens = {1, 9, 99, 199, 299};
+  const GenerationResult long_alone = engine.generate(long_prompt), short_alone = engine.generate(short_prompt);
+
+  std::thread blocker([&] { engine.generate(long_request(3, 1), blocking); });
+  gate.wait_entered();
+  const GenerationCallbacks long_cb = recorder("long"), short_cb = recorder("short");
+  GenerationResult r_long, r_short;
+  std::thread l([&] { r_long = engine.generate(long_prompt, long_cb); });
+  wait_for_queued(engine, 1);
+  std::thread s([&] { r_short = engine.generate(short_prompt, short_cb); });
+  wait_for_queued(engine, 2);
+  gate.release();
+  blocker.join(), l.join(), s.join();
+  ASSERT_EQ(first_tokens.size(), 2u);
+  EXPECT_EQ(first_tokens[0], "short");
+  // The order changes nothing in what each request generates.
+  EXPECT_EQ(r_long.samples[0].tokens, long_alone.samples[0].tokens);
+  EXPECT_EQ(r_short.samples[0].tokens, short_alone.samples[0].tokens);
+}
+
 }  // namespace
 }  // namespace bifurcate

@@ -8,6 +8,7 @@
 #include "model/model_shapes.h"
 #include "model/random_model.h"
 #include "util/error.h"
+#include "util/timer.h"
 
 namespace bifurcate::cli {
 namespace fs = std::filesystem;
@@ -61,6 +62,25 @@ std::string ensure_bench_model(const std::string& cache_dir, const std::function
   require(!ec, "cannot create the model cache directory '", cache_dir, "': ", ec.message());
   model::write_random_model(model::find_model_shape(kBenchModelShape), gguf::GgmlType::F16, vocab, 1, path,
                             progress);
+  return path;
+}
+
+std::string model_or_default(const std::string& model, const std::string& model_cache, StatusLine& progress) {
+  if (!model.empty()) return model;
+  const std::string dir = model_cache.empty() ? default_model_cache_dir() : model_cache;
+  int last_percent = -1;
+  const double t0 = now_seconds();
+  bool wrote = false;
+  const std::string path = ensure_bench_model(dir, [&](double fraction) {
+    wrote = true;
+    const int percent = int(fraction * 100);
+    if (percent == last_percent) return;
+    last_percent = percent;
+    if (percent % 10 == 0) {
+      progress.lasting(str("creating the default model ", dir, "/", kBenchModelFile, ": ", percent, "%"));
+    }
+  });
+  if (wrote) progress.lasting(str("model created in ", now_seconds() - t0, " s"));
   return path;
 }
 

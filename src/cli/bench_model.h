@@ -6,6 +6,8 @@
 #include <functional>
 #include <string>
 
+#include "cli/status_line.h"
+
 namespace bifurcate::cli {
 
 inline constexpr const char* kBenchModelShape = "7b-mha-2l";
@@ -25,5 +27,10 @@ bool is_valid_bench_model(const std::string& path, const std::string& shape_name
 // directory) unless a valid one is already there. `progress` gets the
 // fraction written. Error names the vocabulary file if it is missing.
 std::string ensure_bench_model(const std::string& cache_dir, const std::function<void(double)>& progress);
+
+// `model` when given, else the default model in `model_cache` (or
+// default_model_cache_dir() when that is empty), created first if needed with
+// its progress every 10 % as lasting lines on `progress`.
+std::string model_or_default(const std::string& model, const std::string& model_cache, StatusLine& progress);
 
 }  // namespace bifurcate::cli

@@ -173,25 +173,6 @@ std::string now_text() {
   return text;
 }
 
-std::string resolve_model(const BenchArgs& a, StatusLine& progress) {
-  if (!a.model.empty()) return a.model;
-  const std::string dir = a.model_cache.empty() ? default_model_cache_dir() : a.model_cache;
-  int last_percent = -1;
-  const double t0 = now_seconds();
-  bool wrote = false;
-  const std::string path = ensure_bench_model(dir, [&](double fraction) {
-    wrote = true;
-    const int percent = int(fraction * 100);
-    if (percent == last_percent) return;
-    last_percent = percent;
-    if (percent % 10 == 0) {
-      progress.lasting(str("creating the default model ", dir, "/", kBenchModelFile, ": ", percent, "%"));
-    }
-  });
-  if (wrote) progress.lasting(str("model created in ", now_seconds() - t0, " s"));
-  return path;
-}
-
 void write_outputs(const BenchArgs& a, const BenchReport& report) {
   if (!a.csv.empty()) {
     std::ostringstream out;
@@ -242,7 +223,7 @@ int run_bench(int argc, char** argv) {
       threads_flag > 0 ? threads_flag : int(std::max(1u, std::thread::hardware_concurrency()));
 
   StatusLine progress;
-  const std::string model_path = resolve_model(args, progress);
+  const std::string model_path = model_or_default(args.model, args.model_cache, progress);
   const auto model = model::Model::load(model_path);
   ThreadPool pool(threads);
 

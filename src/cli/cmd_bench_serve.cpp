@@ -23,6 +23,7 @@
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "cli/serve_workload.h"
+#include "cli/status_line.h"
 #include "util/error.h"
 #include "cli/json_output.h"
 #include "model/model.h"
@@ -202,16 +203,17 @@ RunFigures run_workload(const EngineOptions& options, const Mode& mode, const Se
       ++done;
     });
   }
+  StatusLine progress;  // overwrites itself on a terminal; silent in a log
   while (done.load() < int(n)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     const EngineStatus s = engine.status();
-    std::cerr << "\r  " << mode.name << " rate " << spec.rate << ": " << done.load() << "/" << n << " done, "
-              << s.running_requests << " running, " << s.queued_requests << " queued, KV "
-              << std::fixed << std::setprecision(2) << double(s.kv_bytes_used) / double(1 << 30) << " GiB   "
-              << std::flush;
+    progress.transient(str("  ", mode.name, " rate ", spec.rate, ": ", done.load(), "/", n, " done, ",
+                           s.running_requests, " running, ", s.queued_requests, " queued, KV ",
+                           std::lround(100 * double(s.kv_bytes_used) / double(1 << 30)) / 100.0, " GiB"));
   }
   for (auto& t : clients) t.join();
-  std::cerr << '\n';
+  progress.lasting(str("  ", mode.name, " rate ", spec.rate, ": ", n, " requests done in ",
+                       std::lround(10 * (now_seconds() - t0)) / 10.0, " s"));
   for (size_t i = 0; i < n; ++i)
     if (!errors[i].empty()) throw Error(str("bench-serve: request ", i, " failed: ", errors[i]));
 
@@ -375,16 +377,15 @@ int run_bench_serve(int argc, char** argv) {
   options.kv_budget_bytes = a.kv_budget_gib == 0 ? 0 : parse_kv_budget_flag(a.kv_budget_gib);
   options.step_tokens = checked(a.step_tokens, "step-tokens", 1, 1 << 16);
   options.max_queued_requests = spec.groups * spec.questions;
-  options.model_path = a.model;
-  if (options.model_path.empty()) {
-    const std::string dir = a.model_cache.empty() ? default_model_cache_dir() : a.model_cache;
-    options.model_path = ensure_bench_model(dir, [](double f) {
-      std::cerr << "\rcreating the benchmark model: " << int(f * 100) << "%" << std::flush;
-    });
-  }
+  StatusLine status;
+  options.model_path = model_or_default(a.model, a.model_cache, status);
   {
     EngineOptions probe = options;  // the vocabulary size for the workload's token ids
-    spec.n_vocab = Engine(probe).model_info().n_vocab;
+    const ModelInfo info = Engine(probe).model_info();
+    // Requests generate text (stop strings, detokenized pieces): refuse now, not after the probes.
+    require(info.has_vocabulary, options.model_path, " has no vocabulary (a model made by `bifurcate make-model` "
+            "without --vocab); bench-serve's requests need one: make it with --vocab VOCAB.gguf");
+    spec.n_vocab = info.n_vocab;
   }
   if (!a.workload_out.empty()) {
     std::ofstream out(a.workload_out);

@@ -42,6 +42,7 @@ struct ActiveRequest {
   std::vector<Sequence> samples;            // empty until the prompt is prefilled
   GenerationStats stats;
   double t_admit = 0, t_prefilled = 0;
+  int waiters = 0;             // queued requests waiting for this prompt's prefill (counted by admit())
   bool decoded_this_step = false;
   std::exception_ptr error;  // set when the request failed; its KV is already released
 

@@ -92,7 +92,7 @@ class Scheduler {
   void drop_cancelled();
   void admit();
   std::optional<Admission> plan_admission(const Submission& s) const;
-  bool waits_for_prefill_in_flight(const Submission& s) const;
+  ActiveRequest* awaited_prefill(const Submission& s) const;
   void start(std::shared_ptr<Submission> submission, const Admission& admission);
   std::size_t promised_blocks(const ActiveRequest& r) const;
   void build_batch();
@@ -119,6 +119,7 @@ class Scheduler {
   model::Batch batch_;
   std::vector<Entry> entries_;
   std::vector<float> logits_;
+  std::vector<ActiveRequest*> prefill_order_;  // build_batch's, reused
 
   // Guarded by mutex_.
   mutable std::mutex mutex_;

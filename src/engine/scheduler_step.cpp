@@ -56,11 +56,12 @@ std::optional<Scheduler::Admission> Scheduler::plan_admission(const Submission& 
   return std::nullopt;
 }
 
-// True when a prompt being prefilled now shares at least one more whole
-// block with `s`'s prompt than the prefix cache does: `s` then waits for that
-// prefill to land in the cache instead of prefilling the same tokens again
-// (requests arriving together with one system prompt share it from the first).
-bool Scheduler::waits_for_prefill_in_flight(const Submission& s) const {
+// The request whose prompt, being prefilled now, shares at least one more
+// whole block with `s`'s prompt than the prefix cache does, or null: `s` then
+// waits for that prefill to land in the cache instead of prefilling the same
+// tokens again (requests arriving together with one system prompt share it
+// from the first).
+ActiveRequest* Scheduler::awaited_prefill(const Submission& s) const {
   const int block = e_.cache.layout().block_tokens;
   const int limit = int(s.prompt.size()) - 1;
   const int matched = prefix_.match(s.prompt, limit).tokens;
@@ -69,20 +70,25 @@ bool Scheduler::waits_for_prefill_in_flight(const Submission& s) const {
     const std::vector<int32_t>& other = r->submission->prompt;
     const auto [mine, theirs] = std::mismatch(s.prompt.begin(), s.prompt.end(), other.begin(), other.end());
     const int common = std::min(int(mine - s.prompt.begin()), limit) / block * block;
-    if (common > matched) return true;
+    if (common > matched) return r.get();
   }
-  return false;
+  return nullptr;
 }
 
 // In FIFO order. A request waiting for a prefill in flight (above) is passed
-// over, keeping its place: it waits at most for that prefill. Otherwise the
-// first request that does not fit stops admission, so a big request is never
-// overtaken by later, smaller ones.
+// over, keeping its place: it waits at most for that prefill (which counts
+// it among its waiters, for build_batch's order). Otherwise the first request
+// that does not fit stops admission, so a big request is never overtaken by
+// later, smaller ones.
 void Scheduler::admit() {
+  for (auto& r : active_) r->waiters = 0;
   for (auto it = waiting_.begin(); it != waiting_.end();) {
-    if (use_prefix_cache_ && waits_for_prefill_in_flight(**it)) {
-      ++it;
-      continue;
+    if (use_prefix_cache_) {
+      if (ActiveRequest* awaited = awaited_prefill(**it)) {
+        ++awaited->waiters;
+        ++it;
+        continue;
+      }
     }
     const std::optional<Admission> admission = plan_admission(**it);
     if (!admission) break;
@@ -117,17 +123,31 @@ void Scheduler::start(std::shared_ptr<Submission> submission, const Admission& a
   active_.push_back(std::move(r));
 }
 
-// Decode rows first (one per running sample), then prefill chunks in
-// admission order with what is left of the step's token budget — at least a
-// quarter of it, so new prompts progress even under a full decode batch.
+// Decode rows first (one per running sample), then prefill chunks with what
+// is left of the step's token budget — at least a quarter of it, so new
+// prompts progress even under a full decode batch.
+//
+// Prefill order: fewest tokens left per request that gets its first token
+// when they are done (Smith's rule for mean TTFT; the request itself plus the
+// queued requests waiting for this prefill to reach the prefix cache). A
+// 64-token question admitted behind other groups' 2048-token system prompts
+// goes first, and a system prompt that 7 queued requests wait for counts as
+// 2048 / 8 (bench-serve's default workload: docs/perf-notes.md). So that no
+// prompt is passed over forever, the longest-admitted one still prefilling
+// is always given at least an eighth of the budget.
 void Scheduler::build_batch() {
   batch_.clear();
   entries_.clear();
   int decode_rows = 0;
+  prefill_order_.clear();
   for (auto& p : active_) {
     ActiveRequest& r = *p;
     r.decoded_this_step = false;
-    if (r.error || r.phase != RequestPhase::decode) continue;
+    if (r.error) continue;
+    if (r.phase == RequestPhase::prefill) {
+      prefill_order_.push_back(&r);
+      continue;
+    }
     for (int i = 0; i < int(r.samples.size()); ++i) {
       const Sequence& q = r.samples[size_t(i)];
       if (!q.running()) continue;
@@ -138,13 +158,19 @@ void Scheduler::build_batch() {
     }
   }
   const int budget = e_.options.step_tokens;
+  ActiveRequest* const oldest = prefill_order_.empty() ? nullptr : prefill_order_.front();  // admission order
+  const auto left = [](const ActiveRequest* r) { return r->unmatched_tokens() - r->prefilled; };
+  std::stable_sort(prefill_order_.begin(), prefill_order_.end(), [&](const ActiveRequest* a, const ActiveRequest* b) {
+    return int64_t(left(a)) * (1 + b->waiters) < int64_t(left(b)) * (1 + a->waiters);
+  });
   int allowance = std::max(budget - decode_rows, budget / 4);
-  for (auto& p : active_) {
+  int reserved = oldest == nullptr ? 0 : std::min({left(oldest), budget / 8, e_.options.prefill_chunk});
+  for (ActiveRequest* p : prefill_order_) {
     ActiveRequest& r = *p;
-    if (allowance <= 0) break;
-    if (r.error || r.phase != RequestPhase::prefill) continue;
-    const int remaining = r.unmatched_tokens() - r.prefilled;
-    const int n = std::min({remaining, allowance, e_.options.prefill_chunk});
+    if (p == oldest) reserved = 0;
+    const int remaining = left(p);
+    const int n = std::min({remaining, allowance - reserved, e_.options.prefill_chunk});
+    if (n <= 0) continue;
     const bool last = n == remaining;
     const std::span<const int32_t> tokens =
         std::span(r.submission->prompt).subspan(size_t(r.cached_tokens + r.prefilled), size_t(n));
