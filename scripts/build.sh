@@ -3,7 +3,7 @@
 # Flavours and their build trees:
 #   release   build/           -O3; runs on any x86-64-v3 CPU, kernels chosen at run time
 #                              (BIFURCATE_ISA=avx2|avx512|avx512vnni forces a narrower path)
-#   sanitize  build-sanitize/  ASan + UBSan
+#   sanitize  build-sanitize/  ASan + UBSan (-O1, line tables: CMakeLists.txt says why)
 #   tsan      build-tsan/      ThreadSanitizer; builds only the scheduler and in-process HTTP server tests (test.sh runs them)
 #   fuzz      build-fuzz/      clang, libFuzzer + ASan + UBSan: the fuzz/ targets only
 set -euo pipefail
