@@ -50,6 +50,33 @@ struct PanelProduct {
 };
 void multiply_panel_direct(const PanelProduct& p, bool avx512);
 
+// Outer-product path (matmul_outer.cpp): true where it measured faster than
+// the direct/packed path for a type without an integer path (prefill batches).
+bool outer_path_wins(gguf::GgmlType type, int64_t batch, bool avx512);
+
+// Output rows per outer-path task: a multiple of the micro-tile's 32 (AVX-512)
+// or 16 (AVX2) rows, about 8 tasks per thread.
+int64_t outer_task_rows(int64_t rows, int threads);
+
+// x packed once per call for the outer path's micro-tiles: batch rows in
+// groups of at most group_max, each group [cols][rows of the group].
+struct OuterX {
+  const float* data = nullptr;
+  int64_t batch = 0;
+  int group_max = 0;
+};
+OuterX pack_x_outer(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer);
+
+// A pool thread's reusable buffers: the f32 panel of one K-block and, for
+// types other than F32/F16, the dequantized rows it is transposed from.
+struct OuterPanels {
+  AlignedBuffer<float> panel, rows;
+};
+
+// y[batch, w.rows] row-major, rows [r_begin, r_end).
+void multiply_rows_outer(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
+                         bool avx512, OuterPanels& scratch);
+
 // x[batch, w.cols] and y[batch, w.rows] row-major, as for the direct path;
 // `panel` is the calling thread's reusable buffer.
 void multiply_rows_packed(const WeightMatrix& w, const float* x, int64_t batch, float* y, int64_t r_begin,
