@@ -12,6 +12,9 @@
 // are adjacent: the broadcasts read one stream, not one per batch row
 // (rows of 16 KiB would all fall into the same L1 sets).
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <utility>
 
 #include "kernels/matmul_paths.h"
 #include "kernels/matmul_simd.h"
@@ -29,7 +32,7 @@ constexpr int64_t kMinBatch = 16;
 
 // Columns per K-block: a panel of 256 x 32 f32 (32 KiB) stays in L1 while
 // every batch group passes over it; a multiple of every block size (256).
-constexpr int64_t kKBlock = 256;
+static const int64_t kKBlock = [] { const char* e = std::getenv("BF_KC"); return e ? std::atoll(e) : 256; }();
 
 // Batch rows per micro-tile, at most: 2 x 14 = 28 of 32 zmm registers hold
 // sums (AVX-512), 2 x 6 = 12 of 16 ymm (AVX2); the rest the two panel
@@ -132,15 +135,42 @@ void pack_panel(const Source& src, int n_rows, int64_t n_k, float* panel) {
     for (int c = 0; c < NR; ++c) panel[k * NR + c] = c < n_rows ? src.at(c, k) : 0.0f;
 }
 
-// y[b][c] (+)= sum_k xg[k][b] * panel[k][c] for b < M, c < n_cols (<= NR).
+// Lines of weight rows to bring into L2 while a micro-tile runs: line i is
+// at base + (i / lines_per_row) * row_bytes + (i % lines_per_row) * 64, for
+// i in [begin, end). The next panel's rows, spread over this panel's
+// micro-tiles, one line per k step: its conversion then reads L2, not DRAM
+// (32 row slices of 0.5-1 KiB are too short for the hardware prefetcher).
+struct PrefetchLines {
+  const char* base = nullptr;
+  int64_t row_bytes = 0;
+  int lines_per_row = 1, begin = 0, end = 0;
+  void issue(int i) const {
+    const int row = i / lines_per_row;
+    _mm_prefetch(base + row * row_bytes + (i - row * lines_per_row) * 64, _MM_HINT_T1);
+  }
+};
+
+// Where a micro-tile's sums go: out[b][c] = in[b][c] + sum (in may be null:
+// the first K-block), for c < n_cols; in has room for NR columns.
+struct TileOut {
+  const float* in;
+  int64_t ld_in;
+  float* out;
+  int64_t ld_out;
+  int n_cols;
+};
+
+// sum[b][c] = sum_k xg[k][b] * panel[k][c] for b < M, c < NR, into `to`.
 template <class S, int M>
-void micro_tile(const float* xg, const float* panel, int64_t n_k, float* y, int64_t ldy, int n_cols,
-                bool accumulate) {
+void micro_tile(const float* xg, const float* panel, int64_t n_k, const TileOut& to,
+                const PrefetchLines& prefetch) {
   constexpr int L = S::kLanes, NR = 2 * L;
   typename S::V acc[M][2];
 #pragma GCC unroll 16
   for (int b = 0; b < M; ++b) acc[b][0] = acc[b][1] = S::zero();
+  int next_line = prefetch.begin;
   for (int64_t k = 0; k < n_k; ++k) {
+    if (next_line < prefetch.end) prefetch.issue(next_line++);
     const typename S::V p0 = S::load(panel + k * NR), p1 = S::load(panel + k * NR + L);
 #pragma GCC unroll 16
     for (int b = 0; b < M; ++b) {
@@ -149,16 +179,19 @@ void micro_tile(const float* xg, const float* panel, int64_t n_k, float* y, int6
       acc[b][1] = S::fmadd(xb, p1, acc[b][1]);
     }
   }
-  if (n_cols == NR) {
+  for (; next_line < prefetch.end; ++next_line) prefetch.issue(next_line);
+  if (to.in != nullptr) {
 #pragma GCC unroll 16
     for (int b = 0; b < M; ++b) {
-      float* yb = y + b * ldy;
-      if (accumulate) {
-        acc[b][0] = S::add(acc[b][0], S::load(yb));
-        acc[b][1] = S::add(acc[b][1], S::load(yb + L));
-      }
-      S::store(yb, acc[b][0]);
-      S::store(yb + L, acc[b][1]);
+      acc[b][0] = S::add(acc[b][0], S::load(to.in + b * to.ld_in));
+      acc[b][1] = S::add(acc[b][1], S::load(to.in + b * to.ld_in + L));
+    }
+  }
+  if (to.n_cols == NR) {
+#pragma GCC unroll 16
+    for (int b = 0; b < M; ++b) {
+      S::store(to.out + b * to.ld_out, acc[b][0]);
+      S::store(to.out + b * to.ld_out + L, acc[b][1]);
     }
     return;
   }
@@ -166,18 +199,17 @@ void micro_tile(const float* xg, const float* panel, int64_t n_k, float* y, int6
     alignas(64) float sums[NR];
     S::store(sums, acc[b][0]);
     S::store(sums + L, acc[b][1]);
-    float* yb = y + b * ldy;
-    for (int c = 0; c < n_cols; ++c) yb[c] = accumulate ? yb[c] + sums[c] : sums[c];
+    std::copy_n(sums, to.n_cols, to.out + b * to.ld_out);
   }
 }
 
 template <class S, int M = max_group<S>()>
-void run_micro_tile(int m, const float* xg, const float* panel, int64_t n_k, float* y, int64_t ldy, int n_cols,
-                    bool accumulate) {
+void run_micro_tile(int m, const float* xg, const float* panel, int64_t n_k, const TileOut& to,
+                    const PrefetchLines& prefetch) {
   if constexpr (M > 1) {
-    if (m < M) return run_micro_tile<S, M - 1>(m, xg, panel, n_k, y, ldy, n_cols, accumulate);
+    if (m < M) return run_micro_tile<S, M - 1>(m, xg, panel, n_k, to, prefetch);
   }
-  micro_tile<S, M>(xg, panel, n_k, y, ldy, n_cols, accumulate);
+  micro_tile<S, M>(xg, panel, n_k, to, prefetch);
 }
 
 // Batch rows split into groups of at most max_group, as even as possible
@@ -189,44 +221,100 @@ struct Groups {
   int size(int64_t g) const { return int(base + (g < extra ? 1 : 0)); }
 };
 
+// Converts the NR rows from `rows` (n_rows of them; rows of row_bytes),
+// columns [k0, k0 + n_k), into scratch.panel.
+template <class S>
+void pack_weights(const WeightMatrix& w, const uint8_t* rows, int64_t row_bytes, int n_rows, int64_t k0,
+                  int64_t n_k, OuterPanels& scratch) {
+  if (w.type == GgmlType::F16) {
+    return pack_panel<S>(F16Source{reinterpret_cast<const uint16_t*>(rows) + k0, w.cols}, n_rows, n_k,
+                         scratch.panel.data());
+  }
+  if (w.type == GgmlType::F32) {
+    return pack_panel<S>(F32Source{reinterpret_cast<const float*>(rows) + k0, w.cols}, n_rows, n_k,
+                         scratch.panel.data());
+  }
+  const auto& traits = gguf::ggml_type_traits(w.type);
+  const int64_t byte_offset = k0 / traits.block_size * traits.type_size;
+  for (int r = 0; r < n_rows; ++r)
+    tensor::dequantize_row(w.type, rows + r * row_bytes + byte_offset, scratch.rows.data() + r * kKBlock, n_k);
+  pack_panel<S>(F32Source{scratch.rows.data(), kKBlock}, n_rows, n_k, scratch.panel.data());
+}
+
+// The lines of rows [r0, r0 + n_rows) x columns [k0, k0 + n_k) of w, from
+// `first` (the task's first row).
+PrefetchLines lines_of(const WeightMatrix& w, const uint8_t* first, int64_t row_bytes, int64_t r0, int n_rows,
+                       int64_t k0, int64_t n_k) {
+  const auto& traits = gguf::ggml_type_traits(w.type);
+  const int64_t offset = k0 / traits.block_size * traits.type_size;
+  const int64_t bytes = n_k / traits.block_size * traits.type_size;
+  const char* start = reinterpret_cast<const char*>(first + r0 * row_bytes + offset);
+  PrefetchLines lines;
+  lines.base = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(start) & ~uintptr_t(63));
+  lines.row_bytes = row_bytes;
+  lines.lines_per_row = int((start - lines.base + bytes + 63) / 64);
+  lines.end = n_rows * lines.lines_per_row;
+  return lines;
+}
+
+// Batch rows per pass over a task's weights, at most: the pass's slice of
+// packed x per K-block (rows x kKBlock floats, 256 KiB) stays in L2.
+constexpr int64_t kMaxChunkRows = 256;
+
 template <class S>
 void multiply_rows_outer_isa(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
                              OuterPanels& scratch) {
   constexpr int NR = 2 * S::kLanes;
   const Groups groups(x.batch, max_group<S>());
   require(x.group_max == max_group<S>(), "matmul: x packed for another instruction set");
-  scratch.panel.resize(size_t(kKBlock * NR));
+  const int64_t n_task_rows = r_end - r_begin;
   const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
-  const auto* first = static_cast<const uint8_t*>(w.data) + r_begin * row_bytes;
-  const auto& traits = gguf::ggml_type_traits(w.type);
-  const bool generic = w.type != GgmlType::F32 && w.type != GgmlType::F16;
-  if (generic) scratch.rows.resize(size_t(NR * kKBlock));
-  for (int64_t k0 = 0; k0 < w.cols; k0 += kKBlock) {
-    const int64_t n_k = std::min(kKBlock, w.cols - k0);
-    for (int64_t r0 = 0; r0 < r_end - r_begin; r0 += NR) {
-      const int n_rows = int(std::min<int64_t>(NR, r_end - r_begin - r0));
-      const uint8_t* rows = first + r0 * row_bytes;
-      if (w.type == GgmlType::F16) {
-        pack_panel<S>(F16Source{reinterpret_cast<const uint16_t*>(rows) + k0, w.cols}, n_rows, n_k,
-                      scratch.panel.data());
-      } else if (w.type == GgmlType::F32) {
-        pack_panel<S>(F32Source{reinterpret_cast<const float*>(rows) + k0, w.cols}, n_rows, n_k,
-                      scratch.panel.data());
-      } else {
-        const int64_t byte_offset = k0 / traits.block_size * traits.type_size;
-        for (int r = 0; r < n_rows; ++r)
-          tensor::dequantize_row(w.type, rows + r * row_bytes + byte_offset, scratch.rows.data() + r * kKBlock,
-                                 n_k);
-        pack_panel<S>(F32Source{scratch.rows.data(), kKBlock}, n_rows, n_k, scratch.panel.data());
-      }
-      float* y_tile = y + r_begin + r0;
-      for (int64_t g = 0; g < groups.count; ++g) {
-        const int64_t b0 = groups.first_row(g);
-        const int m = groups.size(g);
-        run_micro_tile<S>(m, x.data + b0 * w.cols + k0 * m, scratch.panel.data(), n_k, y_tile + b0 * w.rows,
-                          w.rows, n_rows, k0 > 0);
+  const uint8_t* first = static_cast<const uint8_t*>(w.data) + r_begin * row_bytes;
+  const int64_t n_k_blocks = (w.cols + kKBlock - 1) / kKBlock;
+  // Partial sums of all but the last K-block go to a task-local copy of the
+  // y tile whose row stride is not a multiple of 4 KiB: y's own rows (a
+  // multiple of 4 KiB apart for the usual sizes) fall into the same cache
+  // sets and measured 7 % of the time in the loads adding to them.
+  const int64_t ld_sums = (n_task_rows + NR - 1) / NR * NR + 16;
+  scratch.panel.resize(size_t(kKBlock * NR));
+  if (w.type != GgmlType::F32 && w.type != GgmlType::F16) scratch.rows.resize(size_t(NR * kKBlock));
+  if (n_k_blocks > 1) scratch.sums.resize(size_t(std::min(x.batch, kMaxChunkRows + max_group<S>()) * ld_sums));
+  for (int64_t g_begin = 0; g_begin < groups.count;) {
+    // Whole groups, up to kMaxChunkRows batch rows (at least one group).
+    int64_t g_end = g_begin + 1;
+    while (g_end < groups.count && groups.first_row(g_end + 1) - groups.first_row(g_begin) <= kMaxChunkRows)
+      ++g_end;
+    const int64_t chunk_row0 = groups.first_row(g_begin);
+    for (int64_t kb = 0; kb < n_k_blocks; ++kb) {
+      const int64_t k0 = kb * kKBlock, n_k = std::min(kKBlock, w.cols - k0);
+      const bool first_block = kb == 0, last_block = kb + 1 == n_k_blocks;
+      for (int64_t r0 = 0; r0 < n_task_rows; r0 += NR) {
+        const int n_rows = int(std::min<int64_t>(NR, n_task_rows - r0));
+        pack_weights<S>(w, first + r0 * row_bytes, row_bytes, n_rows, k0, n_k, scratch);
+        // Bring the next panel's weights into L2 meanwhile: the next rows, or
+        // the first ones of the next K-block.
+        PrefetchLines prefetch;
+        if (r0 + NR < n_task_rows) {
+          prefetch = lines_of(w, first, row_bytes, r0 + NR, int(std::min<int64_t>(NR, n_task_rows - r0 - NR)), k0,
+                              n_k);
+        } else if (!last_block) {
+          prefetch = lines_of(w, first, row_bytes, 0, int(std::min<int64_t>(NR, n_task_rows)), k0 + kKBlock,
+                              std::min(kKBlock, w.cols - k0 - kKBlock));
+        }
+        for (int64_t g = g_begin; g < g_end; ++g) {
+          const int64_t b0 = groups.first_row(g);
+          const int m = groups.size(g);
+          float* sums = scratch.sums.data() + (b0 - chunk_row0) * ld_sums + r0;
+          const TileOut to{first_block ? nullptr : sums, ld_sums, last_block ? y + b0 * w.rows + r_begin + r0 : sums,
+                           last_block ? w.rows : ld_sums, last_block ? n_rows : NR};
+          PrefetchLines part = prefetch;
+          part.begin = int(prefetch.end * (g - g_begin) / (g_end - g_begin));
+          part.end = int(prefetch.end * (g - g_begin + 1) / (g_end - g_begin));
+          run_micro_tile<S>(m, x.data + b0 * w.cols + k0 * m, scratch.panel.data(), n_k, to, part);
+        }
       }
     }
+    g_begin = g_end;
   }
 }
 

@@ -67,10 +67,11 @@ struct OuterX {
 };
 OuterX pack_x_outer(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer);
 
-// A pool thread's reusable buffers: the f32 panel of one K-block and, for
-// types other than F32/F16, the dequantized rows it is transposed from.
+// A pool thread's reusable buffers: the f32 panel of one K-block, for types
+// other than F32/F16 the dequantized rows it is transposed from, and the
+// partial sums of a task's y tile.
 struct OuterPanels {
-  AlignedBuffer<float> panel, rows;
+  AlignedBuffer<float> panel, rows, sums;
 };
 
 // y[batch, w.rows] row-major, rows [r_begin, r_end).
