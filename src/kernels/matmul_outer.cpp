@@ -123,6 +123,19 @@ template <class S, class Source>
 void pack_panel(const Source& src, int n_rows, int64_t n_k, float* panel) {
   constexpr int L = S::kLanes, NR = 2 * L;
   int64_t k = 0;
+  if (n_rows == NR) {  // the usual case, without a test per row
+    for (; k + L <= n_k; k += L) {
+#pragma GCC unroll 2
+      for (int h = 0; h < NR; h += L) {
+        typename S::V r[L];
+#pragma GCC unroll 16
+        for (int i = 0; i < L; ++i) r[i] = src.template load<S>(h + i, k);
+        transpose(r);
+#pragma GCC unroll 16
+        for (int i = 0; i < L; ++i) S::store(panel + (k + i) * NR + h, r[i]);
+      }
+    }
+  }
   for (; k + L <= n_k; k += L) {
     for (int h = 0; h < NR; h += L) {
       typename S::V r[L];
@@ -135,18 +148,33 @@ void pack_panel(const Source& src, int n_rows, int64_t n_k, float* panel) {
     for (int c = 0; c < NR; ++c) panel[k * NR + c] = c < n_rows ? src.at(c, k) : 0.0f;
 }
 
-// Lines of weight rows to bring into L2 while a micro-tile runs: line i is
-// at base + (i / lines_per_row) * row_bytes + (i % lines_per_row) * 64, for
-// i in [begin, end). The next panel's rows, spread over this panel's
-// micro-tiles, one line per k step: its conversion then reads L2, not DRAM
-// (32 row slices of 0.5-1 KiB are too short for the hardware prefetcher).
+// Lines of weight rows to bring into L2 while a micro-tile runs, walked row
+// by row: `count` lines from `line`, lines_per_row per row, rows row_bytes
+// apart. The next panel's rows, spread over this panel's micro-tiles, one
+// line per k step: its conversion then reads L2, not DRAM (32 row slices of
+// 0.5-1 KiB are too short for the hardware prefetcher).
 struct PrefetchLines {
-  const char* base = nullptr;
+  const char* line = nullptr;
   int64_t row_bytes = 0;
-  int lines_per_row = 1, begin = 0, end = 0;
-  void issue(int i) const {
-    const int row = i / lines_per_row;
-    _mm_prefetch(base + row * row_bytes + (i - row * lines_per_row) * 64, _MM_HINT_T1);
+  int lines_per_row = 1, in_row = 0, count = 0;
+  void issue() {
+    _mm_prefetch(line, _MM_HINT_T1);
+    line += 64;
+    if (++in_row == lines_per_row) {
+      in_row = 0;
+      line += row_bytes - int64_t(lines_per_row) * 64;
+    }
+    --count;
+  }
+  // The first n lines; this keeps the rest.
+  PrefetchLines take(int n) {
+    PrefetchLines part = *this;
+    part.count = n;
+    const int rows = (in_row + n) / lines_per_row;
+    line += int64_t(n) * 64 + rows * (row_bytes - int64_t(lines_per_row) * 64);
+    in_row = (in_row + n) % lines_per_row;
+    count -= n;
+    return part;
   }
 };
 
@@ -163,14 +191,13 @@ struct TileOut {
 // sum[b][c] = sum_k xg[k][b] * panel[k][c] for b < M, c < NR, into `to`.
 template <class S, int M>
 void micro_tile(const float* xg, const float* panel, int64_t n_k, const TileOut& to,
-                const PrefetchLines& prefetch) {
+                PrefetchLines prefetch) {
   constexpr int L = S::kLanes, NR = 2 * L;
   typename S::V acc[M][2];
 #pragma GCC unroll 16
   for (int b = 0; b < M; ++b) acc[b][0] = acc[b][1] = S::zero();
-  int next_line = prefetch.begin;
   for (int64_t k = 0; k < n_k; ++k) {
-    if (next_line < prefetch.end) prefetch.issue(next_line++);
+    if (prefetch.count > 0) prefetch.issue();
     const typename S::V p0 = S::load(panel + k * NR), p1 = S::load(panel + k * NR + L);
 #pragma GCC unroll 16
     for (int b = 0; b < M; ++b) {
@@ -179,7 +206,7 @@ void micro_tile(const float* xg, const float* panel, int64_t n_k, const TileOut&
       acc[b][1] = S::fmadd(xb, p1, acc[b][1]);
     }
   }
-  for (; next_line < prefetch.end; ++next_line) prefetch.issue(next_line);
+  while (prefetch.count > 0) prefetch.issue();
   if (to.in != nullptr) {
 #pragma GCC unroll 16
     for (int b = 0; b < M; ++b) {
@@ -250,10 +277,10 @@ PrefetchLines lines_of(const WeightMatrix& w, const uint8_t* first, int64_t row_
   const int64_t bytes = n_k / traits.block_size * traits.type_size;
   const char* start = reinterpret_cast<const char*>(first + r0 * row_bytes + offset);
   PrefetchLines lines;
-  lines.base = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(start) & ~uintptr_t(63));
+  lines.line = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(start) & ~uintptr_t(63));
   lines.row_bytes = row_bytes;
-  lines.lines_per_row = int((start - lines.base + bytes + 63) / 64);
-  lines.end = n_rows * lines.lines_per_row;
+  lines.lines_per_row = int((start - lines.line + bytes + 63) / 64);
+  lines.count = n_rows * lines.lines_per_row;
   return lines;
 }
 
@@ -307,9 +334,7 @@ void multiply_rows_outer_isa(const WeightMatrix& w, const OuterX& x, float* y, i
           float* sums = scratch.sums.data() + (b0 - chunk_row0) * ld_sums + r0;
           const TileOut to{first_block ? nullptr : sums, ld_sums, last_block ? y + b0 * w.rows + r_begin + r0 : sums,
                            last_block ? w.rows : ld_sums, last_block ? n_rows : NR};
-          PrefetchLines part = prefetch;
-          part.begin = int(prefetch.end * (g - g_begin) / (g_end - g_begin));
-          part.end = int(prefetch.end * (g - g_begin + 1) / (g_end - g_begin));
+          const PrefetchLines part = prefetch.take(int(prefetch.count / (g_end - g)));
           run_micro_tile<S>(m, x.data + b0 * w.cols + k0 * m, scratch.panel.data(), n_k, to, part);
         }
       }
