@@ -227,7 +227,7 @@ TEST(Matmul, WiderPathsAgreeCloselyWithAvx2) {
 TEST(Matmul, OneAndTwoThreadsAgreeExactly) {
   // Threads split output rows, so every output is summed in the same order.
   for (GgmlType type : {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_K}) {
-    for (int64_t batch : {2, 9}) {
+    for (int64_t batch : {2, 9, 40}) {
       auto w = make_weights(type, 130, 512, 3);
       std::vector<float> x(size_t(batch * 512));
       for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(double(i)));
@@ -284,6 +284,24 @@ TEST(Matmul, QuantLanesEveryBatchTileAndRowGroup) {
     }
     check_matmul(GgmlType::Q4_1, 37, 288, 13, two, isa);
     check_matmul(GgmlType::Q5_K, 37, 768, 13, two, isa);
+  }
+}
+
+TEST(Matmul, OuterPathBatchPassesKBlocksAndRaggedEdges) {
+  // Prefill batches of the types without an integer path take the
+  // outer-product micro-tiles (matmul_outer.cpp): batch rows in groups of at
+  // most 14 (AVX-512) or 6 (AVX2), in passes of <= 256 rows (263 needs two);
+  // 256-wide K-blocks (600 = 2 full + a ragged 88; 601 and 45 end in a tail
+  // shorter than a vector); 70 and 45 rows end in a partial 32- or 16-row
+  // panel; 300 rows split into several tasks.
+  ThreadPool one(1), two(2);
+  for (Isa isa : isas()) {
+    for (int64_t batch : {32, 41, 263}) {
+      check_matmul(GgmlType::F16, 70, 601, batch, batch % 2 ? one : two, isa);
+      check_matmul(GgmlType::F32, 45, 45, batch, two, isa);
+      check_matmul(GgmlType::BF16, 300, 600, batch, two, isa);
+      check_matmul(GgmlType::Q8_0, 33, 544, batch, one, isa);
+    }
   }
 }
 
