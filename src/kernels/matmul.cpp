@@ -1,7 +1,8 @@
 // matmul front, compiled once per instruction-set path (isa_target.h):
 // argument checks, path choice, and the split of output rows between
-// threads. The kernels are in matmul_direct.cpp, matmul_packed.cpp and
-// matmul_quant.cpp; the public matmul() picks the path's front (isa_dispatch.cpp).
+// threads. The kernels are in matmul_direct.cpp, matmul_outer.cpp,
+// matmul_packed.cpp and matmul_quant.cpp; the public matmul() picks the
+// path's front (isa_dispatch.cpp).
 #include <algorithm>
 #include <array>
 #include <memory>
@@ -17,11 +18,12 @@
 namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE {
 namespace {
 
-// F32/F16/Q8_0 always take the direct path, whatever the batch: measured
-// (1 thread, CPU time, docs/perf-notes.md) its dot-product tiles reached
-// ~210 GFLOP/s at batch 256 against ~94 for the then outer-product packed
-// tile; they read F16/Q8_0 weights at 2 / 1.06 bytes and need no panel. The
-// packed path serves the other types.
+// Types with an integer path take it at every batch. The others (F32, F16,
+// BF16, Q8_0) take the outer-product micro-tiles from batch 32 on
+// (outer_path_wins: F16 4096x4096 batch 256, 2 threads, 309 against 196
+// GFLOP/s for the direct tiles, docs/perf-notes.md M15), below it F32/F16/Q8_0
+// the direct path (GEMV at batch 1-4, dot-product tiles reading the mapped
+// weights) and BF16 the packed one.
 // Rows per packed task: a multiple of the 24-row chunk; the f32 panel of 96
 // rows x a 1024-wide K-block (384 KiB) stays in L2.
 constexpr int64_t kPackedTaskRows = 96;

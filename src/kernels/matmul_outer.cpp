@@ -13,7 +13,6 @@
 // (rows of 16 KiB would all fall into the same L1 sets).
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <utility>
 
 #include "kernels/matmul_paths.h"
@@ -35,7 +34,7 @@ constexpr int64_t kMinBatch = 32;
 
 // Columns per K-block: a panel of 256 x 32 f32 (32 KiB) stays in L1 while
 // every batch group passes over it; a multiple of every block size (256).
-static const int64_t kKBlock = [] { const char* e = std::getenv("BF_KC"); return e ? std::atoll(e) : 256; }();
+constexpr int64_t kKBlock = 256;
 
 // Batch rows per micro-tile, at most: 2 x 14 = 28 of 32 zmm registers hold
 // sums (AVX-512), 2 x 6 = 12 of 16 ymm (AVX2); the rest the two panel

@@ -1,9 +1,13 @@
-// The two row-range workers behind kernels::matmul (matmul.h), each computing
+// The row-range workers behind kernels::matmul (matmul.h), each computing
 // y[b, r] for all batch rows b and output rows r in [r_begin, r_end):
-//  - direct (F32/F16/Q8_0): weights decoded in registers from the mapped
-//    rows, dot-product tiles, no packing.
-//  - packed (every type; used for the others): weight rows dequantized to an
-//    f32 panel per K-block, then the same dot-product tiles over the panel.
+//  - direct (F32/F16/Q8_0, batch < 32): weights decoded in registers from
+//    the mapped rows, dot-product tiles, no packing.
+//  - outer (F32/F16/BF16/Q8_0, batch >= 32): weights converted to transposed
+//    f32 panels per K-block, register-blocked outer-product micro-tiles.
+//  - packed (every type; used for BF16 below batch 32): weight rows
+//    dequantized to an f32 panel per K-block, then the direct path's
+//    dot-product tiles over the panel.
+// (The integer path of the other types is matmul_quant.h's.)
 // Private to kernels/; `avx512` selects the AVX-512 kernels (only when built
 // with __AVX512F__; otherwise AVX2 runs regardless).
 #pragma once
