@@ -4,7 +4,7 @@
 //  - each NR-row slice of the weights is converted once to an f32 panel
 //    [k][NR] (NR = two vectors of output rows; f16 converted and transposed
 //    in registers, other types dequantized row by row, then transposed);
-//  - every group of up to kMaxGroup batch rows then runs the micro-tile over
+//  - every group of up to max_group() batch rows then runs the micro-tile over
 //    it: all group x NR sums stay in registers across the K-block; per k, two
 //    panel vector loads and one broadcast of x per batch row feed 2 x group
 //    FMAs. No horizontal sums; y gets each K-block's partial sums.

@@ -58,8 +58,8 @@ void multiply_panel_direct(const PanelProduct& p, bool avx512);
 // the direct/packed path for a type without an integer path (prefill batches).
 bool outer_path_wins(gguf::GgmlType type, int64_t batch, bool avx512);
 
-// Output rows per outer-path task: a multiple of the micro-tile's 32 (AVX-512)
-// or 16 (AVX2) rows, about 8 tasks per thread.
+// Output rows per outer-path task: a multiple of 32 (the rows of an AVX-512
+// micro-tile, two AVX2 ones), about 8 tasks per thread.
 int64_t outer_task_rows(int64_t rows, int threads);
 
 // x packed once per call for the outer path's micro-tiles: batch rows in
