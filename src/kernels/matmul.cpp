@@ -19,8 +19,8 @@ namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE {
 namespace {
 
 // Types with an integer path take it at every batch. The others (F32, F16,
-// BF16, Q8_0) take the outer-product micro-tiles from batch 32 on
-// (outer_path_wins: F16 4096x4096 batch 256, 2 threads, 309 against 196
+// BF16, Q8_0) take the outer-product micro-tiles from batch 32 on, for rows
+// of more than 1024 elements (outer_path_wins: F16 4096x4096 batch 256, 2 threads, 309 against 196
 // GFLOP/s for the direct tiles, docs/perf-notes.md M15), below it F32/F16/Q8_0
 // the direct path (GEMV at batch 1-4, dot-product tiles reading the mapped
 // weights) and BF16 the packed one.
@@ -106,7 +106,7 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const WeightMatrix& w = targets[i].w;
     const Path path = detail::has_quant_path(w.type, avx512)                ? Path::quant
-                      : detail::outer_path_wins(w.type, batch, avx512) ? Path::outer
+                      : detail::outer_path_wins(w.type, batch, w.cols, avx512) ? Path::outer
                       : detail::has_direct_path(w.type)                     ? Path::direct
                                                                             : Path::packed;
     const int64_t rows_per_task = path == Path::packed  ? kPackedTaskRows

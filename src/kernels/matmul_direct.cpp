@@ -1,5 +1,5 @@
-// Direct path (F32/F16/Q8_0 below batch 32; the outer-product path,
-// matmul_outer.cpp, takes larger batches): weights are decoded in registers
+// Direct path (F32/F16/Q8_0; the outer-product path, matmul_outer.cpp, takes
+// batches >= 32 of rows > 1024 elements): weights are decoded in registers
 // straight from the mapped rows and FMA'd into up to 4 batch rows at a time
 // (AVX-512 at decode batches 8..64: 8 rows at a time from an interleaved copy
 // of x, each weight decoded once per 8 batch rows, in 1024-wide K-blocks, with
@@ -39,8 +39,8 @@ constexpr int64_t kKBlock = 1024;
 
 // The 8-row tiles serve decode batches up to this; above it (prefill) the
 // 4-row tiles over plain x measured faster (F16 batch 256: 430 vs 405 GFLOP/s,
-// on an AMD Zen 5 host). Since then batches from 32 on take the outer path
-// (matmul_outer.cpp), so the 8-row tiles run at batch 8..31.
+// on an AMD Zen 5 host). Since then batches from 32 on of rows > 1024 take
+// the outer path (matmul_outer.cpp).
 constexpr int64_t kMaxBatch8 = 64;
 
 // Row decoders: `load<S>(row, k)` gives S::kLanes consecutive weights of one

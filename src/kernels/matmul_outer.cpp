@@ -32,6 +32,18 @@ using gguf::GgmlType;
 // weight, are amortised over too few FMAs).
 constexpr int64_t kMinBatch = 32;
 
+// ... and the shortest rows. A row's sum here runs in another order than in
+// the direct path's tiles, so a request's logits would change in the last
+// bits with the number of rows batched with it. With rows of <= 1024
+// elements (small models: the tests' stories260K has 64 and 172) the direct
+// path's tiles sum every row in one order at every batch from 2 on, and
+// DESIGN.md section 6 wants a request's tokens the same alone or among many
+// (tests/server/concurrency.test.mjs flipped a sampled token with this path
+// at batch >= 32 there). Longer rows already change order with the batch
+// (1024-wide K-blocks of the 8-row tiles at batch 8..64; row streams at
+// batch 1), so this path adds no new dependence for them.
+constexpr int64_t kMinCols = 1025;
+
 // Columns per K-block: a panel of 256 x 32 f32 (32 KiB) stays in L1 while
 // every batch group passes over it; a multiple of every block size (256).
 constexpr int64_t kKBlock = 256;
@@ -372,7 +384,9 @@ void pack_x_outer_isa(const float* x, int64_t batch, int64_t cols, float* out) {
 
 }  // namespace
 
-bool outer_path_wins(GgmlType /*type*/, int64_t batch, bool /*avx512*/) { return batch >= kMinBatch; }
+bool outer_path_wins(GgmlType /*type*/, int64_t batch, int64_t cols, bool /*avx512*/) {
+  return batch >= kMinBatch && cols >= kMinCols;
+}
 
 int64_t outer_task_rows(int64_t rows, int threads) {
   const int64_t per_thread = (rows + threads - 1) / threads;

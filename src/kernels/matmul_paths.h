@@ -1,10 +1,10 @@
 // The row-range workers behind kernels::matmul (matmul.h), each computing
 // y[b, r] for all batch rows b and output rows r in [r_begin, r_end):
-//  - direct (F32/F16/Q8_0, batch < 32): weights decoded in registers from
-//    the mapped rows, dot-product tiles, no packing.
-//  - outer (F32/F16/BF16/Q8_0, batch >= 32): weights converted to transposed
-//    f32 panels per K-block, register-blocked outer-product micro-tiles.
-//  - packed (every type; used for BF16 below batch 32): weight rows
+//  - direct (F32/F16/Q8_0 where outer is not taken): weights decoded in
+//    registers from the mapped rows, dot-product tiles, no packing.
+//  - outer (F32/F16/BF16/Q8_0, batch >= 32, rows > 1024): weights converted
+//    to transposed f32 panels per K-block, outer-product micro-tiles.
+//  - packed (every type; used for BF16 where outer is not taken): weight rows
 //    dequantized to an f32 panel per K-block, then the direct path's
 //    dot-product tiles over the panel.
 // (The integer path of the other types is matmul_quant.h's.)
@@ -55,8 +55,10 @@ struct PanelProduct {
 void multiply_panel_direct(const PanelProduct& p, bool avx512);
 
 // Outer-product path (matmul_outer.cpp): true where it measured faster than
-// the direct/packed path for a type without an integer path (prefill batches).
-bool outer_path_wins(gguf::GgmlType type, int64_t batch, bool avx512);
+// the direct/packed path for a type without an integer path (batch >= 32)
+// and rows are long enough (> 1024 elements) that it changes no sum the
+// other paths give alike at every batch (matmul_outer.cpp, kMinCols).
+bool outer_path_wins(gguf::GgmlType type, int64_t batch, int64_t cols, bool avx512);
 
 // Output rows per outer-path task: a multiple of 32 (the rows of an AVX-512
 // micro-tile, two AVX2 ones), about 8 tasks per thread.
