@@ -33,15 +33,16 @@ using gguf::GgmlType;
 constexpr int64_t kMinBatch = 32;
 
 // ... and the shortest rows. A row's sum here runs in another order than in
-// the direct path's tiles, so a request's logits would change in the last
-// bits with the number of rows batched with it. With rows of <= 1024
-// elements (small models: the tests' stories260K has 64 and 172) the direct
-// path's tiles sum every row in one order at every batch from 2 on, and
-// DESIGN.md section 6 wants a request's tokens the same alone or among many
-// (tests/server/concurrency.test.mjs flipped a sampled token with this path
-// at batch >= 32 there). Longer rows already change order with the batch
-// (1024-wide K-blocks of the 8-row tiles at batch 8..64; row streams at
-// batch 1), so this path adds no new dependence for them.
+// the direct path's tiles, so a request's logits change in the last bits
+// with the number of rows batched with it. With rows of <= 1024 elements
+// the direct path sums most rows alike at every batch (all but a lone row
+// over rows of >= 128 elements: run_row_streams), and DESIGN.md section 6
+// wants a request's tokens the same alone or among many: on stories260K
+// (rows of 64 and 172) this path at batch >= 32 flipped a sampled token in
+// tests/server/concurrency.test.mjs on every run. Longer rows already
+// change order with the batch in the direct path (1024-wide K-blocks of the
+// 8-row tiles at batch 8..64, row streams for lone rows), so this path adds
+// no new kind of dependence for them.
 constexpr int64_t kMinCols = 1025;
 
 // Columns per K-block: a panel of 256 x 32 f32 (32 KiB) stays in L1 while

@@ -56,8 +56,8 @@ void multiply_panel_direct(const PanelProduct& p, bool avx512);
 
 // Outer-product path (matmul_outer.cpp): true where it measured faster than
 // the direct/packed path for a type without an integer path (batch >= 32)
-// and rows are long enough (> 1024 elements) that it changes no sum the
-// other paths give alike at every batch (matmul_outer.cpp, kMinCols).
+// and rows are long enough (> 1024 elements) that the direct path's sums
+// depend on the batch already (matmul_outer.cpp, kMinCols).
 bool outer_path_wins(gguf::GgmlType type, int64_t batch, int64_t cols, bool avx512);
 
 // Output rows per outer-path task: a multiple of 32 (the rows of an AVX-512
