@@ -227,13 +227,13 @@ TEST(Matmul, WiderPathsAgreeCloselyWithAvx2) {
 TEST(Matmul, OneAndTwoThreadsAgreeExactly) {
   // Threads split output rows, so every output is summed in the same order.
   for (GgmlType type : {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_K}) {
-    for (int64_t batch : {2, 9}) {
-      auto w = make_weights(type, 130, 512, 3);
-      std::vector<float> x(size_t(batch * 512));
+    for (int64_t batch : {2, 9, 40}) {
+      auto w = make_weights(type, 130, 1280, 3);  // > 1024: batch 40 takes the outer path
+      std::vector<float> x(size_t(batch * 1280));
       for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(double(i)));
       std::vector<float> y1(size_t(batch * 130)), y2(y1.size());
       ThreadPool one(1), two(2);
-      WeightMatrix wm{w.bytes.data(), type, 130, 512};
+      WeightMatrix wm{w.bytes.data(), type, 130, 1280};
       matmul(wm, x.data(), batch, y1.data(), one, scratch());
       matmul(wm, x.data(), batch, y2.data(), two, scratch());
       EXPECT_EQ(y1, y2);
@@ -284,6 +284,26 @@ TEST(Matmul, QuantLanesEveryBatchTileAndRowGroup) {
     }
     check_matmul(GgmlType::Q4_1, 37, 288, 13, two, isa);
     check_matmul(GgmlType::Q5_K, 37, 768, 13, two, isa);
+  }
+}
+
+TEST(Matmul, OuterPathBatchPassesKBlocksAndRaggedEdges) {
+  // Prefill batches (>= 32) of the types without an integer path, rows of
+  // more than 1024 elements, take the outer-product micro-tiles
+  // (matmul_outer.cpp): batch rows in groups of at most 14 (AVX-512) or 6
+  // (AVX2), in passes of <= 256 rows (263 needs two); 256-wide K-blocks
+  // (1112 = 4 full + a ragged 88; 1113 and 1033 end in a tail shorter than a
+  // vector); 70 and 45 rows end in a partial 32- or 16-row panel; 300 rows
+  // split into several tasks. Batch 31 and 1024 columns stay on the others.
+  ThreadPool one(1), two(2);
+  for (Isa isa : isas()) {
+    for (int64_t batch : {31, 32, 41, 263}) {
+      check_matmul(GgmlType::F16, 70, 1113, batch, batch % 2 ? one : two, isa);
+      check_matmul(GgmlType::F32, 45, 1033, batch, two, isa);
+      check_matmul(GgmlType::BF16, 300, 1112, batch, two, isa);
+      check_matmul(GgmlType::Q8_0, 33, 1056, batch, one, isa);
+    }
+    check_matmul(GgmlType::F16, 40, 1024, 40, two, isa);
   }
 }
 
@@ -369,9 +389,10 @@ TEST(Matmul, SteadyStateCallsDoNotAllocate) {
       for (int64_t batch : {1, 8, 40}) {
         SCOPED_TRACE(testing::Message() << gguf::ggml_type_traits(type).name << " batch=" << batch
                                         << " isa=" << isa_name(isa));
-        const EncodedWeights w = make_weights(type, 48, 512, 3);
-        std::vector<float> x(size_t(batch * 512), 0.25f), y(size_t(batch * 48));
-        const WeightMatrix wm{w.bytes.data(), type, 48, 512};
+        // 1280 columns: batch 40 of F16/BF16 takes the outer path (rows > 1024).
+        const EncodedWeights w = make_weights(type, 48, 1280, 3);
+        std::vector<float> x(size_t(batch * 1280), 0.25f), y(size_t(batch * 48));
+        const WeightMatrix wm{w.bytes.data(), type, 48, 1280};
         MatmulScratch own;
         matmul(wm, x.data(), batch, y.data(), one, own, isa);  // grows the scratch
         const long before = g_allocations.load(), aligned_before = aligned_allocation_count();

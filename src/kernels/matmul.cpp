@@ -1,7 +1,8 @@
 // matmul front, compiled once per instruction-set path (isa_target.h):
 // argument checks, path choice, and the split of output rows between
-// threads. The kernels are in matmul_direct.cpp, matmul_packed.cpp and
-// matmul_quant.cpp; the public matmul() picks the path's front (isa_dispatch.cpp).
+// threads. The kernels are in matmul_direct.cpp, matmul_outer.cpp,
+// matmul_packed.cpp and matmul_quant.cpp; the public matmul() picks the
+// path's front (isa_dispatch.cpp).
 #include <algorithm>
 #include <array>
 #include <memory>
@@ -17,11 +18,12 @@
 namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE {
 namespace {
 
-// F32/F16/Q8_0 always take the direct path, whatever the batch: measured
-// (1 thread, CPU time, docs/perf-notes.md) its dot-product tiles reached
-// ~210 GFLOP/s at batch 256 against ~94 for the then outer-product packed
-// tile; they read F16/Q8_0 weights at 2 / 1.06 bytes and need no panel. The
-// packed path serves the other types.
+// Types with an integer path take it at every batch. The others (F32, F16,
+// BF16, Q8_0) take the outer-product micro-tiles from batch 32 on, for rows
+// of more than 1024 elements (outer_path_wins: F16 4096x4096 batch 256, 2 threads, 309 against 196
+// GFLOP/s for the direct tiles, docs/perf-notes.md M15), below it F32/F16/Q8_0
+// the direct path (GEMV at batch 1-4, dot-product tiles reading the mapped
+// weights) and BF16 the packed one.
 // Rows per packed task: a multiple of the 24-row chunk; the f32 panel of 96
 // rows x a 1024-wide K-block (384 KiB) stays in L2.
 constexpr int64_t kPackedTaskRows = 96;
@@ -40,11 +42,14 @@ struct Scratch : MatmulScratch::State {
   AlignedBuffer<float> x8;
   // The integer path's activations, quantized once per call for every target.
   detail::QuantizedXBuffers xq;
+  // The outer-product path's copy of x in batch-row groups (pack_x_outer).
+  AlignedBuffer<float> x_outer;
   // Per pool thread, reused across calls: the integer path's unpacked
-  // superblocks and the packed path's f32 panel.
+  // superblocks, the packed path's f32 panel and the outer path's panels.
   struct Panels {
     AlignedBuffer<detail::UnpackedSuperblock> quant;
     AlignedBuffer<float> f32;
+    detail::OuterPanels outer;
   };
   std::vector<Panels> threads;
 };
@@ -89,7 +94,7 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
 
   const bool avx512 = kAvx512;
   // Tasks of target i are [first_task[i], first_task[i + 1]).
-  enum class Path { direct, packed, quant };
+  enum class Path { direct, packed, outer, quant };
   struct Plan {
     const MatmulTarget* target;
     Path path;
@@ -97,19 +102,22 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
   };
   std::array<Plan, kMaxTargets + 1> plans{};
   int64_t n_tasks = 0, macs = 0;
-  bool any_direct = false, any_quant = false;
+  bool any_direct = false, any_quant = false, any_outer = false;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const WeightMatrix& w = targets[i].w;
-    const Path path = detail::has_quant_path(w.type, avx512) ? Path::quant
-                      : detail::has_direct_path(w.type)      ? Path::direct
-                                                             : Path::packed;
-    const int64_t rows_per_task =
-        path == Path::packed ? kPackedTaskRows : direct_task_rows(w.rows, pool.size());
+    const Path path = detail::has_quant_path(w.type, avx512)                ? Path::quant
+                      : detail::outer_path_wins(w.type, batch, w.cols, avx512) ? Path::outer
+                      : detail::has_direct_path(w.type)                     ? Path::direct
+                                                                            : Path::packed;
+    const int64_t rows_per_task = path == Path::packed  ? kPackedTaskRows
+                                  : path == Path::outer ? detail::outer_task_rows(w.rows, pool.size())
+                                                        : direct_task_rows(w.rows, pool.size());
     plans[i] = {&targets[i], path, rows_per_task, n_tasks};
     n_tasks += (w.rows + rows_per_task - 1) / rows_per_task;
     macs += w.rows * w.cols * batch;
     any_direct = any_direct || path == Path::direct;
     any_quant = any_quant || path == Path::quant;
+    any_outer = any_outer || path == Path::outer;
   }
   plans[targets.size()].first_task = n_tasks;
 
@@ -118,6 +126,8 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
       any_direct ? detail::pack_x_groups(x, batch, targets[0].w.cols, avx512, scratch.x8) : detail::PackedX{};
   const detail::QuantizedX xq =
       any_quant ? detail::quantize_activations(x, batch, targets[0].w.cols, scratch.xq) : detail::QuantizedX{};
+  const detail::OuterX x_outer =
+      any_outer ? detail::pack_x_outer(x, batch, targets[0].w.cols, avx512, scratch.x_outer) : detail::OuterX{};
   // One captured reference keeps std::function's small-buffer storage: no allocation.
   struct Call {
     const std::array<Plan, kMaxTargets + 1>& plans;
@@ -127,8 +137,9 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
     bool avx512;
     detail::PackedX x8;
     detail::QuantizedX xq;
+    detail::OuterX x_outer;
     Scratch& scratch;
-  } call{plans, targets.size(), x, batch, avx512, x8, xq, scratch};
+  } call{plans, targets.size(), x, batch, avx512, x8, xq, x_outer, scratch};
   const auto task = [&call](std::size_t t, int thread) {
     std::size_t i = 0;
     while (int64_t(t) >= call.plans[i + 1].first_task) ++i;
@@ -139,6 +150,9 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
     if (plan.path == Path::quant) {
       detail::multiply_rows_quant(w, call.xq, call.batch, plan.target->y, r_begin, r_end, call.avx512,
                                   call.scratch.threads[std::size_t(thread)].quant);
+    } else if (plan.path == Path::outer) {
+      detail::multiply_rows_outer(w, call.x_outer, plan.target->y, r_begin, r_end, call.avx512,
+                                  call.scratch.threads[std::size_t(thread)].outer);
     } else if (plan.path == Path::direct) {
       detail::multiply_rows_direct(w, call.x, call.x8, call.batch, plan.target->y, r_begin, r_end,
                                    call.avx512);

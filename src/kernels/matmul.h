@@ -1,6 +1,6 @@
 // Dense layer product y = x · Wᵀ with W in its file dtype (never expanded at
-// load). Two paths, picked per call (matmul_paths.h):
-//  - direct (F32/F16/Q8_0, any batch): weights are decoded in registers
+// load). Four paths, picked per call (matmul_paths.h):
+//  - direct (F32/F16/Q8_0; batch < 32 or rows of <= 1024): weights are decoded in registers
 //    straight from the mapped rows into dot-product tiles of up to 4 batch
 //    rows (8 with AVX-512 at batch 8..64, over an interleaved copy of x made
 //    once per call; a lone batch row over rows of <= 4096 columns goes one
@@ -12,8 +12,13 @@
 //    quantized to int8 per 256-element superblock once per call, weights are
 //    unpacked to 8-bit levels per superblock and multiplied by integer dot
 //    products, block scales applied once per 16 elements (matmul_quant.h).
-//  - packed (BF16): a panel of weight rows × a K-block is dequantized to f32
-//    once and multiplied by x with the same tiles.
+//  - outer (F32/F16/BF16/Q8_0, batch >= 32, rows > 1024): BLIS-style GEMM. Per
+//    256-wide K-block, 32 (AVX2: 16) weight rows are converted to an f32
+//    panel [k][32] once; micro-tiles of up to 14 (AVX2: 6) batch rows x 32
+//    rows keep all sums in registers (per k: 2 panel loads, one broadcast of
+//    x per batch row); x is packed once per call in batch-row groups.
+//  - packed (BF16 where outer is not taken): a panel of weight rows × a K-block is
+//    dequantized to f32 once and multiplied by x with the direct tiles.
 // Each runs the kernels of one instruction-set path (isa.h): by default the
 // process's active_isa(); tests and benchmarks may name another the CPU runs.
 #pragma once

@@ -1,15 +1,17 @@
-// Direct path (F32/F16/Q8_0, every batch): weights are decoded in registers
+// Direct path (F32/F16/Q8_0; the outer-product path, matmul_outer.cpp, takes
+// batches >= 32 of rows > 1024 elements): weights are decoded in registers
 // straight from the mapped rows and FMA'd into up to 4 batch rows at a time
 // (AVX-512 at decode batches 8..64: 8 rows at a time from an interleaved copy
 // of x, each weight decoded once per 8 batch rows, in 1024-wide K-blocks, with
 // the next tile's weight rows prefetched).
 // A 24-row chunk of weights stays in L2 while every batch group passes over
 // it, so DRAM reads each weight once however large the batch; at batch 1-4
-// this is the bandwidth-bound GEMV, from ~8 on the FMA-bound tile loop (at
-// prefill batches x streams from L3 once per chunk, which measured cheaper
-// than packing the weights to f32). A lone batch row over rows of <= 4096
-// columns runs one weight row at a time instead (run_row_streams: one
-// sequential DRAM stream per thread).
+// this is the bandwidth-bound GEMV, from ~8 on the FMA-bound tile loop. (At
+// prefill batches these dot-product tiles, with a horizontal sum per tile
+// and MB + NR loads per MB x NR FMAs, reached ~47 % of the FMA peak on Intel
+// hosts; the outer-product micro-tiles replaced them there.) A lone batch
+// row over rows of <= 4096 columns runs one weight row at a time instead
+// (run_row_streams: one sequential DRAM stream per thread).
 #include <algorithm>
 
 #include "kernels/matmul_paths.h"
@@ -36,7 +38,9 @@ constexpr int kRowsPer8Tile = 3;
 constexpr int64_t kKBlock = 1024;
 
 // The 8-row tiles serve decode batches up to this; above it (prefill) the
-// 4-row tiles over plain x measured faster (F16 batch 256: 430 vs 405 GFLOP/s).
+// 4-row tiles over plain x measured faster (F16 batch 256: 430 vs 405 GFLOP/s,
+// on an AMD Zen 5 host). Since then batches from 32 on of rows > 1024 take
+// the outer path (matmul_outer.cpp).
 constexpr int64_t kMaxBatch8 = 64;
 
 // Row decoders: `load<S>(row, k)` gives S::kLanes consecutive weights of one

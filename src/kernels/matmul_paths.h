@@ -1,9 +1,13 @@
-// The two row-range workers behind kernels::matmul (matmul.h), each computing
+// The row-range workers behind kernels::matmul (matmul.h), each computing
 // y[b, r] for all batch rows b and output rows r in [r_begin, r_end):
-//  - direct (F32/F16/Q8_0): weights decoded in registers from the mapped
-//    rows, dot-product tiles, no packing.
-//  - packed (every type; used for the others): weight rows dequantized to an
-//    f32 panel per K-block, then the same dot-product tiles over the panel.
+//  - direct (F32/F16/Q8_0 where outer is not taken): weights decoded in
+//    registers from the mapped rows, dot-product tiles, no packing.
+//  - outer (F32/F16/BF16/Q8_0, batch >= 32, rows > 1024): weights converted
+//    to transposed f32 panels per K-block, outer-product micro-tiles.
+//  - packed (every type; used for BF16 where outer is not taken): weight rows
+//    dequantized to an f32 panel per K-block, then the direct path's
+//    dot-product tiles over the panel.
+// (The integer path of the other types is matmul_quant.h's.)
 // Private to kernels/; `avx512` selects the AVX-512 kernels (only when built
 // with __AVX512F__; otherwise AVX2 runs regardless).
 #pragma once
@@ -49,6 +53,36 @@ struct PanelProduct {
   bool accumulate;
 };
 void multiply_panel_direct(const PanelProduct& p, bool avx512);
+
+// Outer-product path (matmul_outer.cpp): true where it measured faster than
+// the direct/packed path for a type without an integer path (batch >= 32)
+// and rows are long enough (> 1024 elements) that the direct path's sums
+// depend on the batch already (matmul_outer.cpp, kMinCols).
+bool outer_path_wins(gguf::GgmlType type, int64_t batch, int64_t cols, bool avx512);
+
+// Output rows per outer-path task: a multiple of 32 (the rows of an AVX-512
+// micro-tile, two AVX2 ones), about 8 tasks per thread.
+int64_t outer_task_rows(int64_t rows, int threads);
+
+// x packed once per call for the outer path's micro-tiles: batch rows in
+// groups of at most group_max, each group [cols][rows of the group].
+struct OuterX {
+  const float* data = nullptr;
+  int64_t batch = 0;
+  int group_max = 0;
+};
+OuterX pack_x_outer(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer);
+
+// A pool thread's reusable buffers: the f32 panel of one K-block, for types
+// other than F32/F16 the dequantized rows it is transposed from, and the
+// partial sums of a task's y tile.
+struct OuterPanels {
+  AlignedBuffer<float> panel, rows, sums;
+};
+
+// y[batch, w.rows] row-major, rows [r_begin, r_end).
+void multiply_rows_outer(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
+                         bool avx512, OuterPanels& scratch);
 
 // x[batch, w.cols] and y[batch, w.rows] row-major, as for the direct path;
 // `panel` is the calling thread's reusable buffer.

@@ -65,6 +65,7 @@ struct Avx512 {
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static float hsum(V v) { return simd::hsum(v); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
 };
 #endif
 
