@@ -68,7 +68,7 @@ TEST_F(CliToolsTest, MakeModelThenInspect) {
 }
 
 TEST_F(CliToolsTest, InspectAbbreviatesVocabArrays) {
-  std::string vocab = std::string(BIFURCATE_TESTDATA_DIR) + "/vocab/ggml-vocab-llama-spm.gguf";
+  const std::string vocab = BIFURCATE_TESTDATA_DIR "/vocab/ggml-vocab-llama-spm.gguf";
   if (!fs::exists(vocab)) GTEST_SKIP() << "missing test data " << vocab;
   RunResult shown = run_bifurcate(str("inspect --max-items 3 '", vocab, "'"));
   ASSERT_EQ(shown.exit_code, 0) << shown.combined();
