@@ -253,6 +253,30 @@ struct ModelThreadGate {
     open = true;
     cv.notify_all();
   }
+  // Callbacks that hold the model thread at their request's first token
+  // (later tokens, after release(), pass straight through).
+  GenerationCallbacks blocking_callbacks() {
+    GenerationCallbacks cb;
+    cb.on_token = [this](int, const TokenEvent&) { block(); };
+    return cb;
+  }
+};
+
+// The order in which requests get their first token: callbacks(name)
+// records `name` when its request's first token arrives.
+struct FirstTokenOrder {
+  std::mutex m;
+  std::vector<std::string> names;
+  GenerationCallbacks callbacks(const std::string& name) {
+    auto seen = std::make_shared<std::atomic<bool>>(false);
+    GenerationCallbacks cb;
+    cb.on_token = [this, name, seen](int, const TokenEvent&) {
+      if (seen->exchange(true)) return;
+      std::lock_guard lock(m);
+      names.push_back(name);
+    };
+    return cb;
+  }
 };
 
 void wait_for_queued(const Engine& engine, int n) {
@@ -264,8 +288,7 @@ TEST_F(SchedulerBehaviour, FullQueueRefusesWithOverloaded) {
   o.max_queued_requests = 2;
   Engine engine(o);
   ModelThreadGate gate;
-  GenerationCallbacks blocking;
-  blocking.on_token = [&](int, const TokenEvent&) { gate.block(); };
+  const GenerationCallbacks blocking = gate.blocking_callbacks();
   std::thread first([&] { engine.generate(long_request(1), blocking); });
   gate.wait_entered();
   std::vector<std::thread> queued;
@@ -291,26 +314,11 @@ TEST_F(SchedulerBehaviour, BigRequestAtTheHeadIsNotOvertaken) {
   GenerationRequest big = long_request(150, 1);  // 1 + 5 blocks
   GenerationRequest small = long_request(10, 2);  // 1 + 1 blocks
   ModelThreadGate gate;
-  GenerationCallbacks blocking;
-  std::atomic<int> calls{0};
-  blocking.on_token = [&](int, const TokenEvent&) {
-    if (calls++ == 0) gate.block();
-  };
-  std::mutex order_mutex;
-  std::vector<std::string> first_tokens;
-  auto recorder = [&](const std::string& name) {
-    auto seen = std::make_shared<std::atomic<bool>>(false);
-    GenerationCallbacks cb;
-    cb.on_token = [&, name, seen](int, const TokenEvent&) {
-      if (seen->exchange(true)) return;
-      std::lock_guard lock(order_mutex);
-      first_tokens.push_back(name);
-    };
-    return cb;
-  };
+  const GenerationCallbacks blocking = gate.blocking_callbacks();
+  FirstTokenOrder first_tokens;
   std::thread b1([&] { engine.generate(big, blocking); });
   gate.wait_entered();
-  const GenerationCallbacks big2_cb = recorder("big2"), small_cb = recorder("small");
+  const GenerationCallbacks big2_cb = first_tokens.callbacks("big2"), small_cb = first_tokens.callbacks("small");
   GenerationResult r_big2, r_small;
   std::thread b2([&] { r_big2 = engine.generate(big, big2_cb); });
   wait_for_queued(engine, 1);
@@ -318,8 +326,8 @@ TEST_F(SchedulerBehaviour, BigRequestAtTheHeadIsNotOvertaken) {
   wait_for_queued(engine, 2);
   gate.release();
   b1.join(), b2.join(), s.join();
-  ASSERT_EQ(first_tokens.size(), 2u);
-  EXPECT_EQ(first_tokens[0], "big2");
+  ASSERT_EQ(first_tokens.names.size(), 2u);
+  EXPECT_EQ(first_tokens.names[0], "big2");
   EXPECT_GT(r_small.stats.queue_seconds, 0.0);
   // A request that could never fit is refused at once with the bytes it needs.
   GenerationRequest huge = long_request(400);
@@ -335,28 +343,14 @@ TEST_F(SchedulerBehaviour, BigRequestAtTheHeadIsNotOvertaken) {
 }
 
 TEST_F(SchedulerBehaviour, ShortPromptIsPrefilledBeforeALongOneAdmittedWithIt) {
-  // Shortest remaining prefill first: a 5-token prompt admitted in the same
-  // step as a 120-token one gets its first token first (in admission order it
-  // would wait for the long prompt's four 32-token chunks).
+  // Fewest tokens left first (Smith's rule, no waiters here): a 5-token
+  // prompt admitted in the same step as a 120-token one gets its first token
+  // first (in admission order it would wait for the long prompt's four
+  // 32-token chunks).
   Engine engine(tiny_options(AttentionMode::bifurcated, false, /*step_tokens=*/32, /*chunk=*/32));
   ModelThreadGate gate;
-  GenerationCallbacks blocking;
-  std::atomic<int> calls{0};
-  blocking.on_token = [&](int, const TokenEvent&) {
-    if (calls++ == 0) gate.block();
-  };
-  std::mutex order_mutex;
-  std::vector<std::string> first_tokens;
-  auto recorder = [&](const std::string& name) {
-    auto seen = std::make_shared<std::atomic<bool>>(false);
-    GenerationCallbacks cb;
-    cb.on_token = [&, name, seen](int, const TokenEvent&) {
-      if (seen->exchange(true)) return;
-      std::lock_guard lock(order_mutex);
-      first_tokens.push_back(name);
-    };
-    return cb;
-  };
+  const GenerationCallbacks blocking = gate.blocking_callbacks();
+  FirstTokenOrder first_tokens;
   GenerationRequest long_prompt = long_request(4, 2), short_prompt = long_request(4, 3);
   long_prompt.prompt_tokens.clear();
   for (int i = 0; i < 120; ++i) long_prompt.prompt_tokens.push_back(1 + (i * 37) % 700);
@@ -365,7 +359,7 @@ TEST_F(SchedulerBehaviour, ShortPromptIsPrefilledBeforeALongOneAdmittedWithIt) {
 
   std::thread blocker([&] { engine.generate(long_request(3, 1), blocking); });
   gate.wait_entered();
-  const GenerationCallbacks long_cb = recorder("long"), short_cb = recorder("short");
+  const GenerationCallbacks long_cb = first_tokens.callbacks("long"), short_cb = first_tokens.callbacks("short");
   GenerationResult r_long, r_short;
   std::thread l([&] { r_long = engine.generate(long_prompt, long_cb); });
   wait_for_queued(engine, 1);
@@ -373,8 +367,8 @@ TEST_F(SchedulerBehaviour, ShortPromptIsPrefilledBeforeALongOneAdmittedWithIt) {
   wait_for_queued(engine, 2);
   gate.release();
   blocker.join(), l.join(), s.join();
-  ASSERT_EQ(first_tokens.size(), 2u);
-  EXPECT_EQ(first_tokens[0], "short");
+  ASSERT_EQ(first_tokens.names.size(), 2u);
+  EXPECT_EQ(first_tokens.names[0], "short");
   // The order changes nothing in what each request generates.
   EXPECT_EQ(r_long.samples[0].tokens, long_alone.samples[0].tokens);
   EXPECT_EQ(r_short.samples[0].tokens, short_alone.samples[0].tokens);
