@@ -4,7 +4,8 @@
 #   release   build/           -O3; runs on any x86-64-v3 CPU, kernels chosen at run time
 #                              (BIFURCATE_ISA=avx2|avx512|avx512vnni forces a narrower path)
 #   sanitize  build-sanitize/  ASan + UBSan (-O1, line tables: CMakeLists.txt says why)
-#   tsan      build-tsan/      ThreadSanitizer; builds only the scheduler and in-process HTTP server tests (test.sh runs them)
+#   tsan      build-tsan/      ThreadSanitizer; builds only the scheduler and in-process HTTP server tests (test.sh runs them),
+#                              with the AVX2 kernels only (CMakeLists.txt says why)
 #   fuzz      build-fuzz/      clang, libFuzzer + ASan + UBSan: the fuzz/ targets only
 set -euo pipefail
 cd "$(dirname "$0")/.."
