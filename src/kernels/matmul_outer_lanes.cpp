@@ -1,0 +1,238 @@
+// Outer-product path, batch rows in the lanes of a register (the other
+// variant, matmul_outer.cpp, puts weight rows there). Per task (a range of
+// output rows) and K-block of kOuterKBlock columns:
+//  - each slice of NR weight rows is converted to an f32 panel [NR][k] in
+//    its own layout: no transpose, f16 one conversion per vector;
+//  - every block of up to max_vectors() batch vectors (kLanes batch rows
+//    each, x packed [k][rows of the block]) runs the micro-tile over it: per
+//    k, one load per batch vector and one broadcast per weight row feed
+//    vectors x NR FMAs, all sums in registers across the K-block.
+// The sums are y transposed ([weight row][batch row]); they go to a
+// task-local tile, written to y once after the last K-block.
+// What this saves against the other variant is the panel's transpose (~0.3
+// shuffles per weight, paid whatever the batch); what it wastes is the
+// lanes past the batch in its last vector (outer_batch_in_lanes chooses).
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+
+#include "kernels/matmul_outer_parts.h"
+#include "kernels/matmul_paths.h"
+#include "kernels/matmul_simd.h"
+#include "tensor/dtype.h"
+#include "util/error.h"
+#include "util/f16.h"
+
+namespace bifurcate::kernels::inline BIFURCATE_ISA_NAMESPACE::detail {
+namespace {
+
+using gguf::GgmlType;
+
+constexpr int64_t kKBlock = kOuterKBlock;
+
+// Weight rows per micro-tile (NR) and batch vectors per micro-tile at most:
+// AVX-512 8 x 3 (24 sums + 3 x vectors + a broadcast of 32 zmm registers),
+// AVX2 4 x 2 (8 + 2 + 1 of 16 ymm). Task rows (multiples of 32) divide
+// into whole panels.
+template <class S>
+constexpr int panel_rows() {
+  return S::kRegisters == 32 ? 8 : 4;
+}
+template <class S>
+constexpr int max_vectors() {
+  return S::kRegisters == 32 ? 3 : 2;
+}
+
+// Lanes past the batch in its last vector up to which this variant is
+// taken: each lane costs the FMAs of a batch row, the other variant's
+// transpose ~ the FMAs of 8-10 batch rows (AVX-512; AVX2's 8x8 transposes
+// ~6) (docs/perf-notes.md M16).
+template <class S>
+constexpr int64_t max_padding() {
+  return S::kRegisters == 32 ? 8 : 5;
+}
+
+template <class S>
+int64_t padding(int64_t batch) {
+  constexpr int64_t L = S::kLanes;
+  return (batch + L - 1) / L * L - batch;
+}
+
+// panel[n][k] (row stride kKBlock) = weight row n at column k0 + k, for
+// n < n_rows; rows n_rows..NR-1 zero (their sums are discarded).
+template <class S>
+void convert_panel(const WeightMatrix& w, const uint8_t* rows, int64_t row_bytes, int n_rows, int64_t k0,
+                   int64_t n_k, float* panel) {
+  constexpr int L = S::kLanes, NR = panel_rows<S>();
+  for (int n = 0; n < n_rows; ++n) {
+    float* out = panel + n * kKBlock;
+    const uint8_t* row = rows + n * row_bytes;
+    if (w.type == GgmlType::F16) {
+      const uint16_t* src = reinterpret_cast<const uint16_t*>(row) + k0;
+      int64_t k = 0;
+      for (; k + L <= n_k; k += L) S::store(out + k, S::load_f16(src + k));
+      for (; k < n_k; ++k) out[k] = f16_to_f32(src[k]);
+    } else if (w.type == GgmlType::F32) {
+      std::copy_n(reinterpret_cast<const float*>(row) + k0, n_k, out);
+    } else {
+      const auto& traits = gguf::ggml_type_traits(w.type);
+      tensor::dequantize_row(w.type, row + k0 / traits.block_size * traits.type_size, out, n_k);
+    }
+  }
+  for (int n = n_rows; n < NR; ++n) std::fill_n(panel + n * kKBlock, n_k, 0.0f);
+}
+
+// sums[n][v * L + l] (+)= sum_k panel[n][k] * xb[k][v * L + l] for n < NR,
+// v < MB: batch vector v of the block in lanes, weight row n per register.
+template <class S, int MB>
+void micro_tile(const float* xb, const float* panel, int64_t n_k, float* sums, int64_t ld_sums, bool accumulate,
+                PrefetchLines prefetch) {
+  constexpr int L = S::kLanes, NR = panel_rows<S>();
+  typename S::V acc[NR][MB];
+#pragma GCC unroll 8
+  for (int n = 0; n < NR; ++n) {
+#pragma GCC unroll 4
+    for (int v = 0; v < MB; ++v) acc[n][v] = accumulate ? S::load(sums + n * ld_sums + v * L) : S::zero();
+  }
+  for (int64_t k = 0; k < n_k; ++k) {
+    if (prefetch.count > 0) prefetch.issue();
+    typename S::V xv[MB];
+#pragma GCC unroll 4
+    for (int v = 0; v < MB; ++v) xv[v] = S::load(xb + k * MB * L + v * L);
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) {
+      const typename S::V wn = S::set1(panel[n * kKBlock + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < MB; ++v) acc[n][v] = S::fmadd(xv[v], wn, acc[n][v]);
+    }
+  }
+  while (prefetch.count > 0) prefetch.issue();
+#pragma GCC unroll 8
+  for (int n = 0; n < NR; ++n) {
+#pragma GCC unroll 4
+    for (int v = 0; v < MB; ++v) S::store(sums + n * ld_sums + v * L, acc[n][v]);
+  }
+}
+
+template <class S, int MB = max_vectors<S>()>
+void run_micro_tile(int mb, const float* xb, const float* panel, int64_t n_k, float* sums, int64_t ld_sums,
+                    bool accumulate, const PrefetchLines& prefetch) {
+  if constexpr (MB > 1) {
+    if (mb < MB) return run_micro_tile<S, MB - 1>(mb, xb, panel, n_k, sums, ld_sums, accumulate, prefetch);
+  }
+  micro_tile<S, MB>(xb, panel, n_k, sums, ld_sums, accumulate, prefetch);
+}
+
+template <class S>
+void multiply_rows_lanes_isa(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
+                             OuterPanels& scratch) {
+  constexpr int L = S::kLanes, NR = panel_rows<S>();
+  require(x.batch_in_lanes && x.vector_lanes == L, "matmul: x packed for another variant");
+  const int64_t n_vectors = (x.batch + L - 1) / L;
+  const EvenGroups blocks(n_vectors, max_vectors<S>());
+  const int64_t n_task_rows = r_end - r_begin;
+  const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
+  const uint8_t* first = static_cast<const uint8_t*>(w.data) + r_begin * row_bytes;
+  const int64_t n_k_blocks = (w.cols + kKBlock - 1) / kKBlock;
+  constexpr int64_t kChunkVectors = kOuterMaxChunkRows / L;
+  // The sums tile: [task rows, whole panels][a chunk's batch rows], its row
+  // stride one vector more than the longest chunk (not a multiple of 4 KiB).
+  const int64_t ld_sums = (std::min(n_vectors, kChunkVectors) + 1) * L;
+  scratch.panel.resize(size_t(NR * kKBlock));
+  scratch.sums.resize(size_t((n_task_rows + NR - 1) / NR * NR * ld_sums));
+  for (int64_t g_begin = 0; g_begin < blocks.count;) {
+    // Whole blocks, up to kChunkVectors vectors (at least one block).
+    int64_t g_end = g_begin + 1;
+    while (g_end < blocks.count && blocks.first(g_end + 1) - blocks.first(g_begin) <= kChunkVectors) ++g_end;
+    const int64_t chunk_v0 = blocks.first(g_begin);
+    for (int64_t kb = 0; kb < n_k_blocks; ++kb) {
+      const int64_t k0 = kb * kKBlock, n_k = std::min(kKBlock, w.cols - k0);
+      for (int64_t r0 = 0; r0 < n_task_rows; r0 += NR) {
+        const int n_rows = int(std::min<int64_t>(NR, n_task_rows - r0));
+        convert_panel<S>(w, first + r0 * row_bytes, row_bytes, n_rows, k0, n_k, scratch.panel.data());
+        PrefetchLines prefetch = next_panel_lines(w, first, row_bytes, n_task_rows, NR, r0, k0);
+        for (int64_t g = g_begin; g < g_end; ++g) {
+          const int64_t v0 = blocks.first(g);
+          const int mb = blocks.size(g);
+          const PrefetchLines part = prefetch.take(int(prefetch.count / (g_end - g)));
+          run_micro_tile<S>(mb, x.data + v0 * L * w.cols + k0 * mb * L, scratch.panel.data(), n_k,
+                            scratch.sums.data() + r0 * ld_sums + (v0 - chunk_v0) * L, ld_sums, kb > 0, part);
+        }
+      }
+    }
+    // y[b][r_begin + n] = sums[n][b - chunk's first row], real batch rows only.
+    const int64_t b_begin = chunk_v0 * L, b_end = std::min(x.batch, blocks.first(g_end) * L);
+    for (int64_t b = b_begin; b < b_end; ++b) {
+      const float* column = scratch.sums.data() + (b - b_begin);
+      float* out = y + b * w.rows + r_begin;
+      for (int64_t n = 0; n < n_task_rows; ++n) out[n] = column[n * ld_sums];
+    }
+    g_begin = g_end;
+  }
+}
+
+// Block g of batch vectors (rows [first * L, (first + size) * L)) as
+// [cols][size * L] at data + first * L * cols; lanes past the batch zero.
+template <class S>
+void pack_x_lanes_isa(const float* x, int64_t batch, int64_t cols, float* out) {
+  constexpr int L = S::kLanes;
+  const int64_t n_vectors = (batch + L - 1) / L;
+  const EvenGroups blocks(n_vectors, max_vectors<S>());
+  for (int64_t g = 0; g < blocks.count; ++g) {
+    const int64_t v0 = blocks.first(g);
+    const int mb = blocks.size(g);
+    float* ob = out + v0 * L * cols;
+    for (int v = 0; v < mb; ++v) {
+      const int64_t b0 = (v0 + v) * L;
+      const int n_b = int(std::min<int64_t>(L, batch - b0));
+      float* ov = ob + v * L;
+      int64_t k = 0;
+      for (; k + L <= cols; k += L) {
+        typename S::V r[L];
+        for (int i = 0; i < L; ++i) r[i] = i < n_b ? S::load(x + (b0 + i) * cols + k) : S::zero();
+        transpose(r);
+        for (int i = 0; i < L; ++i) S::store(ov + (k + i) * mb * L, r[i]);
+      }
+      for (; k < cols; ++k)
+        for (int i = 0; i < L; ++i) ov[k * mb * L + i] = i < n_b ? x[(b0 + i) * cols + k] : 0.0f;
+    }
+  }
+}
+
+}  // namespace
+
+bool outer_batch_in_lanes(int64_t batch, bool avx512) {
+  if (const char* e = getenv("XPAD")) { const int64_t L = avx512 ? 16 : 8; return (batch + L - 1) / L * L - batch <= atoi(e); }  // TEMP
+#ifdef __AVX512F__
+  if (avx512) return padding<simd::Avx512>(batch) <= max_padding<simd::Avx512>();
+#endif
+  (void)avx512;
+  return padding<simd::Avx2>(batch) <= max_padding<simd::Avx2>();
+}
+
+OuterX pack_x_batch_lanes(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer) {
+#ifdef __AVX512F__
+  if (avx512) {
+    constexpr int L = simd::Avx512::kLanes;
+    buffer.resize(size_t((batch + L - 1) / L * L * cols));
+    pack_x_lanes_isa<simd::Avx512>(x, batch, cols, buffer.data());
+    return {buffer.data(), batch, L, true};
+  }
+#endif
+  (void)avx512;
+  constexpr int L = simd::Avx2::kLanes;
+  buffer.resize(size_t((batch + L - 1) / L * L * cols));
+  pack_x_lanes_isa<simd::Avx2>(x, batch, cols, buffer.data());
+  return {buffer.data(), batch, L, true};
+}
+
+void multiply_rows_batch_lanes(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
+                               bool avx512, OuterPanels& scratch) {
+#ifdef __AVX512F__
+  if (avx512) return multiply_rows_lanes_isa<simd::Avx512>(w, x, y, r_begin, r_end, scratch);
+#endif
+  (void)avx512;
+  multiply_rows_lanes_isa<simd::Avx2>(w, x, y, r_begin, r_end, scratch);
+}
+
+}  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail
