@@ -283,12 +283,12 @@ OuterX pack_x_outer(const float* x, int64_t batch, int64_t cols, bool avx512, Al
 #ifdef __AVX512F__
   if (avx512) {
     pack_x_outer_isa<simd::Avx512>(x, batch, cols, buffer.data());
-    return {buffer.data(), batch, simd::Avx512::kLanes, false};
+    return {buffer.data(), batch, simd::Avx512::kLanes, false, nullptr, 0};
   }
 #endif
   (void)avx512;
   pack_x_outer_isa<simd::Avx2>(x, batch, cols, buffer.data());
-  return {buffer.data(), batch, simd::Avx2::kLanes, false};
+  return {buffer.data(), batch, simd::Avx2::kLanes, false, nullptr, 0};
 }
 
 void multiply_rows_outer(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,

@@ -43,19 +43,44 @@ constexpr int max_vectors() {
   return S::kRegisters == 32 ? 3 : 2;
 }
 
-// Lanes past the batch in its last vector up to which this variant is
-// taken: each lane costs the FMAs of a batch row, the other variant's
-// transpose ~ the FMAs of 8-10 batch rows (AVX-512; AVX2's 8x8 transposes
-// ~6) (docs/perf-notes.md M16).
+// How a batch splits: whole vectors of kLanes rows, then either a few tail
+// rows (at most max_tail_rows) run as dot products over the panel's rows
+// (dot_tile: their share of the FMAs plus a horizontal sum per K-block),
+// or one more vector padded with zero lanes (each lane costs the FMAs of a
+// batch row). The other variant's transpose costs about the FMAs of 4-5
+// batch rows (F16 4096x4096, 1 thread, docs/perf-notes.md M16), so this
+// variant runs where the tail is short or the padding at most max_padding.
+template <class S>
+constexpr int max_dot_rows() {  // per dot tile: 3 x 8 sums (AVX-512), 2 x 4 (AVX2)
+  return S::kRegisters == 32 ? 3 : 2;
+}
+template <class S>
+constexpr int64_t max_tail_rows() {
+  return 2 * max_dot_rows<S>();
+}
 template <class S>
 constexpr int64_t max_padding() {
-  return S::kRegisters == 32 ? 8 : 5;
+  return S::kRegisters == 32 ? 4 : 2;
+}
+
+struct BatchSplit {
+  int64_t vectors;    // packed, the last one padded if tail_rows is 0
+  int64_t tail_rows;  // run as dot products
+};
+
+template <class S>
+BatchSplit split_batch(int64_t batch) {
+  constexpr int64_t L = S::kLanes;
+  const int64_t rest = batch % L;
+  if (rest != 0 && rest <= max_tail_rows<S>()) return {batch / L, rest};
+  return {(batch + L - 1) / L, 0};
 }
 
 template <class S>
-int64_t padding(int64_t batch) {
+bool lanes_win(int64_t batch) {
   constexpr int64_t L = S::kLanes;
-  return (batch + L - 1) / L * L - batch;
+  const int64_t rest = batch % L;
+  return rest == 0 || rest <= max_tail_rows<S>() || L - rest <= max_padding<S>();
 }
 
 // panel[n][k] (row stride kKBlock) = weight row n at column k0 + k, for
@@ -123,12 +148,56 @@ void run_micro_tile(int mb, const float* xb, const float* panel, int64_t n_k, fl
   micro_tile<S, MB>(xb, panel, n_k, sums, ld_sums, accumulate, prefetch);
 }
 
+// sums[n][b] (+)= sum_k xr[b][k] * panel[n][k] for b < R, n < NR: tail
+// batch rows read from x itself (row stride ldx), dot products summed
+// across the lanes once per K-block.
+template <class S, int R>
+void dot_tile(const float* xr, int64_t ldx, const float* panel, int64_t n_k, float* sums, int64_t ld_sums,
+              bool accumulate) {
+  constexpr int L = S::kLanes, NR = panel_rows<S>();
+  typename S::V acc[R][NR];
+#pragma GCC unroll 4
+  for (int b = 0; b < R; ++b) {
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) acc[b][n] = S::zero();
+  }
+  int64_t k = 0;
+  for (; k + L <= n_k; k += L) {
+    typename S::V xv[R];
+#pragma GCC unroll 4
+    for (int b = 0; b < R; ++b) xv[b] = S::load(xr + b * ldx + k);
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) {
+      const typename S::V p = S::load(panel + n * kKBlock + k);
+#pragma GCC unroll 4
+      for (int b = 0; b < R; ++b) acc[b][n] = S::fmadd(xv[b], p, acc[b][n]);
+    }
+  }
+  for (int b = 0; b < R; ++b) {
+    for (int n = 0; n < NR; ++n) {
+      float sum = S::hsum(acc[b][n]);
+      for (int64_t kk = k; kk < n_k; ++kk) sum += xr[b * ldx + kk] * panel[n * kKBlock + kk];
+      float* out = sums + n * ld_sums + b;
+      *out = accumulate ? *out + sum : sum;
+    }
+  }
+}
+
+template <class S, int R = max_dot_rows<S>()>
+void run_dot_tile(int rows, const float* xr, int64_t ldx, const float* panel, int64_t n_k, float* sums,
+                  int64_t ld_sums, bool accumulate) {
+  if constexpr (R > 1) {
+    if (rows < R) return run_dot_tile<S, R - 1>(rows, xr, ldx, panel, n_k, sums, ld_sums, accumulate);
+  }
+  dot_tile<S, R>(xr, ldx, panel, n_k, sums, ld_sums, accumulate);
+}
+
 template <class S>
 void multiply_rows_lanes_isa(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
                              OuterPanels& scratch) {
   constexpr int L = S::kLanes, NR = panel_rows<S>();
   require(x.batch_in_lanes && x.vector_lanes == L, "matmul: x packed for another variant");
-  const int64_t n_vectors = (x.batch + L - 1) / L;
+  const int64_t n_vectors = (x.batch - x.tail_rows + L - 1) / L;
   const EvenGroups blocks(n_vectors, max_vectors<S>());
   const int64_t n_task_rows = r_end - r_begin;
   const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
@@ -158,10 +227,17 @@ void multiply_rows_lanes_isa(const WeightMatrix& w, const OuterX& x, float* y, i
           run_micro_tile<S>(mb, x.data + v0 * L * w.cols + k0 * mb * L, scratch.panel.data(), n_k,
                             scratch.sums.data() + r0 * ld_sums + (v0 - chunk_v0) * L, ld_sums, kb > 0, part);
         }
+        if (g_end < blocks.count) continue;
+        // The tail rows, with the last chunk (the sums tile has a spare vector).
+        for (int64_t t = 0; t < x.tail_rows; t += max_dot_rows<S>()) {
+          run_dot_tile<S>(int(std::min<int64_t>(max_dot_rows<S>(), x.tail_rows - t)), x.tail + t * w.cols + k0,
+                          w.cols, scratch.panel.data(), n_k,
+                          scratch.sums.data() + r0 * ld_sums + (n_vectors - chunk_v0) * L + t, ld_sums, kb > 0);
+        }
       }
     }
     // y[b][r_begin + n] = sums[n][b - chunk's first row], real batch rows only.
-    const int64_t b_begin = chunk_v0 * L, b_end = std::min(x.batch, blocks.first(g_end) * L);
+    const int64_t b_begin = chunk_v0 * L, b_end = g_end == blocks.count ? x.batch : blocks.first(g_end) * L;
     for (int64_t b = b_begin; b < b_end; ++b) {
       const float* column = scratch.sums.data() + (b - b_begin);
       float* out = y + b * w.rows + r_begin;
@@ -202,28 +278,32 @@ void pack_x_lanes_isa(const float* x, int64_t batch, int64_t cols, float* out) {
 }  // namespace
 
 bool outer_batch_in_lanes(int64_t batch, bool avx512) {
-  if (const char* e = getenv("XPAD")) { const int64_t L = avx512 ? 16 : 8; return (batch + L - 1) / L * L - batch <= atoi(e); }  // TEMP
+  if (const char* e = getenv("XPAD")) { if (atoi(e) < 0) return false; if (atoi(e) > 16) return true; }  // TEMP
 #ifdef __AVX512F__
-  if (avx512) return padding<simd::Avx512>(batch) <= max_padding<simd::Avx512>();
+  if (avx512) return lanes_win<simd::Avx512>(batch);
 #endif
   (void)avx512;
-  return padding<simd::Avx2>(batch) <= max_padding<simd::Avx2>();
+  return lanes_win<simd::Avx2>(batch);
 }
+
+namespace {
+template <class S>
+OuterX pack_x_lanes(const float* x, int64_t batch, int64_t cols, AlignedBuffer<float>& buffer) {
+  constexpr int L = S::kLanes;
+  const BatchSplit split = split_batch<S>(batch);
+  buffer.resize(size_t(split.vectors * L * cols));
+  pack_x_lanes_isa<S>(x, batch - split.tail_rows, cols, buffer.data());
+  const int64_t tail_row0 = batch - split.tail_rows;
+  return {buffer.data(), batch, L, true, x + tail_row0 * cols, split.tail_rows};
+}
+}  // namespace
 
 OuterX pack_x_batch_lanes(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer) {
 #ifdef __AVX512F__
-  if (avx512) {
-    constexpr int L = simd::Avx512::kLanes;
-    buffer.resize(size_t((batch + L - 1) / L * L * cols));
-    pack_x_lanes_isa<simd::Avx512>(x, batch, cols, buffer.data());
-    return {buffer.data(), batch, L, true};
-  }
+  if (avx512) return pack_x_lanes<simd::Avx512>(x, batch, cols, buffer);
 #endif
   (void)avx512;
-  constexpr int L = simd::Avx2::kLanes;
-  buffer.resize(size_t((batch + L - 1) / L * L * cols));
-  pack_x_lanes_isa<simd::Avx2>(x, batch, cols, buffer.data());
-  return {buffer.data(), batch, L, true};
+  return pack_x_lanes<simd::Avx2>(x, batch, cols, buffer);
 }
 
 void multiply_rows_batch_lanes(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,

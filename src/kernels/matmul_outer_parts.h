@@ -88,17 +88,20 @@ inline void transpose(simd::Avx512::V (&r)[16]) {
 }
 #endif
 
-// Lines of weight rows to bring into L2 while a micro-tile runs, walked row
-// by row: `count` lines from `line`, lines_per_row per row, rows row_bytes
-// apart. The next panel's rows, spread over this panel's micro-tiles, one
-// line per k step: its conversion then reads L2, not DRAM (row slices of
-// 0.5-1 KiB are too short for the hardware prefetcher).
+// Lines of weight rows to bring into the cache while a micro-tile runs,
+// walked row by row: `count` lines from `line`, lines_per_row per row, rows
+// row_bytes apart. The next panel's rows, spread over this panel's
+// micro-tiles, one line per k step: its conversion then reads the cache, not
+// DRAM (row slices of 0.5-1 KiB are too short for the hardware prefetcher).
+// Into L1 (T0), not only L2: the batch-in-lanes variant's next panel is 4
+// KiB, and its conversion stalled on L2 (~3-5 % at batch 32-96; the other
+// variant's 16 KiB measured the same either way, M16).
 struct PrefetchLines {
   const char* line = nullptr;
   int64_t row_bytes = 0;
   int lines_per_row = 1, in_row = 0, count = 0;
   void issue() {
-    _mm_prefetch(line, _MM_HINT_T1);
+    _mm_prefetch(line, _MM_HINT_T0);
     line += 64;
     if (++in_row == lines_per_row) {
       in_row = 0;

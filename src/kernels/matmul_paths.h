@@ -74,13 +74,18 @@ struct OuterX {
   int64_t batch = 0;
   int vector_lanes = 0;  // of the instruction set it was packed for
   bool batch_in_lanes = false;
+  // Batch in lanes only: the last tail_rows rows are not packed but read
+  // from x itself (row-major, from `tail`).
+  const float* tail = nullptr;
+  int64_t tail_rows = 0;
 };
 // Packs x for the variant that wins at this batch (outer_batch_in_lanes).
 OuterX pack_x_outer(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer);
 
 // True where the batch-in-lanes variant runs: the batch fills its last
-// vector well enough (the other variant's panel transpose costs more than
-// the padding lanes' FMAs).
+// vector well enough, or its rows past the last whole vector are few (the
+// other variant's panel transpose costs more than the padding lanes' FMAs
+// or the tail rows' dot products).
 bool outer_batch_in_lanes(int64_t batch, bool avx512);
 OuterX pack_x_batch_lanes(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer);
 
