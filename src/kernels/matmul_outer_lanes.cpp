@@ -14,7 +14,6 @@
 // lanes past the batch in its last vector (outer_batch_in_lanes chooses).
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
 #include "kernels/matmul_outer_parts.h"
 #include "kernels/matmul_paths.h"
@@ -278,7 +277,6 @@ void pack_x_lanes_isa(const float* x, int64_t batch, int64_t cols, float* out) {
 }  // namespace
 
 bool outer_batch_in_lanes(int64_t batch, bool avx512) {
-  if (const char* e = getenv("XPAD")) { if (atoi(e) < 0) return false; if (atoi(e) > 16) return true; }  // TEMP
 #ifdef __AVX512F__
   if (avx512) return lanes_win<simd::Avx512>(batch);
 #endif
