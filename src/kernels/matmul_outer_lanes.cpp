@@ -12,6 +12,10 @@
 // What this saves against the other variant is the panel's transpose (~0.3
 // shuffles per weight, paid whatever the batch); what it wastes is the
 // lanes past the batch in its last vector (outer_batch_in_lanes chooses).
+// AVX-512 only: AVX2's 16 registers hold a tile of 2 x 4 vectors of sums,
+// which measured 10-15 % slower than the other variant's 6 x 2 there
+// (docs/perf-notes.md M16). The code is written over the vector type all
+// the same, like the other kernels.
 #include <algorithm>
 #include <cstdint>
 
@@ -30,16 +34,17 @@ using gguf::GgmlType;
 constexpr int64_t kKBlock = kOuterKBlock;
 
 // Weight rows per micro-tile (NR) and batch vectors per micro-tile at most:
-// AVX-512 8 x 3 (24 sums + 3 x vectors + a broadcast of 32 zmm registers),
-// AVX2 4 x 2 (8 + 2 + 1 of 16 ymm). Task rows (multiples of 32) divide
-// into whole panels.
+// 8 x 3 (24 sums + 3 x vectors + a broadcast of 32 zmm registers; 9 rows
+// measured 30 % slower, the compiler spilling). Task rows (multiples of 32)
+// divide into whole panels.
 template <class S>
 constexpr int panel_rows() {
-  return S::kRegisters == 32 ? 8 : 4;
+  static_assert(S::kRegisters == 32);
+  return 8;
 }
 template <class S>
 constexpr int max_vectors() {
-  return S::kRegisters == 32 ? 3 : 2;
+  return 3;
 }
 
 // How a batch splits: whole vectors of kLanes rows, then either a few tail
@@ -50,8 +55,8 @@ constexpr int max_vectors() {
 // batch rows (F16 4096x4096, 1 thread, docs/perf-notes.md M16), so this
 // variant runs where the tail is short or the padding at most max_padding.
 template <class S>
-constexpr int max_dot_rows() {  // per dot tile: 3 x 8 sums (AVX-512), 2 x 4 (AVX2)
-  return S::kRegisters == 32 ? 3 : 2;
+constexpr int max_dot_rows() {  // per dot tile: 3 x 8 sums
+  return 3;
 }
 template <class S>
 constexpr int64_t max_tail_rows() {
@@ -59,7 +64,7 @@ constexpr int64_t max_tail_rows() {
 }
 template <class S>
 constexpr int64_t max_padding() {
-  return S::kRegisters == 32 ? 4 : 2;
+  return 4;
 }
 
 struct BatchSplit {
@@ -280,37 +285,35 @@ bool outer_batch_in_lanes(int64_t batch, bool avx512) {
 #ifdef __AVX512F__
   if (avx512) return lanes_win<simd::Avx512>(batch);
 #endif
-  (void)avx512;
-  return lanes_win<simd::Avx2>(batch);
+  (void)batch, (void)avx512;
+  return false;
 }
 
-namespace {
-template <class S>
-OuterX pack_x_lanes(const float* x, int64_t batch, int64_t cols, AlignedBuffer<float>& buffer) {
+#ifdef __AVX512F__
+OuterX pack_x_batch_lanes(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer) {
+  using S = simd::Avx512;
   constexpr int L = S::kLanes;
+  require(avx512, "matmul: the batch-in-lanes variant runs on AVX-512 only");
   const BatchSplit split = split_batch<S>(batch);
   buffer.resize(size_t(split.vectors * L * cols));
   pack_x_lanes_isa<S>(x, batch - split.tail_rows, cols, buffer.data());
   const int64_t tail_row0 = batch - split.tail_rows;
   return {buffer.data(), batch, L, true, x + tail_row0 * cols, split.tail_rows};
 }
-}  // namespace
-
-OuterX pack_x_batch_lanes(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer) {
-#ifdef __AVX512F__
-  if (avx512) return pack_x_lanes<simd::Avx512>(x, batch, cols, buffer);
-#endif
-  (void)avx512;
-  return pack_x_lanes<simd::Avx2>(x, batch, cols, buffer);
-}
 
 void multiply_rows_batch_lanes(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
                                bool avx512, OuterPanels& scratch) {
-#ifdef __AVX512F__
-  if (avx512) return multiply_rows_lanes_isa<simd::Avx512>(w, x, y, r_begin, r_end, scratch);
-#endif
-  (void)avx512;
-  multiply_rows_lanes_isa<simd::Avx2>(w, x, y, r_begin, r_end, scratch);
+  require(avx512, "matmul: the batch-in-lanes variant runs on AVX-512 only");
+  multiply_rows_lanes_isa<simd::Avx512>(w, x, y, r_begin, r_end, scratch);
 }
+#else
+OuterX pack_x_batch_lanes(const float*, int64_t, int64_t, bool, AlignedBuffer<float>&) {
+  throw Error("matmul: the batch-in-lanes variant runs on AVX-512 only");
+}
+
+void multiply_rows_batch_lanes(const WeightMatrix&, const OuterX&, float*, int64_t, int64_t, bool, OuterPanels&) {
+  throw Error("matmul: the batch-in-lanes variant runs on AVX-512 only");
+}
+#endif
 
 }  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail
