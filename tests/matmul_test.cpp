@@ -310,9 +310,9 @@ TEST(Matmul, OuterPathBatchPassesKBlocksAndRaggedEdges) {
 TEST(Matmul, OuterPathBatchInLanesTailsAndPadding) {
   // The outer path's batch-in-lanes variant (matmul_outer_lanes.cpp, AVX-512
   // only) takes batches whose rows past the last whole vector are few
-  // (dot-product tails: 33, 34, 38, 82) or fill most of a padded vector (44,
-  // 47, 63); the rest (36, 39, 40, 41, 72), and every batch on AVX2, run the
-  // weights-in-lanes variant. Columns end in a partial 128- or 256-wide
+  // (dot-product tails of 1-6 rows: 33, 34, 36, 38, 82) or fill most of a
+  // padded vector (44, 47, 63); the rest (39, 40, 41, 72), and every batch
+  // on AVX2, run the weights-in-lanes variant. Columns end in a partial 128- or 256-wide
   // K-block and (F32) a tail shorter than a vector; 70 and 45 rows end in a
   // partial 8-row panel; 300 rows split into several tasks.
   ThreadPool one(1), two(2);
