@@ -11,6 +11,9 @@
 // x is packed once per call (pack_x_outer) so that a group's values for one k
 // are adjacent: the broadcasts read one stream, not one per batch row
 // (rows of 16 KiB would all fall into the same L1 sets).
+// This is the weights-in-lanes variant; pack_x_outer picks the
+// batch-in-lanes one (matmul_outer_lanes.cpp, no panel transpose) where
+// outer_batch_in_lanes says it wins, and multiply_rows_outer follows x.
 #include <algorithm>
 #include <cstdint>
 #include <utility>

@@ -3,7 +3,10 @@
 //  - direct (F32/F16/Q8_0 where outer is not taken): weights decoded in
 //    registers from the mapped rows, dot-product tiles, no packing.
 //  - outer (F32/F16/BF16/Q8_0, batch >= 32, rows > 1024): weights converted
-//    to transposed f32 panels per K-block, outer-product micro-tiles.
+//    to f32 panels per K-block, outer-product micro-tiles; weight rows in the
+//    lanes (transposed panels, matmul_outer.cpp) or, on AVX-512 at batch
+//    32-128 where the batch fills its vectors, batch rows in the lanes
+//    (matmul_outer_lanes.cpp).
 //  - packed (every type; used for BF16 where outer is not taken): weight rows
 //    dequantized to an f32 panel per K-block, then the direct path's
 //    dot-product tiles over the panel.
