@@ -3,7 +3,7 @@
 // output rows) and K-block of kOuterKBlock columns:
 //  - each slice of NR weight rows is converted to an f32 panel [NR][k] in
 //    its own layout: no transpose, f16 one conversion per vector;
-//  - every block of up to max_vectors() batch vectors (kLanes batch rows
+//  - every block of up to kMaxVectors batch vectors (kLanes batch rows
 //    each, x packed [k][rows of the block]) runs the micro-tile over it: per
 //    k, one load per batch vector and one broadcast per weight row feed
 //    vectors x NR FMAs, all sums in registers across the K-block.
@@ -37,35 +37,19 @@ constexpr int64_t kKBlock = kOuterKBlock;
 // 8 x 3 (24 sums + 3 x vectors + a broadcast of 32 zmm registers; 9 rows
 // measured 30 % slower, the compiler spilling). Task rows (multiples of 32)
 // divide into whole panels.
-template <class S>
-constexpr int panel_rows() {
-  static_assert(S::kRegisters == 32);
-  return 8;
-}
-template <class S>
-constexpr int max_vectors() {
-  return 3;
-}
+constexpr int kPanelRows = 8;
+constexpr int kMaxVectors = 3;
 
 // How a batch splits: whole vectors of kLanes rows, then either a few tail
-// rows (at most max_tail_rows) run as dot products over the panel's rows
+// rows (at most kMaxTailRows) run as dot products over the panel's rows
 // (dot_tile: their share of the FMAs plus a horizontal sum per K-block),
 // or one more vector padded with zero lanes (each lane costs the FMAs of a
 // batch row). The other variant's transpose costs about the FMAs of 4-5
 // batch rows (F16 4096x4096, 1 thread, docs/perf-notes.md M16), so this
-// variant runs where the tail is short or the padding at most max_padding.
-template <class S>
-constexpr int max_dot_rows() {  // per dot tile: 3 x 8 sums
-  return 3;
-}
-template <class S>
-constexpr int64_t max_tail_rows() {
-  return 2 * max_dot_rows<S>();
-}
-template <class S>
-constexpr int64_t max_padding() {
-  return 4;
-}
+// variant runs where the tail is short or the padding at most kMaxPadding.
+constexpr int kMaxDotRows = 3;  // per dot tile: 3 x 8 sums
+constexpr int64_t kMaxTailRows = 2 * kMaxDotRows;
+constexpr int64_t kMaxPadding = 4;
 
 struct BatchSplit {
   int64_t vectors;    // packed, the last one padded if tail_rows is 0
@@ -76,7 +60,7 @@ template <class S>
 BatchSplit split_batch(int64_t batch) {
   constexpr int64_t L = S::kLanes;
   const int64_t rest = batch % L;
-  if (rest != 0 && rest <= max_tail_rows<S>()) return {batch / L, rest};
+  if (rest != 0 && rest <= kMaxTailRows) return {batch / L, rest};
   return {(batch + L - 1) / L, 0};
 }
 
@@ -89,7 +73,7 @@ template <class S>
 bool lanes_win(int64_t batch) {
   constexpr int64_t L = S::kLanes;
   const int64_t rest = batch % L;
-  return batch <= kMaxBatch && (rest == 0 || rest <= max_tail_rows<S>() || L - rest <= max_padding<S>());
+  return batch <= kMaxBatch && (rest == 0 || rest <= kMaxTailRows || L - rest <= kMaxPadding);
 }
 
 // panel[n][k] (row stride kKBlock) = weight row n at column k0 + k, for
@@ -97,7 +81,7 @@ bool lanes_win(int64_t batch) {
 template <class S>
 void convert_panel(const WeightMatrix& w, const uint8_t* rows, int64_t row_bytes, int n_rows, int64_t k0,
                    int64_t n_k, float* panel) {
-  constexpr int L = S::kLanes, NR = panel_rows<S>();
+  constexpr int L = S::kLanes, NR = kPanelRows;
   for (int n = 0; n < n_rows; ++n) {
     float* out = panel + n * kKBlock;
     const uint8_t* row = rows + n * row_bytes;
@@ -121,7 +105,7 @@ void convert_panel(const WeightMatrix& w, const uint8_t* rows, int64_t row_bytes
 template <class S, int MB>
 void micro_tile(const float* xb, const float* panel, int64_t n_k, float* sums, int64_t ld_sums, bool accumulate,
                 PrefetchLines prefetch) {
-  constexpr int L = S::kLanes, NR = panel_rows<S>();
+  constexpr int L = S::kLanes, NR = kPanelRows;
   typename S::V acc[NR][MB];
 #pragma GCC unroll 8
   for (int n = 0; n < NR; ++n) {
@@ -148,7 +132,7 @@ void micro_tile(const float* xb, const float* panel, int64_t n_k, float* sums, i
   }
 }
 
-template <class S, int MB = max_vectors<S>()>
+template <class S, int MB = kMaxVectors>
 void run_micro_tile(int mb, const float* xb, const float* panel, int64_t n_k, float* sums, int64_t ld_sums,
                     bool accumulate, const PrefetchLines& prefetch) {
   if constexpr (MB > 1) {
@@ -163,7 +147,7 @@ void run_micro_tile(int mb, const float* xb, const float* panel, int64_t n_k, fl
 template <class S, int R>
 void dot_tile(const float* xr, int64_t ldx, const float* panel, int64_t n_k, float* sums, int64_t ld_sums,
               bool accumulate) {
-  constexpr int L = S::kLanes, NR = panel_rows<S>();
+  constexpr int L = S::kLanes, NR = kPanelRows;
   typename S::V acc[R][NR];
 #pragma GCC unroll 4
   for (int b = 0; b < R; ++b) {
@@ -192,7 +176,7 @@ void dot_tile(const float* xr, int64_t ldx, const float* panel, int64_t n_k, flo
   }
 }
 
-template <class S, int R = max_dot_rows<S>()>
+template <class S, int R = kMaxDotRows>
 void run_dot_tile(int rows, const float* xr, int64_t ldx, const float* panel, int64_t n_k, float* sums,
                   int64_t ld_sums, bool accumulate) {
   if constexpr (R > 1) {
@@ -204,10 +188,10 @@ void run_dot_tile(int rows, const float* xr, int64_t ldx, const float* panel, in
 template <class S>
 void multiply_rows_lanes_isa(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
                              OuterPanels& scratch) {
-  constexpr int L = S::kLanes, NR = panel_rows<S>();
+  constexpr int L = S::kLanes, NR = kPanelRows;
   require(x.batch_in_lanes && x.vector_lanes == L, "matmul: x packed for another variant");
   const int64_t n_vectors = (x.batch - x.tail_rows + L - 1) / L;
-  const EvenGroups blocks(n_vectors, max_vectors<S>());
+  const EvenGroups blocks(n_vectors, kMaxVectors);
   const int64_t n_task_rows = r_end - r_begin;
   const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
   const uint8_t* first = static_cast<const uint8_t*>(w.data) + r_begin * row_bytes;
@@ -238,8 +222,8 @@ void multiply_rows_lanes_isa(const WeightMatrix& w, const OuterX& x, float* y, i
         }
         if (g_end < blocks.count) continue;
         // The tail rows, with the last chunk (the sums tile has a spare vector).
-        for (int64_t t = 0; t < x.tail_rows; t += max_dot_rows<S>()) {
-          run_dot_tile<S>(int(std::min<int64_t>(max_dot_rows<S>(), x.tail_rows - t)), x.tail + t * w.cols + k0,
+        for (int64_t t = 0; t < x.tail_rows; t += kMaxDotRows) {
+          run_dot_tile<S>(int(std::min<int64_t>(kMaxDotRows, x.tail_rows - t)), x.tail + t * w.cols + k0,
                           w.cols, scratch.panel.data(), n_k,
                           scratch.sums.data() + r0 * ld_sums + (n_vectors - chunk_v0) * L + t, ld_sums, kb > 0);
         }
@@ -262,7 +246,7 @@ template <class S>
 void pack_x_lanes_isa(const float* x, int64_t batch, int64_t cols, float* out) {
   constexpr int L = S::kLanes;
   const int64_t n_vectors = (batch + L - 1) / L;
-  const EvenGroups blocks(n_vectors, max_vectors<S>());
+  const EvenGroups blocks(n_vectors, kMaxVectors);
   for (int64_t g = 0; g < blocks.count; ++g) {
     const int64_t v0 = blocks.first(g);
     const int mb = blocks.size(g);
