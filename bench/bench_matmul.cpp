@@ -1,6 +1,7 @@
 // matmul throughput for the weight shapes of a 7B Llama (4096x4096 attention,
 // 11008x4096 and 4096x11008 MLP, 32000x4096 logits) in F16 and Q8_0, batch
-// 1..32 (decode) and 256 (a prefill chunk), 2 threads (the target machine) and 1;
+// 1..32 (decode), 64-128 (the scheduler's decode steps of many requests) and 256
+// (a prefill chunk), 2 threads (the target machine) and 1;
 // plus Q4_K 4096x4096 for the packed path, and 4096x4096 with the AVX2 kernels.
 //
 // Counters: GFLOP/s and weight_GB/s use wall time. cpu_GFLOP/s and cpu_GB/s
@@ -83,7 +84,7 @@ void bench_matmul(benchmark::State& state, GgmlType type, int64_t rows, int64_t 
 void batches(benchmark::internal::Benchmark* b) {
   b->ArgNames({"batch", "threads"});
   for (int threads : {2, 1})
-    for (int batch : {1, 2, 4, 8, 16, 32, 256}) b->Args({batch, threads});
+    for (int batch : {1, 2, 4, 8, 16, 32, 64, 82, 96, 128, 256}) b->Args({batch, threads});
   b->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 

@@ -307,6 +307,27 @@ TEST(Matmul, OuterPathBatchPassesKBlocksAndRaggedEdges) {
   }
 }
 
+TEST(Matmul, OuterPathBatchInLanesTailsAndPadding) {
+  // The outer path's batch-in-lanes variant (matmul_outer_lanes.cpp, AVX-512
+  // only) takes batches whose rows past the last whole vector are few
+  // (dot-product tails of 1-6 rows: 33, 34, 36, 38, 82) or fill most of a
+  // padded vector (44, 47, 63); the rest (39, 40, 41, 72), and every batch
+  // on AVX2, run the weights-in-lanes variant. Columns end in a partial 128- or 256-wide
+  // K-block and (F32) a tail shorter than a vector; 70 and 45 rows end in a
+  // partial 8-row panel; 300 rows split into several tasks.
+  ThreadPool one(1), two(2);
+  for (Isa isa : isas()) {
+    for (int64_t batch : {32, 33, 34, 36, 38, 39, 40, 41, 44, 47, 63, 64, 72, 82}) {
+      check_matmul(GgmlType::F16, 70, 1113 - 1113 % 8 + (batch % 3) * 8, batch, batch % 2 ? one : two, isa);
+      check_matmul(GgmlType::F32, 45, 1033, batch, two, isa);
+    }
+    for (int64_t batch : {34, 47, 82}) {
+      check_matmul(GgmlType::BF16, 300, 1112, batch, two, isa);
+      check_matmul(GgmlType::Q8_0, 33, 1056, batch, one, isa);
+    }
+  }
+}
+
 TEST(Matmul, LargeKCrossesSeveralKBlocks) {
   ThreadPool two(2);
   check_matmul(GgmlType::F16, 50, 2048 + 8, 6, two);

@@ -11,10 +11,14 @@
 // x is packed once per call (pack_x_outer) so that a group's values for one k
 // are adjacent: the broadcasts read one stream, not one per batch row
 // (rows of 16 KiB would all fall into the same L1 sets).
+// This is the weights-in-lanes variant; pack_x_outer picks the
+// batch-in-lanes one (matmul_outer_lanes.cpp, no panel transpose) where
+// outer_batch_in_lanes says it wins, and multiply_rows_outer follows x.
 #include <algorithm>
 #include <cstdint>
 #include <utility>
 
+#include "kernels/matmul_outer_parts.h"
 #include "kernels/matmul_paths.h"
 #include "kernels/matmul_simd.h"
 #include "tensor/dtype.h"
@@ -45,9 +49,7 @@ constexpr int64_t kMinBatch = 32;
 // no new kind of dependence for them.
 constexpr int64_t kMinCols = 1025;
 
-// Columns per K-block: a panel of 256 x 32 f32 (32 KiB) stays in L1 while
-// every batch group passes over it; a multiple of every block size (256).
-constexpr int64_t kKBlock = 256;
+constexpr int64_t kKBlock = kOuterKBlock;
 
 // Batch rows per micro-tile, at most: 2 x 14 = 28 of 32 zmm registers hold
 // sums (AVX-512), 2 x 6 = 12 of 16 ymm (AVX2); the rest the two panel
@@ -56,59 +58,6 @@ template <class S>
 constexpr int max_group() {
   return S::kRegisters == 32 ? 14 : 6;
 }
-
-// In-register transposes of kLanes x kLanes floats: r[i] holds row i on entry
-// and column i on exit.
-inline void transpose(simd::Avx2::V (&r)[8]) {
-  __m256 t[8], s[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 8; i += 4) {
-    s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-    s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-    s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; ++i) {
-    r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
-    r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
-  }
-}
-
-#ifdef __AVX512F__
-// (The maskz forms with kAll16 are the plain instructions: attention_simd.h.)
-inline void transpose(simd::Avx512::V (&r)[16]) {
-  __m512 t[16];
-  // Pairs of rows interleaved, then quads: lane l of u[4a + c] holds rows
-  // 4a..4a+3 at column c + 4l.
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_maskz_unpacklo_ps(simd::kAll16, r[i], r[i + 1]);
-    t[i + 1] = _mm512_maskz_unpackhi_ps(simd::kAll16, r[i], r[i + 1]);
-  }
-  __m512 u[16];
-  for (int i = 0; i < 16; i += 4) {
-    u[i] = _mm512_maskz_shuffle_ps(simd::kAll16, t[i], t[i + 2], 0x44);
-    u[i + 1] = _mm512_maskz_shuffle_ps(simd::kAll16, t[i], t[i + 2], 0xEE);
-    u[i + 2] = _mm512_maskz_shuffle_ps(simd::kAll16, t[i + 1], t[i + 3], 0x44);
-    u[i + 3] = _mm512_maskz_shuffle_ps(simd::kAll16, t[i + 1], t[i + 3], 0xEE);
-  }
-  // 128-bit lanes: v[c] (c < 4) and v[c + 4] gather rows 0-7 (from u[c], u[c + 4]),
-  // v[c + 8], v[c + 12] rows 8-15, at columns c, c + 8 and c + 4, c + 12.
-  __m512 v[16];
-  for (int h = 0; h < 16; h += 8) {
-    for (int c = 0; c < 4; ++c) {
-      v[h + c] = _mm512_maskz_shuffle_f32x4(simd::kAll16, u[h + c], u[h + c + 4], 0x88);
-      v[h + c + 4] = _mm512_maskz_shuffle_f32x4(simd::kAll16, u[h + c], u[h + c + 4], 0xDD);
-    }
-  }
-  for (int c = 0; c < 8; ++c) {
-    r[c] = _mm512_maskz_shuffle_f32x4(simd::kAll16, v[c], v[c + 8], 0x88);
-    r[c + 8] = _mm512_maskz_shuffle_f32x4(simd::kAll16, v[c], v[c + 8], 0xDD);
-  }
-}
-#endif
 
 // Row sources of a panel: `load<S>(r, k)` gives kLanes consecutive f32
 // values of row r from column k; `at(r, k)` one value (ragged tails).
@@ -162,36 +111,6 @@ void pack_panel(const Source& src, int n_rows, int64_t n_k, float* panel) {
   for (; k < n_k; ++k)
     for (int c = 0; c < NR; ++c) panel[k * NR + c] = c < n_rows ? src.at(c, k) : 0.0f;
 }
-
-// Lines of weight rows to bring into L2 while a micro-tile runs, walked row
-// by row: `count` lines from `line`, lines_per_row per row, rows row_bytes
-// apart. The next panel's rows, spread over this panel's micro-tiles, one
-// line per k step: its conversion then reads L2, not DRAM (32 row slices of
-// 0.5-1 KiB are too short for the hardware prefetcher).
-struct PrefetchLines {
-  const char* line = nullptr;
-  int64_t row_bytes = 0;
-  int lines_per_row = 1, in_row = 0, count = 0;
-  void issue() {
-    _mm_prefetch(line, _MM_HINT_T1);
-    line += 64;
-    if (++in_row == lines_per_row) {
-      in_row = 0;
-      line += row_bytes - int64_t(lines_per_row) * 64;
-    }
-    --count;
-  }
-  // The first n lines; this keeps the rest.
-  PrefetchLines take(int n) {
-    PrefetchLines part = *this;
-    part.count = n;
-    const int rows = (in_row + n) / lines_per_row;
-    line += int64_t(n) * 64 + rows * (row_bytes - int64_t(lines_per_row) * 64);
-    in_row = (in_row + n) % lines_per_row;
-    count -= n;
-    return part;
-  }
-};
 
 // Where a micro-tile's sums go: out[b][c] = in[b][c] + sum (in may be null:
 // the first K-block), for c < n_cols; in has room for NR columns.
@@ -254,15 +173,6 @@ void run_micro_tile(int m, const float* xg, const float* panel, int64_t n_k, con
   micro_tile<S, M>(xg, panel, n_k, to, prefetch);
 }
 
-// Batch rows split into groups of at most max_group, as even as possible
-// (batch 32 on AVX-512: 11 + 11 + 10, not 14 + 14 + 4).
-struct Groups {
-  int64_t count, base, extra;  // the first `extra` groups have base + 1 rows
-  Groups(int64_t batch, int max) : count((batch + max - 1) / max), base(batch / count), extra(batch % count) {}
-  int64_t first_row(int64_t g) const { return g * base + std::min(g, extra); }
-  int size(int64_t g) const { return int(base + (g < extra ? 1 : 0)); }
-};
-
 // Converts the NR rows from `rows` (n_rows of them; rows of row_bytes),
 // columns [k0, k0 + n_k), into scratch.panel.
 template <class S>
@@ -283,32 +193,14 @@ void pack_weights(const WeightMatrix& w, const uint8_t* rows, int64_t row_bytes,
   pack_panel<S>(F32Source{scratch.rows.data(), kKBlock}, n_rows, n_k, scratch.panel.data());
 }
 
-// The lines of rows [r0, r0 + n_rows) x columns [k0, k0 + n_k) of w, from
-// `first` (the task's first row).
-PrefetchLines lines_of(const WeightMatrix& w, const uint8_t* first, int64_t row_bytes, int64_t r0, int n_rows,
-                       int64_t k0, int64_t n_k) {
-  const auto& traits = gguf::ggml_type_traits(w.type);
-  const int64_t offset = k0 / traits.block_size * traits.type_size;
-  const int64_t bytes = n_k / traits.block_size * traits.type_size;
-  const char* start = reinterpret_cast<const char*>(first + r0 * row_bytes + offset);
-  PrefetchLines lines;
-  lines.line = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(start) & ~uintptr_t(63));
-  lines.row_bytes = row_bytes;
-  lines.lines_per_row = int((start - lines.line + bytes + 63) / 64);
-  lines.count = n_rows * lines.lines_per_row;
-  return lines;
-}
-
-// Batch rows per pass over a task's weights, at most: the pass's slice of
-// packed x per K-block (rows x kKBlock floats, 256 KiB) stays in L2.
-constexpr int64_t kMaxChunkRows = 256;
+constexpr int64_t kMaxChunkRows = kOuterMaxChunkRows;
 
 template <class S>
 void multiply_rows_outer_isa(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
                              OuterPanels& scratch) {
   constexpr int NR = 2 * S::kLanes;
-  const Groups groups(x.batch, max_group<S>());
-  require(x.group_max == max_group<S>(), "matmul: x packed for another instruction set");
+  const EvenGroups groups(x.batch, max_group<S>());
+  require(!x.batch_in_lanes && x.vector_lanes == S::kLanes, "matmul: x packed for another variant");
   const int64_t n_task_rows = r_end - r_begin;
   const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
   const uint8_t* first = static_cast<const uint8_t*>(w.data) + r_begin * row_bytes;
@@ -324,9 +216,9 @@ void multiply_rows_outer_isa(const WeightMatrix& w, const OuterX& x, float* y, i
   for (int64_t g_begin = 0; g_begin < groups.count;) {
     // Whole groups, up to kMaxChunkRows batch rows (at least one group).
     int64_t g_end = g_begin + 1;
-    while (g_end < groups.count && groups.first_row(g_end + 1) - groups.first_row(g_begin) <= kMaxChunkRows)
+    while (g_end < groups.count && groups.first(g_end + 1) - groups.first(g_begin) <= kMaxChunkRows)
       ++g_end;
-    const int64_t chunk_row0 = groups.first_row(g_begin);
+    const int64_t chunk_row0 = groups.first(g_begin);
     for (int64_t kb = 0; kb < n_k_blocks; ++kb) {
       const int64_t k0 = kb * kKBlock, n_k = std::min(kKBlock, w.cols - k0);
       const bool first_block = kb == 0, last_block = kb + 1 == n_k_blocks;
@@ -335,16 +227,9 @@ void multiply_rows_outer_isa(const WeightMatrix& w, const OuterX& x, float* y, i
         pack_weights<S>(w, first + r0 * row_bytes, row_bytes, n_rows, k0, n_k, scratch);
         // Bring the next panel's weights into L2 meanwhile: the next rows, or
         // the first ones of the next K-block.
-        PrefetchLines prefetch;
-        if (r0 + NR < n_task_rows) {
-          prefetch = lines_of(w, first, row_bytes, r0 + NR, int(std::min<int64_t>(NR, n_task_rows - r0 - NR)), k0,
-                              n_k);
-        } else if (!last_block) {
-          prefetch = lines_of(w, first, row_bytes, 0, int(std::min<int64_t>(NR, n_task_rows)), k0 + kKBlock,
-                              std::min(kKBlock, w.cols - k0 - kKBlock));
-        }
+        PrefetchLines prefetch = next_panel_lines(w, first, row_bytes, n_task_rows, NR, r0, k0);
         for (int64_t g = g_begin; g < g_end; ++g) {
-          const int64_t b0 = groups.first_row(g);
+          const int64_t b0 = groups.first(g);
           const int m = groups.size(g);
           float* sums = scratch.sums.data() + (b0 - chunk_row0) * ld_sums + r0;
           const TileOut to{first_block ? nullptr : sums, ld_sums, last_block ? y + b0 * w.rows + r_begin + r0 : sums,
@@ -362,9 +247,9 @@ void multiply_rows_outer_isa(const WeightMatrix& w, const OuterX& x, float* y, i
 template <class S>
 void pack_x_outer_isa(const float* x, int64_t batch, int64_t cols, float* out) {
   constexpr int L = S::kLanes;
-  const Groups groups(batch, max_group<S>());
+  const EvenGroups groups(batch, max_group<S>());
   for (int64_t g = 0; g < groups.count; ++g) {
-    const int64_t b0 = groups.first_row(g);
+    const int64_t b0 = groups.first(g);
     const int m = groups.size(g);
     const float* xg = x + b0 * cols;
     float* og = out + b0 * cols;
@@ -395,21 +280,23 @@ int64_t outer_task_rows(int64_t rows, int threads) {
 }
 
 OuterX pack_x_outer(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer) {
+  if (outer_batch_in_lanes(batch, avx512)) return pack_x_batch_lanes(x, batch, cols, avx512, buffer);
   // The vector stores of the last column run up to one vector past the end.
   buffer.resize(size_t(batch * cols + 16));
 #ifdef __AVX512F__
   if (avx512) {
     pack_x_outer_isa<simd::Avx512>(x, batch, cols, buffer.data());
-    return {buffer.data(), batch, max_group<simd::Avx512>()};
+    return {buffer.data(), batch, simd::Avx512::kLanes, false, nullptr, 0};
   }
 #endif
   (void)avx512;
   pack_x_outer_isa<simd::Avx2>(x, batch, cols, buffer.data());
-  return {buffer.data(), batch, max_group<simd::Avx2>()};
+  return {buffer.data(), batch, simd::Avx2::kLanes, false, nullptr, 0};
 }
 
 void multiply_rows_outer(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
                          bool avx512, OuterPanels& scratch) {
+  if (x.batch_in_lanes) return multiply_rows_batch_lanes(w, x, y, r_begin, r_end, avx512, scratch);
 #ifdef __AVX512F__
   if (avx512) return multiply_rows_outer_isa<simd::Avx512>(w, x, y, r_begin, r_end, scratch);
 #endif

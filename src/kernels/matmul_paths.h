@@ -3,7 +3,10 @@
 //  - direct (F32/F16/Q8_0 where outer is not taken): weights decoded in
 //    registers from the mapped rows, dot-product tiles, no packing.
 //  - outer (F32/F16/BF16/Q8_0, batch >= 32, rows > 1024): weights converted
-//    to transposed f32 panels per K-block, outer-product micro-tiles.
+//    to f32 panels per K-block, outer-product micro-tiles; weight rows in the
+//    lanes (transposed panels, matmul_outer.cpp) or, on AVX-512 at batch
+//    32-128 where the batch fills its vectors, batch rows in the lanes
+//    (matmul_outer_lanes.cpp).
 //  - packed (every type; used for BF16 where outer is not taken): weight rows
 //    dequantized to an f32 panel per K-block, then the direct path's
 //    dot-product tiles over the panel.
@@ -64,14 +67,30 @@ bool outer_path_wins(gguf::GgmlType type, int64_t batch, int64_t cols, bool avx5
 // micro-tile, two AVX2 ones), about 8 tasks per thread.
 int64_t outer_task_rows(int64_t rows, int threads);
 
-// x packed once per call for the outer path's micro-tiles: batch rows in
-// groups of at most group_max, each group [cols][rows of the group].
+// x packed once per call for the outer path's micro-tiles, in one of two
+// variants: weight rows in the lanes of a register (matmul_outer.cpp; batch
+// rows in groups, each group [cols][rows of the group]) or batch rows in the
+// lanes (matmul_outer_lanes.cpp; blocks of batch vectors, each block
+// [cols][rows of the block], lanes past the batch zero).
 struct OuterX {
   const float* data = nullptr;
   int64_t batch = 0;
-  int group_max = 0;
+  int vector_lanes = 0;  // of the instruction set it was packed for
+  bool batch_in_lanes = false;
+  // Batch in lanes only: the last tail_rows rows are not packed but read
+  // from x itself (row-major, from `tail`).
+  const float* tail = nullptr;
+  int64_t tail_rows = 0;
 };
+// Packs x for the variant that wins at this batch (outer_batch_in_lanes).
 OuterX pack_x_outer(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer);
+
+// True where the batch-in-lanes variant runs: the batch fills its last
+// vector well enough, or its rows past the last whole vector are few (the
+// other variant's panel transpose costs more than the padding lanes' FMAs
+// or the tail rows' dot products).
+bool outer_batch_in_lanes(int64_t batch, bool avx512);
+OuterX pack_x_batch_lanes(const float* x, int64_t batch, int64_t cols, bool avx512, AlignedBuffer<float>& buffer);
 
 // A pool thread's reusable buffers: the f32 panel of one K-block, for types
 // other than F32/F16 the dequantized rows it is transposed from, and the
@@ -80,9 +99,11 @@ struct OuterPanels {
   AlignedBuffer<float> panel, rows, sums;
 };
 
-// y[batch, w.rows] row-major, rows [r_begin, r_end).
+// y[batch, w.rows] row-major, rows [r_begin, r_end), in x's variant.
 void multiply_rows_outer(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
                          bool avx512, OuterPanels& scratch);
+void multiply_rows_batch_lanes(const WeightMatrix& w, const OuterX& x, float* y, int64_t r_begin, int64_t r_end,
+                               bool avx512, OuterPanels& scratch);
 
 // x[batch, w.cols] and y[batch, w.rows] row-major, as for the direct path;
 // `panel` is the calling thread's reusable buffer.
