@@ -37,16 +37,20 @@ using gguf::GgmlType;
 constexpr int64_t kLaneSuperblocks = 4;  // superblocks per interleaved panel
 constexpr int kBatchTile = 8;            // batch rows per register tile
 constexpr __mmask16 kAll16 = 0xFFFF;     // the maskz forms: g++ 12's false "uninitialized" errors otherwise
+constexpr __mmask8 kAll8 = 0xFF;
 
 // y[b0 + b][16 rows] (+)= the panel's n_sb superblocks (from superblock sb0
 // of the row) times batch rows b0 .. b0 + MB. G: elements per scale group
-// (32 where pairs of 16-element groups share scale and offset, else 16).
-template <int MB, int G>
+// (32 where pairs of 16-element groups share scale and offset, else 16);
+// kOffsets: how the offsets are applied (LaneOffsets).
+template <int MB, int G, LaneOffsets kOffsets>
 void lane_tile(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, int64_t b0, int64_t sb0, float* y,
                int64_t ldy, __mmask16 rows, bool accumulate) {
   constexpr int kSteps = G / 4;                  // dwords per group
   constexpr int kGroupsPerSb = kSuperblock / G;  // groups per superblock
   constexpr int kStride = G / kGroup;            // group g's entry in the per-16 tables
+  constexpr bool kLevelOffset = kOffsets == LaneOffsets::level8 || kOffsets == LaneOffsets::level32;
+  constexpr int kLevel = kOffsets == LaneOffsets::level8 ? 8 : 32;
   __m512 acc[MB];
   for (int b = 0; b < MB; ++b) acc[b] = accumulate ? _mm512_maskz_loadu_ps(rows, y + b * ldy) : _mm512_setzero_ps();
   const int64_t x_stride = x.n_sb * kSuperblock;
@@ -55,11 +59,22 @@ void lane_tile(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, i
     const LaneSuperblock& p = panel[s];
     const int8_t* xq[MB];
     for (int b = 0; b < MB; ++b) xq[b] = x.q + (b0 + b) * x_stride + sb * kSuperblock;
+    // level8/level32: group g's integer sum starts at -level * (sum of its q),
+    // entry g * kStride (G = 32: the pair's sum in the even entry).
+    alignas(64) int32_t start[kLevelOffset ? MB : 1][kGroups];
+    if constexpr (kLevelOffset) {
+      for (int b = 0; b < MB; ++b) {
+        __m512i q = _mm512_loadu_si512(x.group_qsums + ((b0 + b) * x.n_sb + sb) * kGroups);
+        if constexpr (G == 32) q = _mm512_add_epi32(q, _mm512_maskz_srli_epi64(kAll8, q, 32));
+        _mm512_store_si512(start[b], _mm512_mullo_epi32(q, _mm512_set1_epi32(-kLevel)));
+      }
+    }
     __m512 part[MB];
     for (int b = 0; b < MB; ++b) part[b] = _mm512_setzero_ps();
     for (int g = 0; g < kGroupsPerSb; ++g) {
       __m512i sum[MB];
-      for (int b = 0; b < MB; ++b) sum[b] = _mm512_setzero_si512();
+      for (int b = 0; b < MB; ++b)
+        sum[b] = kLevelOffset ? _mm512_set1_epi32(start[b][g * kStride]) : _mm512_setzero_si512();
 #pragma GCC unroll 8
       for (int st = 0; st < kSteps; ++st) {
         const int k4 = g * kSteps + st;
@@ -75,38 +90,51 @@ void lane_tile(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, i
     }
     for (int b = 0; b < MB; ++b) {
       const int64_t xs = (b0 + b) * x.n_sb + sb;
+      if constexpr (kOffsets == LaneOffsets::int_mins) {
+        // sum_g m_g * (sum of q over g): exact in int32 (8 x 63 x 4064 < 2^22).
+        const int16_t* pairs = x.pair_qsums + xs * (kGroups / 2);
+        __m512i mins = _mm512_setzero_si512();
+        for (int j = 0; j < kGroups / 4; ++j) {
+          int32_t two;
+          std::memcpy(&two, pairs + 2 * j, 4);
+          mins = _mm512_dpwssd_epi32(mins, _mm512_load_si512(p.min_pairs[j]), _mm512_set1_epi32(two));
+        }
+        part[b] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, mins), _mm512_load_ps(p.neg_dmin), part[b]);
+      }
       acc[b] = _mm512_fmadd_ps(part[b], _mm512_set1_ps(x.scale[xs]), acc[b]);
-      const float* sums = kStride == 2 ? x.pair_sums + xs * kGroupsPerSb : x.group_sums + xs * kGroups;
+      if constexpr (kOffsets == LaneOffsets::floats) {
+        const float* sums = kStride == 2 ? x.pair_sums + xs * kGroupsPerSb : x.group_sums + xs * kGroups;
 #pragma GCC unroll 16
-      for (int g = 0; g < kGroupsPerSb; ++g)
-        acc[b] = _mm512_fmadd_ps(_mm512_load_ps(p.offset[g * kStride]), _mm512_set1_ps(sums[g]), acc[b]);
+        for (int g = 0; g < kGroupsPerSb; ++g)
+          acc[b] = _mm512_fmadd_ps(_mm512_load_ps(p.offset[g * kStride]), _mm512_set1_ps(sums[g]), acc[b]);
+      }
     }
   }
   for (int b = 0; b < MB; ++b) _mm512_mask_storeu_ps(y + b * ldy, rows, acc[b]);
 }
 
-template <int G>
+template <int G, LaneOffsets kOffsets>
 void tiles_for_batch(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, int64_t batch, int64_t sb0,
                      float* y, int64_t ldy, __mmask16 rows, bool accumulate) {
   int64_t b0 = 0;
   for (; b0 + kBatchTile <= batch; b0 += kBatchTile)
-    lane_tile<kBatchTile, G>(panel, n_sb, x, b0, sb0, y + b0 * ldy, ldy, rows, accumulate);
+    lane_tile<kBatchTile, G, kOffsets>(panel, n_sb, x, b0, sb0, y + b0 * ldy, ldy, rows, accumulate);
   float* yb = y + b0 * ldy;
   switch (batch - b0) {
-    case 1: lane_tile<1, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 2: lane_tile<2, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 3: lane_tile<3, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 4: lane_tile<4, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 5: lane_tile<5, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 6: lane_tile<6, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 7: lane_tile<7, G>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 1: lane_tile<1, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 2: lane_tile<2, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 3: lane_tile<3, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 4: lane_tile<4, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 5: lane_tile<5, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 6: lane_tile<6, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 7: lane_tile<7, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
     default: break;
   }
 }
 
 int valid_in(int64_t sb, int64_t cols) { return int(std::min<int64_t>(kSuperblock, cols - sb * kSuperblock)); }
 
-template <int G>
+template <int G, LaneOffsets kOffsets>
 void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
                     int64_t r_end) {
   const UnpackFn unpack = quant_unpacker(w.type);
@@ -152,7 +180,7 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
         }
         interleave(stage, int_scales, panel[s]);
       }
-      tiles_for_batch<G>(panel, n_sb, x, batch, sb0, y + g0, w.rows, rows, sb0 > 0);
+      tiles_for_batch<G, kOffsets>(panel, n_sb, x, batch, sb0, y + g0, w.rows, rows, sb0 > 0);
     }
   }
 }
@@ -162,10 +190,12 @@ bool multiply_rows_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t bat
                          int64_t r_end) {
   if (quant_unpacker(w.type) == nullptr) return false;
   // Q6_K has a scale per 16 elements; every other type shares one per 32.
-  if (w.type == GgmlType::Q6_K)
-    multiply_lanes<16>(w, x, batch, y, r_begin, r_end);
-  else
-    multiply_lanes<32>(w, x, batch, y, r_begin, r_end);
+  switch (lane_offsets(w.type)) {
+    case LaneOffsets::level32: multiply_lanes<16, LaneOffsets::level32>(w, x, batch, y, r_begin, r_end); break;
+    case LaneOffsets::level8: multiply_lanes<32, LaneOffsets::level8>(w, x, batch, y, r_begin, r_end); break;
+    case LaneOffsets::int_mins: multiply_lanes<32, LaneOffsets::int_mins>(w, x, batch, y, r_begin, r_end); break;
+    case LaneOffsets::floats: multiply_lanes<32, LaneOffsets::floats>(w, x, batch, y, r_begin, r_end); break;
+  }
   return true;
 }
 
