@@ -151,10 +151,7 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
   const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
   const int64_t sb_bytes = kSuperblock / traits.block_size * traits.type_size;
   const auto* base = static_cast<const uint8_t*>(w.data);
-  // No software prefetch: the hardware prefetcher follows the 16 row streams;
-  // prefetching every line 4 superblocks ahead measured 0-15 % slower
-  // (docs/perf-notes.md Q10). Scratch on the stack (31 KiB): no per-thread
-  // buffers to manage.
+  // Scratch on the stack (31 KiB): no per-thread buffers to manage.
   UnpackedSuperblock stage[kLaneRows];
   LaneSuperblock panel[kLaneSuperblocks];
   for (int64_t g0 = r_begin; g0 < r_end; g0 += kLaneRows) {
@@ -172,6 +169,9 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
             // Lanes past the task's last row repeat it; their sums are not stored.
             offsets[r] = int32_t(std::min(r, n_rows - 1) * row_bytes);
             blocks.rows[r] = base + g0 * row_bytes + offsets[r] + sb * sb_bytes;
+            const uint8_t* ahead = blocks.rows[r] + kLaneSuperblocks * sb_bytes;
+            for (int64_t line = 0; line < sb_bytes; line += 64)
+              _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T0);
           }
           blocks.offsets = _mm512_load_si512(offsets);
           build(blocks, panel[s]);
@@ -180,6 +180,9 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
         for (int r = 0; r < kLaneRows; ++r) {
           // Lanes past the task's last row repeat it; their sums are not stored.
           const uint8_t* row = base + (g0 + std::min(r, n_rows - 1)) * row_bytes;
+          const uint8_t* ahead = row + (sb + kLaneSuperblocks) * sb_bytes;
+          for (int64_t line = 0; line < sb_bytes; line += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T0);
           unpack(row, sb, n_valid, stage[r]);
         }
         interleave(stage, int_scales, panel[s]);
