@@ -50,13 +50,32 @@ constexpr __mmask8 kAll8 = 0xFF;
   return sum;
 }
 
+// The next panel's weight lines (16 rows x a byte range of each), prefetched
+// a few lines per group of the tiles over the current panel, so the requests
+// are spread over the compute instead of issued in a burst.
+struct PanelPrefetch {
+  const uint8_t* row0 = nullptr;  // null: nothing left
+  int64_t row_bytes = 0, begin = 0, end = 0, at = 0;
+  int row = 0, n_rows = 0, per_group = 0;
+  void step() {
+    for (int i = 0; i < per_group && row0 != nullptr; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(row0 + row * row_bytes + at), _MM_HINT_T0);
+      at += 64;
+      if (at >= end) {
+        at = begin;
+        if (++row == n_rows) row0 = nullptr;
+      }
+    }
+  }
+};
+
 // y[b0 + b][16 rows] (+)= the panel's n_sb superblocks (from superblock sb0
 // of the row) times batch rows b0 .. b0 + MB. G: elements per scale group
 // (32 where pairs of 16-element groups share scale and offset, else 16);
 // kOffsets: how the offsets are applied (LaneOffsets).
 template <int MB, int G, LaneOffsets kOffsets>
 void lane_tile(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, int64_t b0, int64_t sb0, float* y,
-               int64_t ldy, __mmask16 rows, bool accumulate) {
+               int64_t ldy, __mmask16 rows, bool accumulate, PanelPrefetch& prefetch) {
   constexpr int kSteps = G / 4;                  // dwords per group
   constexpr int kGroupsPerSb = kSuperblock / G;  // groups per superblock
   constexpr int kStride = G / kGroup;            // group g's entry in the per-16 tables
@@ -83,6 +102,7 @@ void lane_tile(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, i
     __m512 part[MB];
     for (int b = 0; b < MB; ++b) part[b] = _mm512_setzero_ps();
     for (int g = 0; g < kGroupsPerSb; ++g) {
+      prefetch.step();
       __m512i sum[MB];
       for (int b = 0; b < MB; ++b)
         sum[b] = kLevelOffset ? _mm512_set1_epi32(start[b][g * kStride]) : _mm512_setzero_si512();
@@ -122,19 +142,19 @@ void lane_tile(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, i
 
 template <int G, LaneOffsets kOffsets>
 void tiles_for_batch(const LaneSuperblock* panel, int64_t n_sb, const QuantizedX& x, int64_t batch, int64_t sb0,
-                     float* y, int64_t ldy, __mmask16 rows, bool accumulate) {
+                     float* y, int64_t ldy, __mmask16 rows, bool accumulate, PanelPrefetch& prefetch) {
   int64_t b0 = 0;
   for (; b0 + kBatchTile <= batch; b0 += kBatchTile)
-    lane_tile<kBatchTile, G, kOffsets>(panel, n_sb, x, b0, sb0, y + b0 * ldy, ldy, rows, accumulate);
+    lane_tile<kBatchTile, G, kOffsets>(panel, n_sb, x, b0, sb0, y + b0 * ldy, ldy, rows, accumulate, prefetch);
   float* yb = y + b0 * ldy;
   switch (batch - b0) {
-    case 1: lane_tile<1, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 2: lane_tile<2, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 3: lane_tile<3, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 4: lane_tile<4, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 5: lane_tile<5, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 6: lane_tile<6, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
-    case 7: lane_tile<7, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate); break;
+    case 1: lane_tile<1, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate, prefetch); break;
+    case 2: lane_tile<2, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate, prefetch); break;
+    case 3: lane_tile<3, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate, prefetch); break;
+    case 4: lane_tile<4, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate, prefetch); break;
+    case 5: lane_tile<5, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate, prefetch); break;
+    case 6: lane_tile<6, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate, prefetch); break;
+    case 7: lane_tile<7, G, kOffsets>(panel, n_sb, x, b0, sb0, yb, ldy, rows, accumulate, prefetch); break;
     default: break;
   }
 }
@@ -169,9 +189,6 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
             // Lanes past the task's last row repeat it; their sums are not stored.
             offsets[r] = int32_t(std::min(r, n_rows - 1) * row_bytes);
             blocks.rows[r] = base + g0 * row_bytes + offsets[r] + sb * sb_bytes;
-            const uint8_t* ahead = blocks.rows[r] + kLaneSuperblocks * sb_bytes;
-            for (int64_t line = 0; line < sb_bytes; line += 64)
-              _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T0);
           }
           blocks.offsets = _mm512_load_si512(offsets);
           build(blocks, panel[s]);
@@ -180,14 +197,25 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
         for (int r = 0; r < kLaneRows; ++r) {
           // Lanes past the task's last row repeat it; their sums are not stored.
           const uint8_t* row = base + (g0 + std::min(r, n_rows - 1)) * row_bytes;
-          const uint8_t* ahead = row + (sb + kLaneSuperblocks) * sb_bytes;
-          for (int64_t line = 0; line < sb_bytes; line += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T0);
           unpack(row, sb, n_valid, stage[r]);
         }
         interleave(stage, int_scales, panel[s]);
       }
-      tiles_for_batch<G, kOffsets>(panel, n_sb, x, batch, sb0, y + g0, w.rows, rows, sb0 > 0);
+      // The next panel: the next superblocks of these rows, or the first of the next 16 rows.
+      PanelPrefetch prefetch;
+      const int64_t next_g0 = sb0 + kLaneSuperblocks < x.n_sb ? g0 : g0 + kLaneRows;
+      const int64_t next_sb0 = next_g0 == g0 ? sb0 + kLaneSuperblocks : 0;
+      if (next_g0 < r_end) {
+        prefetch.row0 = base + next_g0 * row_bytes;
+        prefetch.row_bytes = row_bytes;
+        prefetch.n_rows = int(std::min<int64_t>(kLaneRows, r_end - next_g0));
+        prefetch.begin = prefetch.at = next_sb0 * sb_bytes;
+        prefetch.end = std::min(row_bytes, (next_sb0 + kLaneSuperblocks) * sb_bytes);
+        const int64_t lines = prefetch.n_rows * ((prefetch.end - prefetch.begin + 63) / 64);
+        const int64_t groups = (batch + kBatchTile - 1) / kBatchTile * n_sb * (kSuperblock / G);
+        prefetch.per_group = int((lines + groups - 1) / groups);
+      }
+      tiles_for_batch<G, kOffsets>(panel, n_sb, x, batch, sb0, y + g0, w.rows, rows, sb0 > 0, prefetch);
     }
   }
 }
