@@ -72,8 +72,14 @@ void quantize_superblock(const float* x, int n, int8_t* q, float& scale, float* 
     _mm256_store_si256(reinterpret_cast<__m256i*>(q + i), bytes);
   }
   for (int i = n; i < kSuperblock; i += 32) _mm256_store_si256(reinterpret_cast<__m256i*>(q + i), _mm256_setzero_si256());
-  for (int g = n / kGroup; g < kGroups; ++g) sums[g] = 0.0f, qsums[g] = 0;
-  for (int j = n / 32; j < kGroups / 2; ++j) pair_sums[j] = 0.0f, pair_qsums[j] = 0;
+  for (int g = n / kGroup; g < kGroups; ++g) {
+    sums[g] = 0.0f;
+    qsums[g] = 0;
+  }
+  for (int j = n / 32; j < kGroups / 2; ++j) {
+    pair_sums[j] = 0.0f;
+    pair_qsums[j] = 0;
+  }
 }
 
 int valid_in(int64_t sb, int64_t cols) { return int(std::min<int64_t>(kSuperblock, cols - sb * kSuperblock)); }

@@ -9,15 +9,17 @@
 // 4 levels of 16 rows by 4 int8 activations of one batch row broadcast from
 // memory, and the group scales, the activation scale and the offsets are
 // applied to 16 rows at once:
-//   per group of G elements: G/4 vpdpbusd into a zeroed int32 sum (exact:
-//     |sum| <= G * 63 * 127), one conversion and one FMA by the 16 rows'
-//     group scales into the superblock's f32 partial;
-//   per superblock: one FMA by dx, one FMA per group of the offsets with the
-//     activation group sums.
+//   per group of G elements: G/4 vpdpbusd into an int32 sum (exact:
+//     |sum| <= G * 63 * 127) that starts at zero or, for Q4_0 / Q6_K, at
+//     the group's offset in levels times its sum of q; one conversion and
+//     one FMA by the 16 rows' group scales into the superblock's f32 partial;
+//   per superblock: one FMA by dx, plus the offsets the sums did not take
+//     (LaneOffsets: Q4_K's mins as 4 vpdpwssd, else one FMA per group).
 // A register tile is 8 batch rows x 16 weight rows; the interleaved panel
-// (4 superblocks, 24 KiB) stays in L1 while every batch tile passes over it.
+// (4 superblocks, 25 KiB) stays in L1 while every batch tile passes over it,
+// and the next panel's weights are prefetched a few lines per group.
 // The row's result differs from the decode path's (batch <= 4) only in the
-// order of f32 additions.
+// order of f32 additions and in the offsets (exact integers here).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -171,7 +173,7 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
   const int64_t row_bytes = tensor::row_bytes(w.type, w.cols);
   const int64_t sb_bytes = kSuperblock / traits.block_size * traits.type_size;
   const auto* base = static_cast<const uint8_t*>(w.data);
-  // Scratch on the stack (31 KiB): no per-thread buffers to manage.
+  // Scratch on the stack (32 KiB): no per-thread buffers to manage.
   UnpackedSuperblock stage[kLaneRows];
   LaneSuperblock panel[kLaneSuperblocks];
   for (int64_t g0 = r_begin; g0 < r_end; g0 += kLaneRows) {
