@@ -38,8 +38,9 @@ constexpr int64_t kPanelSuperblocks = 4;  // larger batches: superblocks per pan
 constexpr int64_t kPrefetchAhead = 8192;
 
 // Quantizes n (<= 256, a multiple of 32) floats of one superblock; q gets
-// 256 bytes (zero past n), sums 16 floats, pair_sums 8.
-void quantize_superblock(const float* x, int n, int8_t* q, float& scale, float* sums, float* pair_sums) {
+// 256 bytes (zero past n), sums and qsums 16 values, pair_sums and pair_qsums 8.
+void quantize_superblock(const float* x, int n, int8_t* q, float& scale, float* sums, float* pair_sums,
+                         int32_t* qsums, int16_t* pair_qsums) {
   __m256 amax = _mm256_setzero_ps();
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   for (int i = 0; i < n; i += 8) amax = _mm256_max_ps(amax, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
@@ -61,16 +62,24 @@ void quantize_superblock(const float* x, int n, int8_t* q, float& scale, float* 
       t = _mm_hadd_epi32(t, t);
       group_q[g] = _mm_cvtsi128_si32(t);
       sums[(i + 16 * g) / kGroup] = scale * float(group_q[g]);
+      qsums[(i + 16 * g) / kGroup] = group_q[g];
     }
     pair_sums[i / 32] = scale * float(group_q[0] + group_q[1]);
+    pair_qsums[i / 32] = int16_t(group_q[0] + group_q[1]);
     const __m256i lo = _mm256_packs_epi32(v[0], v[1]), hi = _mm256_packs_epi32(v[2], v[3]);
     const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(lo, hi),
                                                       _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_store_si256(reinterpret_cast<__m256i*>(q + i), bytes);
   }
   for (int i = n; i < kSuperblock; i += 32) _mm256_store_si256(reinterpret_cast<__m256i*>(q + i), _mm256_setzero_si256());
-  for (int g = n / kGroup; g < kGroups; ++g) sums[g] = 0.0f;
-  for (int j = n / 32; j < kGroups / 2; ++j) pair_sums[j] = 0.0f;
+  for (int g = n / kGroup; g < kGroups; ++g) {
+    sums[g] = 0.0f;
+    qsums[g] = 0;
+  }
+  for (int j = n / 32; j < kGroups / 2; ++j) {
+    pair_sums[j] = 0.0f;
+    pair_qsums[j] = 0;
+  }
 }
 
 int valid_in(int64_t sb, int64_t cols) { return int(std::min<int64_t>(kSuperblock, cols - sb * kSuperblock)); }
@@ -245,15 +254,19 @@ QuantizedX quantize_activations(const float* x, int64_t batch, int64_t cols, Qua
   buffers.scale.resize(size_t(batch * n_sb));
   buffers.group_sums.resize(size_t(batch * n_sb * kGroups));
   buffers.pair_sums.resize(size_t(batch * n_sb * kGroups / 2));
+  buffers.group_qsums.resize(size_t(batch * n_sb * kGroups));
+  buffers.pair_qsums.resize(size_t(batch * n_sb * kGroups / 2));
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t sb = 0; sb < n_sb; ++sb) {
       const int64_t i = b * n_sb + sb;
       quantize_superblock(x + b * cols + sb * kSuperblock, valid_in(sb, cols), buffers.q.data() + i * kSuperblock,
                           buffers.scale[size_t(i)], buffers.group_sums.data() + i * kGroups,
-                          buffers.pair_sums.data() + i * kGroups / 2);
+                          buffers.pair_sums.data() + i * kGroups / 2, buffers.group_qsums.data() + i * kGroups,
+                          buffers.pair_qsums.data() + i * kGroups / 2);
     }
   }
-  return {buffers.q.data(), buffers.scale.data(), buffers.group_sums.data(), buffers.pair_sums.data(), n_sb};
+  return {buffers.q.data(),           buffers.scale.data(),       buffers.group_sums.data(), buffers.pair_sums.data(),
+          buffers.group_qsums.data(), buffers.pair_qsums.data(), n_sb};
 }
 
 bool has_quant_path(GgmlType type, bool /*avx512*/) { return quant_unpacker(type) != nullptr; }

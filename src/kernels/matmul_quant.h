@@ -35,11 +35,17 @@ struct QuantizedX {
   const float* scale = nullptr;        // [batch][n_sb]: dx
   const float* group_sums = nullptr;   // [batch][n_sb][16]: dx * sum of the group's q
   const float* pair_sums = nullptr;    // [batch][n_sb][8]: dx * sum of q over groups 2j, 2j + 1
+  // The same sums as integers (sum of q, no dx), for the tiles that apply
+  // offsets inside the integer dot product (matmul_quant_lanes.cpp).
+  const int32_t* group_qsums = nullptr;  // [batch][n_sb][16]
+  const int16_t* pair_qsums = nullptr;   // [batch][n_sb][8]: |sum| <= 32 * 127
   int64_t n_sb = 0;
 };
 struct QuantizedXBuffers {
   AlignedBuffer<int8_t> q;
   AlignedBuffer<float> scale, group_sums, pair_sums;
+  AlignedBuffer<int32_t> group_qsums;
+  AlignedBuffer<int16_t> pair_qsums;
 };
 QuantizedX quantize_activations(const float* x, int64_t batch, int64_t cols, QuantizedXBuffers& buffers);
 

@@ -17,12 +17,28 @@ inline constexpr int kLaneRows = 16;  // weight rows per register
 
 // One superblock of 16 weight rows, interleaved: levels[k4][r] holds the
 // levels of elements 4 k4 .. 4 k4 + 3 of row r (one byte each); scale and
-// offset per 16-element group, one lane per row.
+// offset per 16-element group, one lane per row. How the tile applies the
+// offsets depends on the type (LaneOffsets): Q4_K's come as integer mins.
 struct alignas(64) LaneSuperblock {
   uint32_t levels[kSuperblock / 4][kLaneRows];
   float scale[kGroups][kLaneRows];
-  float offset[kGroups][kLaneRows];
+  float offset[kGroups][kLaneRows];  // LaneOffsets::floats only
+  // LaneOffsets::int_mins (Q4_K): lane r of min_pairs[j] holds the int16
+  // mins m_2j, m_2j+1 of row r; its offsets are -dmin * m (neg_dmin lane r).
+  int32_t min_pairs[kGroups / 4][kLaneRows];
+  float neg_dmin[kLaneRows];
 };
+
+// How a type's offsets are applied in the tile:
+//  - floats: offset[g] times the activation group sums, in f32 (Q4_1, Q5_0,
+//    Q5_1, Q5_K: the generic unpack);
+//  - level8 / level32: the offset is -8 (Q4_0) or -32 (Q6_K) levels times the
+//    group scale, so each group's integer sum starts at -8 or -32 times the
+//    group's sum of q: exact and no f32 work;
+//  - int_mins (Q4_K): sum_g m_g * (sum of q over g) as 4 vpdpwssd of int16
+//    pairs, scaled by -dmin once per superblock.
+enum class LaneOffsets { floats, level8, level32, int_mins };
+LaneOffsets lane_offsets(gguf::GgmlType type);
 
 // Interleaves 16 rows' unpacked superblocks (any type with an unpacker).
 void interleave(const UnpackedSuperblock (&rows)[kLaneRows], bool int_scales, LaneSuperblock& out);

@@ -96,11 +96,19 @@ void build_q4_k(const RowBlocks& b, LaneSuperblock& out) {
   const __m512i sc03 = _mm512_and_si512(s0, low6), m03 = _mm512_and_si512(s1, low6);
   const __m512i sc47 = _mm512_or_si512(_mm512_and_si512(s2, low4), high2(s0));
   const __m512i m47 = _mm512_or_si512(_mm512_and_si512(_mm512_maskz_srli_epi32(kAll16, s2, 4), low4), high2(s1));
-  const __m512 d = half_to_float(dm, false), neg_dmin = _mm512_sub_ps(_mm512_setzero_ps(), half_to_float(dm, true));
-  for (int j = 0; j < 8; ++j) {  // sub-block j: the per-16 tables' entry 2j (G = 32 reads only those)
+  const __m512 d = half_to_float(dm, false);
+  for (int j = 0; j < 8; ++j)  // sub-block j: the per-16 table's entry 2j (G = 32 reads only those)
     _mm512_store_ps(out.scale[2 * j], _mm512_mul_ps(byte_to_float(j < 4 ? sc03 : sc47, j % 4, false), d));
-    _mm512_store_ps(out.offset[2 * j], _mm512_mul_ps(byte_to_float(j < 4 ? m03 : m47, j % 4, false), neg_dmin));
+  // LaneOffsets::int_mins: bytes m_2j, m_2j+1 of each lane widened to int16 (vpshufb
+  // within 128-bit lanes: dword p of a lane is bytes 4p..4p+3).
+  alignas(64) uint32_t pick[2][16];
+  for (int i = 0; i < 16; ++i) {
+    const uint32_t p = 4 * (i % 4);
+    for (uint32_t h = 0; h < 2; ++h) pick[h][i] = (p + 2 * h) | 0x8000u | (p + 2 * h + 1) << 16 | 0x80000000u;
   }
+  for (int j = 0; j < 4; ++j)
+    _mm512_store_si512(out.min_pairs[j], _mm512_shuffle_epi8(j < 2 ? m03 : m47, _mm512_load_si512(pick[j % 2])));
+  _mm512_store_ps(out.neg_dmin, _mm512_sub_ps(_mm512_setzero_ps(), half_to_float(dm, true)));
 }
 
 void build_q6_k(const RowBlocks& b, LaneSuperblock& out) {
@@ -126,14 +134,9 @@ void build_q6_k(const RowBlocks& b, LaneSuperblock& out) {
   }
   constexpr int kScales = offsetof(tensor::BlockQ6_K, scales);
   const __m512 d = half_to_float(gather_word(b, kScales + 14), true);  // scales[14..15], then d
-  const __m512 neg32 = _mm512_set1_ps(-32.0f);
-  for (int w = 0; w < 4; ++w) {
+  for (int w = 0; w < 4; ++w) {  // offsets: LaneOffsets::level32
     const __m512i four = gather_word(b, kScales + 4 * w);
-    for (int i = 0; i < 4; ++i) {
-      const __m512 scale = _mm512_mul_ps(byte_to_float(four, i, true), d);
-      _mm512_store_ps(out.scale[4 * w + i], scale);
-      _mm512_store_ps(out.offset[4 * w + i], _mm512_mul_ps(scale, neg32));
-    }
+    for (int i = 0; i < 4; ++i) _mm512_store_ps(out.scale[4 * w + i], _mm512_mul_ps(byte_to_float(four, i, true), d));
   }
 }
 
@@ -165,12 +168,8 @@ void build_q4_0(const RowBlocks& b, LaneSuperblock& out) {
       _mm512_store_si512(out.levels[8 * k + 4 + e], _mm512_and_si512(_mm512_maskz_srli_epi32(kAll16, v[d], 4), low4));
     }
   }
-  const __m512 minus8 = _mm512_set1_ps(-8.0f);
-  for (int k = 0; k < 8; ++k) {
-    const __m512 d = half_to_float(gather_word(b, kBlock * k), false);
-    _mm512_store_ps(out.scale[2 * k], d);
-    _mm512_store_ps(out.offset[2 * k], _mm512_mul_ps(d, minus8));
-  }
+  for (int k = 0; k < 8; ++k)  // offsets: LaneOffsets::level8
+    _mm512_store_ps(out.scale[2 * k], half_to_float(gather_word(b, kBlock * k), false));
 }
 #endif
 
@@ -189,6 +188,15 @@ void interleave(const UnpackedSuperblock (&rows)[kLaneRows], bool int_scales, La
   for (int r = 0; r < kLaneRows; ++r) v[r] = _mm512_castps_si512(_mm512_load_ps(rows[r].offset));
   transpose16(v);
   for (int g = 0; g < kGroups; ++g) _mm512_store_si512(out.offset[g], v[g]);
+}
+
+LaneOffsets lane_offsets(gguf::GgmlType type) {
+  switch (type) {
+    case gguf::GgmlType::Q4_K: return LaneOffsets::int_mins;  // always built by build_q4_k (whole superblocks)
+    case gguf::GgmlType::Q6_K: return LaneOffsets::level32;
+    case gguf::GgmlType::Q4_0: return LaneOffsets::level8;
+    default: return LaneOffsets::floats;
+  }
 }
 
 BuildFn fused_builder(gguf::GgmlType type) {
