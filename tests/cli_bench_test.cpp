@@ -453,7 +453,9 @@ TEST_F(BenchTest, ProgramRepeatPoolsRoundsAndProbesBandwidthAndPeakPerRow) {
     GTEST_SKIP() << "the bifurcate program is not built in " << BIFURCATE_BINARY_DIR;
   const std::string json = path("repeat.json"), csv = path("repeat.csv");
   const cli_test::RunResult r = run_bifurcate(
-      str("bench -m '", model_path(), "' --npp 40 --ntg 3 --npl 1,2 -t 2 --repeat 2 --no-plot --json '", json,
+      // A small DRAM probe (16 MiB x3, then 4 MiB before each round): this
+      // checks that the probes run and are reported, not the machine.
+      str("bench -m '", model_path(), "' --npp 40 --ntg 3 --npl 1,2 -t 2 --repeat 2 --no-plot --probe-mib 16 --json '", json,
           "' --csv '", csv, "'"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("rows: 2 rounds of 1 warm-up + 3 timed steps"), std::string::npos) << r.out;

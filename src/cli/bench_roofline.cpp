@@ -107,9 +107,9 @@ MatmulProbe make_peak_probe() { return MatmulProbe(kPeakProbeSize, kPeakProbeSiz
 
 double measure_fma_ceiling(ThreadPool& pool) { return kernels::fma_ceiling_flops(pool, 3); }
 
-MachineCeilings measure_machine_ceilings(ThreadPool& pool, MatmulProbe& probe) {
+MachineCeilings measure_machine_ceilings(ThreadPool& pool, MatmulProbe& probe, std::size_t read_bytes) {
   MachineCeilings m;
-  m.read_bytes_per_second = measure_read_bandwidth(pool, std::size_t(1) << 30, 3);
+  m.read_bytes_per_second = measure_read_bandwidth(pool, read_bytes, 3);
   m.flops_per_second = kernels::fma_ceiling_flops(pool, 5);
   m.int8_ops_per_second = kernels::int8_dot_ceiling_ops(pool, 5);
   m.gemm_flops_per_second = probe.peak(pool, 5);

@@ -62,9 +62,10 @@ class MatmulProbe {
 // The GEMM probe's matrix: F16 4096x4096, inputs for up to batch 64.
 inline constexpr int kPeakProbeSize = 4096;
 MatmulProbe make_peak_probe();
-// The sweep's start: 1 GiB read x3; the FMA and int8 register loops; the
-// kernel's GEMM rate: probe.peak x5 (batch 64 and 32, the faster counts).
-MachineCeilings measure_machine_ceilings(ThreadPool& pool, MatmulProbe& probe);
+// The sweep's start: `read_bytes` (bench's default 1 GiB) read x3; the FMA
+// and int8 register loops; the kernel's GEMM rate: probe.peak x5 (batch 64
+// and 32, the faster counts).
+MachineCeilings measure_machine_ceilings(ThreadPool& pool, MatmulProbe& probe, std::size_t read_bytes);
 
 // The shape facts the formulas need, taken from a loaded model.
 struct ModelCounts {

@@ -49,6 +49,7 @@ struct BenchArgs {
   bool no_plot = false;
   bool roofline = false;
   bool no_roofline = false;
+  int64_t probe_mib = 1024;
   std::string model_cache;
 
   template <class Visitor>
@@ -81,6 +82,9 @@ struct BenchArgs {
     v(no_roofline, "no-roofline", '\0',
       "skip measuring the ceilings before the sweep and the DRAM read "
       "bandwidth before each row (no BW/floor columns)");
+    v(probe_mib, "probe-mib", '\0',
+      "MiB the DRAM bandwidth probe reads (x3) before the sweep; before each row a quarter of it",
+      IntRange{4, 1 << 20});
     v(model_cache, "model-cache", '\0',
       "directory of the default model (default: <build>/models or the user cache)");
   }
@@ -249,7 +253,7 @@ int run_bench(int argc, char** argv) {
   if (!args.no_roofline) {
     progress.transient("roofline: measuring DRAM read bandwidth, FMA and int8 peaks, F16 GEMM kernel ...");
     peak_probe.emplace(make_peak_probe());
-    report.ceilings = measure_machine_ceilings(pool, *peak_probe);
+    report.ceilings = measure_machine_ceilings(pool, *peak_probe, std::size_t(args.probe_mib) << 20);
     progress.clear();
     std::cout << "roofline: " << describe_ceilings(*report.ceilings) << '\n';
   }
@@ -282,9 +286,9 @@ int run_bench(int argc, char** argv) {
   };
   if (report.ceilings) {
     // The bandwidth left to us swings between minutes on a shared machine:
-    // each row's floor uses a figure taken right before it. 256 MiB is far
-    // above the L3 (32 MiB), so this is DRAM.
-    hooks.probe_bandwidth = [&] { return measure_read_bandwidth(pool, std::size_t(256) << 20, 3); };
+    // each row's floor uses a figure taken right before it. A quarter of the
+    // start's probe (by default 256 MiB, far above the L3), so this is DRAM.
+    hooks.probe_bandwidth = [&] { return measure_read_bandwidth(pool, std::size_t(args.probe_mib) << 18, 3); };
     // So does the compute (another guest on the core): the FMA ceiling too
     // (register loop, ~2 ms a round).
     hooks.probe_peak = [&] { return measure_fma_ceiling(pool); };
