@@ -288,7 +288,7 @@ int run_bench(int argc, char** argv) {
     // The bandwidth left to us swings between minutes on a shared machine:
     // each row's floor uses a figure taken right before it. A quarter of the
     // start's probe (by default 256 MiB, far above the L3), so this is DRAM.
-    hooks.probe_bandwidth = [&] { return measure_read_bandwidth(pool, std::size_t(args.probe_mib) << 18, 3); };
+    hooks.probe_bandwidth = [&] { return measure_read_bandwidth(pool, (std::size_t(args.probe_mib) << 20) / 4, 3); };
     // So does the compute (another guest on the core): the FMA ceiling too
     // (register loop, ~2 ms a round).
     hooks.probe_peak = [&] { return measure_fma_ceiling(pool); };

@@ -105,10 +105,10 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
   bool any_direct = false, any_quant = false, any_outer = false;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const WeightMatrix& w = targets[i].w;
-    const Path path = detail::has_quant_path(w.type, avx512)                ? Path::quant
-                      : detail::outer_path_wins(w.type, batch, w.cols, avx512) ? Path::outer
-                      : detail::has_direct_path(w.type)                     ? Path::direct
-                                                                            : Path::packed;
+    const Path path = detail::has_quant_path(w.type, avx512)   ? Path::quant
+                      : detail::outer_path_wins(batch, w.cols) ? Path::outer
+                      : detail::has_direct_path(w.type)        ? Path::direct
+                                                               : Path::packed;
     const int64_t rows_per_task = path == Path::packed  ? kPackedTaskRows
                                   : path == Path::outer ? detail::outer_task_rows(w.rows, pool.size())
                                                         : direct_task_rows(w.rows, pool.size());

@@ -16,7 +16,10 @@
 //    256-wide K-block, 32 (AVX2: 16) weight rows are converted to an f32
 //    panel [k][32] once; micro-tiles of up to 14 (AVX2: 6) batch rows x 32
 //    rows keep all sums in registers (per k: 2 panel loads, one broadcast of
-//    x per batch row); x is packed once per call in batch-row groups.
+//    x per batch row); x is packed once per call in batch-row groups. On
+//    AVX-512 at batch 32-128 where the batch fills its vectors, the batch
+//    rows go in the lanes instead (panel [8 rows][k], no transpose; 3 batch
+//    vectors x 8 rows per micro-tile; matmul_outer_lanes.cpp).
 //  - packed (BF16 where outer is not taken): a panel of weight rows × a K-block is
 //    dequantized to f32 once and multiplied by x with the direct tiles.
 // Each runs the kernels of one instruction-set path (isa.h): by default the

@@ -214,10 +214,7 @@ void multiply_rows_outer_isa(const WeightMatrix& w, const OuterX& x, float* y, i
   if (w.type != GgmlType::F32 && w.type != GgmlType::F16) scratch.rows.resize(size_t(NR * kKBlock));
   if (n_k_blocks > 1) scratch.sums.resize(size_t(std::min(x.batch, kMaxChunkRows + max_group<S>()) * ld_sums));
   for (int64_t g_begin = 0; g_begin < groups.count;) {
-    // Whole groups, up to kMaxChunkRows batch rows (at least one group).
-    int64_t g_end = g_begin + 1;
-    while (g_end < groups.count && groups.first(g_end + 1) - groups.first(g_begin) <= kMaxChunkRows)
-      ++g_end;
+    const int64_t g_end = groups.chunk_end(g_begin, kMaxChunkRows);
     const int64_t chunk_row0 = groups.first(g_begin);
     for (int64_t kb = 0; kb < n_k_blocks; ++kb) {
       const int64_t k0 = kb * kKBlock, n_k = std::min(kKBlock, w.cols - k0);
@@ -225,8 +222,8 @@ void multiply_rows_outer_isa(const WeightMatrix& w, const OuterX& x, float* y, i
       for (int64_t r0 = 0; r0 < n_task_rows; r0 += NR) {
         const int n_rows = int(std::min<int64_t>(NR, n_task_rows - r0));
         pack_weights<S>(w, first + r0 * row_bytes, row_bytes, n_rows, k0, n_k, scratch);
-        // Bring the next panel's weights into L2 meanwhile: the next rows, or
-        // the first ones of the next K-block.
+        // Bring the next panel's weights into the cache meanwhile: the next
+        // rows, or the first ones of the next K-block.
         PrefetchLines prefetch = next_panel_lines(w, first, row_bytes, n_task_rows, NR, r0, k0);
         for (int64_t g = g_begin; g < g_end; ++g) {
           const int64_t b0 = groups.first(g);
@@ -270,7 +267,7 @@ void pack_x_outer_isa(const float* x, int64_t batch, int64_t cols, float* out) {
 
 }  // namespace
 
-bool outer_path_wins(GgmlType /*type*/, int64_t batch, int64_t cols, bool /*avx512*/) {
+bool outer_path_wins(int64_t batch, int64_t cols) {
   return batch >= kMinBatch && cols >= kMinCols;
 }
 

@@ -203,9 +203,7 @@ void multiply_rows_lanes_isa(const WeightMatrix& w, const OuterX& x, float* y, i
   scratch.panel.resize(size_t(NR * kKBlock));
   scratch.sums.resize(size_t((n_task_rows + NR - 1) / NR * NR * ld_sums));
   for (int64_t g_begin = 0; g_begin < blocks.count;) {
-    // Whole blocks, up to kChunkVectors vectors (at least one block).
-    int64_t g_end = g_begin + 1;
-    while (g_end < blocks.count && blocks.first(g_end + 1) - blocks.first(g_begin) <= kChunkVectors) ++g_end;
+    const int64_t g_end = blocks.chunk_end(g_begin, kChunkVectors);
     const int64_t chunk_v0 = blocks.first(g_begin);
     for (int64_t kb = 0; kb < n_k_blocks; ++kb) {
       const int64_t k0 = kb * kKBlock, n_k = std::min(kKBlock, w.cols - k0);

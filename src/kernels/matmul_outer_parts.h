@@ -1,7 +1,8 @@
 // Pieces both outer-product variants share (matmul_outer.cpp: weight rows in
 // the lanes of a register; matmul_outer_lanes.cpp: batch rows in the lanes):
 // the K-block width, the even split of batch rows (or vectors) into
-// micro-tile groups, and the prefetch of the next weight panel into L2.
+// micro-tile groups and of those into chunks, and the prefetch of the next
+// weight panel.
 // Private to kernels/.
 #pragma once
 
@@ -33,6 +34,13 @@ struct EvenGroups {
   EvenGroups(int64_t n, int max) : count((n + max - 1) / max), base(n / count), extra(n % count) {}
   int64_t first(int64_t g) const { return g * base + std::min(g, extra); }
   int size(int64_t g) const { return int(base + (g < extra ? 1 : 0)); }
+  // The end of the chunk of whole groups from g_begin holding at most
+  // max_items items (at least one group).
+  int64_t chunk_end(int64_t g_begin, int64_t max_items) const {
+    int64_t g_end = g_begin + 1;
+    while (g_end < count && first(g_end + 1) - first(g_begin) <= max_items) ++g_end;
+    return g_end;
+  }
 };
 
 // In-register transposes of kLanes x kLanes floats: r[i] holds row i on entry

@@ -57,11 +57,11 @@ struct PanelProduct {
 };
 void multiply_panel_direct(const PanelProduct& p, bool avx512);
 
-// Outer-product path (matmul_outer.cpp): true where it measured faster than
-// the direct/packed path for a type without an integer path (batch >= 32)
+// Outer-product path (matmul_outer.cpp), for a type without an integer path:
+// true where it measured faster than the direct/packed path (batch >= 32)
 // and rows are long enough (> 1024 elements) that the direct path's sums
 // depend on the batch already (matmul_outer.cpp, kMinCols).
-bool outer_path_wins(gguf::GgmlType type, int64_t batch, int64_t cols, bool avx512);
+bool outer_path_wins(int64_t batch, int64_t cols);
 
 // Output rows per outer-path task: a multiple of 32 (the rows of an AVX-512
 // micro-tile, two AVX2 ones), about 8 tasks per thread.

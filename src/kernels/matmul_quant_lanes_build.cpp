@@ -75,6 +75,23 @@ __m512 byte_to_float(__m512i v, int i, bool is_signed) {
   return _mm512_maskz_cvtepi32_ps(kAll16, value);
 }
 
+// vpshufb controls for build_q4_k's int16 mins: pick[h] widens bytes 2h and
+// 2h + 1 of each dword to the two int16 halves of that dword (within 128-bit
+// lanes: dword p of a lane is bytes 4p..4p+3). A constant, not rebuilt per
+// superblock.
+struct MinPairPick {
+  alignas(64) uint32_t pick[2][16];
+};
+constexpr MinPairPick make_min_pair_pick() {
+  MinPairPick t{};
+  for (uint32_t i = 0; i < 16; ++i) {
+    const uint32_t p = 4 * (i % 4);
+    for (uint32_t h = 0; h < 2; ++h) t.pick[h][i] = (p + 2 * h) | 0x8000u | (p + 2 * h + 1) << 16 | 0x80000000u;
+  }
+  return t;
+}
+constexpr MinPairPick kMinPairPick = make_min_pair_pick();
+
 void build_q4_k(const RowBlocks& b, LaneSuperblock& out) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   constexpr int kQs = offsetof(tensor::BlockQ4_K, qs);
@@ -99,15 +116,10 @@ void build_q4_k(const RowBlocks& b, LaneSuperblock& out) {
   const __m512 d = half_to_float(dm, false);
   for (int j = 0; j < 8; ++j)  // sub-block j: the per-16 table's entry 2j (G = 32 reads only those)
     _mm512_store_ps(out.scale[2 * j], _mm512_mul_ps(byte_to_float(j < 4 ? sc03 : sc47, j % 4, false), d));
-  // LaneOffsets::int_mins: bytes m_2j, m_2j+1 of each lane widened to int16 (vpshufb
-  // within 128-bit lanes: dword p of a lane is bytes 4p..4p+3).
-  alignas(64) uint32_t pick[2][16];
-  for (int i = 0; i < 16; ++i) {
-    const uint32_t p = 4 * (i % 4);
-    for (uint32_t h = 0; h < 2; ++h) pick[h][i] = (p + 2 * h) | 0x8000u | (p + 2 * h + 1) << 16 | 0x80000000u;
-  }
+  // LaneOffsets::int_mins: bytes m_2j, m_2j+1 of each lane widened to int16.
   for (int j = 0; j < 4; ++j)
-    _mm512_store_si512(out.min_pairs[j], _mm512_shuffle_epi8(j < 2 ? m03 : m47, _mm512_load_si512(pick[j % 2])));
+    _mm512_store_si512(out.min_pairs[j],
+                       _mm512_shuffle_epi8(j < 2 ? m03 : m47, _mm512_load_si512(kMinPairPick.pick[j % 2])));
   _mm512_store_ps(out.neg_dmin, _mm512_sub_ps(_mm512_setzero_ps(), half_to_float(dm, true)));
 }
 
