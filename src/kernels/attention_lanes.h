@@ -31,6 +31,8 @@ struct Lanes8 {
   static constexpr int kWidth = 8;
   static constexpr int kKeyStep = 1;  // floats per head dimension in a tile row
   static constexpr int kBlock = 12;   // keys / columns per register block (16 registers)
+  static constexpr int kPairGroups = 1;  // 16 registers hold no paired block: groups go one at a time
+  static constexpr int kPairBlock = kBlock;
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V load(const float* p) { return _mm256_load_ps(p); }
@@ -55,6 +57,8 @@ struct Lanes16 {
   static constexpr int kWidth = 16;
   static constexpr int kKeyStep = 1;
   static constexpr int kBlock = 16;  // 32 registers; divides the usual 32-key tiles and head sizes
+  static constexpr int kPairGroups = 2;  // groups per block when there are two (> 16 rows)
+  static constexpr int kPairBlock = 12;  // 2 x 12 sums + 2 loaded vectors + 1 broadcast: 27 registers
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V load(const float* p) { return _mm512_load_ps(p); }
@@ -93,51 +97,76 @@ struct NoPacing {
   void operator()() const {}
 };
 
-// st[t0 + c] = sum_d K[t0 + c][d] qt[d] for T keys; between() after every 32 head dimensions.
-template <class L, int T, class Between = NoPacing>
-void score_keys(const float* qt, const float* keys, int ld, int k, float* st, Between&& between = {}) {
+// G lane groups side by side (G queries / probability vectors per head
+// dimension / key): a register block of G x T FMAs then issues G + T loads
+// instead of G (1 + T). On this machine loads, not FMAs, bound the 1 x 16
+// block (one broadcast per FMA: perf-notes A10), so 16-lane types pair their
+// groups (kPairBlock keys or columns per paired block, 2 x 12 = 24 sums).
+template <class L, int G>
+constexpr int kBlockOf = G == 1 ? L::kBlock : L::kPairBlock;
+
+// Where group g's vectors start: group 0 at base, the next ones `stride` floats apart.
+template <int G>
+struct Groups {
+  std::size_t stride;
+};
+
+// st_g[t0 + c] = sum_d K[t0 + c][d] qt_g[d] for T keys and G groups; between() after every 32 head dimensions.
+template <class L, int G, int T, class Between = NoPacing>
+void score_keys(const float* qt, Groups<G> q_groups, const float* keys, int ld, int k, float* st, Groups<G> s_groups,
+                Between&& between = {}) {
   using V = typename L::V;
-  V acc[T];
+  V acc[G][T];
   _Pragma("GCC unroll 16")
-  for (int c = 0; c < T; ++c) acc[c] = L::zero();
+  for (int c = 0; c < T; ++c)
+    for (int g = 0; g < G; ++g) acc[g][c] = L::zero();
   for (int d = 0; d < k; ++d) {
     if (d % 32 == 31) between();
-    const V q = L::load(qt + std::size_t(d) * L::kWidth);
+    V q[G];
+    for (int g = 0; g < G; ++g) q[g] = L::load(qt + g * q_groups.stride + std::size_t(d) * L::kWidth);
     _Pragma("GCC unroll 16")
-    for (int c = 0; c < T; ++c) acc[c] = L::fma(L::broadcast(keys + std::size_t(c) * ld + std::size_t(d) * L::kKeyStep), q, acc[c]);
+    for (int c = 0; c < T; ++c) {
+      const V key = L::broadcast(keys + std::size_t(c) * ld + std::size_t(d) * L::kKeyStep);
+      for (int g = 0; g < G; ++g) acc[g][c] = L::fma(key, q[g], acc[g][c]);
+    }
   }
   _Pragma("GCC unroll 16")
-  for (int c = 0; c < T; ++c) L::store(st + std::size_t(c) * L::kWidth, acc[c]);
+  for (int c = 0; c < T; ++c)
+    for (int g = 0; g < G; ++g) L::store(st + g * s_groups.stride + std::size_t(c) * L::kWidth, acc[g][c]);
 }
 
 // Calls of between_blocks() per tile (after every 32 head dimensions of a full
 // score block, every 8 keys of a full P.V block): the caller spreads its
 // prefetches evenly over them.
-template <class L>
-int blocks_per_tile(int n, int k) { return (n / L::kBlock) * (k / 32) + (k / L::kBlock) * (n / 8) + 1; }
+template <class L, int G>
+int blocks_per_tile(int n, int k) {
+  return (n / kBlockOf<L, G>) * (k / 32) + (k / kBlockOf<L, G>) * (n / 8) + 1;
+}
 
-// Keys in blocks of L::kBlock, then 8, 4, 1 (fewer than 8 chains leave the FMA units idle).
-template <class L, class Between>
-void score_tile(const float* qt, const float* keys, int ld, int n, int k, float* st, Between&& between_blocks) {
+// Keys in blocks of kBlockOf, then 8, 4, 1 (fewer than 8 chains leave the FMA units idle).
+template <class L, int G, class Between>
+void score_tile(const float* qt, Groups<G> q_groups, const float* keys, int ld, int n, int k, float* st,
+                Groups<G> s_groups, Between&& between_blocks) {
+  constexpr int kB = kBlockOf<L, G>;
   int t = 0;
   auto at = [&](int t0) { return std::pair(keys + std::size_t(t0) * ld, st + std::size_t(t0) * L::kWidth); };
-  for (; t + L::kBlock <= n; t += L::kBlock) {
+  for (; t + kB <= n; t += kB) {
     auto [kt, s] = at(t);
-    score_keys<L, L::kBlock>(qt, kt, ld, k, s, between_blocks);
+    score_keys<L, G, kB>(qt, q_groups, kt, ld, k, s, s_groups, between_blocks);
   }
   if (t + 8 <= n) {
     auto [kt, s] = at(t);
-    score_keys<L, 8>(qt, kt, ld, k, s);
+    score_keys<L, G, 8>(qt, q_groups, kt, ld, k, s, s_groups);
     t += 8;
   }
   if (t + 4 <= n) {
     auto [kt, s] = at(t);
-    score_keys<L, 4>(qt, kt, ld, k, s);
+    score_keys<L, G, 4>(qt, q_groups, kt, ld, k, s, s_groups);
     t += 4;
   }
   for (; t < n; ++t) {
     auto [kt, s] = at(t);
-    score_keys<L, 1>(qt, kt, ld, k, s);
+    score_keys<L, G, 1>(qt, q_groups, kt, ld, k, s, s_groups);
   }
 }
 
@@ -185,46 +214,55 @@ void softmax_tile(float* st, int n, int k, float* m, float* l, float* ot) {
   L::store(m, m_new);
 }
 
-// ot[d0 + j] += sum_t V[t][d0 + j] st[t] for D columns; between() after every 8 keys.
-template <class L, int D, class Between = NoPacing>
-void accumulate_columns(const float* st, const float* values, int ld, int n, float* ot, Between&& between = {}) {
+// ot_g[d0 + j] += sum_t V[t][d0 + j] st_g[t] for D columns and G groups; between() after every 8 keys.
+template <class L, int G, int D, class Between = NoPacing>
+void accumulate_columns(const float* st, Groups<G> s_groups, const float* values, int ld, int n, float* ot,
+                        Groups<G> o_groups, Between&& between = {}) {
   using V = typename L::V;
-  V acc[D];
+  V acc[G][D];
   _Pragma("GCC unroll 16")
-  for (int j = 0; j < D; ++j) acc[j] = L::load(ot + std::size_t(j) * L::kWidth);
+  for (int j = 0; j < D; ++j)
+    for (int g = 0; g < G; ++g) acc[g][j] = L::load(ot + g * o_groups.stride + std::size_t(j) * L::kWidth);
   for (int t = 0; t < n; ++t) {
     if (t % 8 == 7) between();
-    const V p = L::load(st + std::size_t(t) * L::kWidth);
+    V p[G];
+    for (int g = 0; g < G; ++g) p[g] = L::load(st + g * s_groups.stride + std::size_t(t) * L::kWidth);
     const float* v = values + std::size_t(t) * ld;
     _Pragma("GCC unroll 16")
-    for (int j = 0; j < D; ++j) acc[j] = L::fma(L::broadcast(v + j * L::kKeyStep), p, acc[j]);
+    for (int j = 0; j < D; ++j) {
+      const V value = L::broadcast(v + j * L::kKeyStep);
+      for (int g = 0; g < G; ++g) acc[g][j] = L::fma(value, p[g], acc[g][j]);
+    }
   }
   _Pragma("GCC unroll 16")
-  for (int j = 0; j < D; ++j) L::store(ot + std::size_t(j) * L::kWidth, acc[j]);
+  for (int j = 0; j < D; ++j)
+    for (int g = 0; g < G; ++g) L::store(ot + g * o_groups.stride + std::size_t(j) * L::kWidth, acc[g][j]);
 }
 
-// Columns in blocks of L::kBlock, then 8, 4, 1.
-template <class L, class Between>
-void accumulate_tile(const float* st, const float* values, int ld, int n, int k, float* ot, Between&& between_blocks) {
+// Columns in blocks of kBlockOf, then 8, 4, 1.
+template <class L, int G, class Between>
+void accumulate_tile(const float* st, Groups<G> s_groups, const float* values, int ld, int n, int k, float* ot,
+                     Groups<G> o_groups, Between&& between_blocks) {
+  constexpr int kB = kBlockOf<L, G>;
   int d = 0;
   auto at = [&](int d0) { return std::pair(values + d0 * L::kKeyStep, ot + std::size_t(d0) * L::kWidth); };
-  for (; d + L::kBlock <= k; d += L::kBlock) {
+  for (; d + kB <= k; d += kB) {
     auto [v, o] = at(d);
-    accumulate_columns<L, L::kBlock>(st, v, ld, n, o, between_blocks);
+    accumulate_columns<L, G, kB>(st, s_groups, v, ld, n, o, o_groups, between_blocks);
   }
   if (d + 8 <= k) {
     auto [v, o] = at(d);
-    accumulate_columns<L, 8>(st, v, ld, n, o);
+    accumulate_columns<L, G, 8>(st, s_groups, v, ld, n, o, o_groups);
     d += 8;
   }
   if (d + 4 <= k) {
     auto [v, o] = at(d);
-    accumulate_columns<L, 4>(st, v, ld, n, o);
+    accumulate_columns<L, G, 4>(st, s_groups, v, ld, n, o, o_groups);
     d += 4;
   }
   for (; d < k; ++d) {
     auto [v, o] = at(d);
-    accumulate_columns<L, 1>(st, v, ld, n, o);
+    accumulate_columns<L, G, 1>(st, s_groups, v, ld, n, o, o_groups);
   }
 }
 

@@ -222,31 +222,57 @@ bool group_active(const SegmentScratch& s, bool causal, int g, int tile_first) {
   return false;
 }
 
-// Scores, softmax and P.V of every lane group against one converted tile; the
-// next tile's prefetch is spread evenly over the register blocks.
+// Scores, softmax and P.V of groups [g, g + G) against one converted tile.
+template <class L, int G, class Between>
+void process_groups(const Tile& tile, LaneGroups<L> lg, bool causal, int g, SegmentScratch& s,
+                    Between&& between_blocks) {
+  const lanes::Groups<G> state_groups{lg.stride()}, score_groups{std::size_t(kTile) * L::kWidth};
+  const float* qt = s.q.data() + std::size_t(g) * lg.stride();
+  float* ot = s.acc.data() + std::size_t(g) * lg.stride();
+  lanes::score_tile<L, G>(qt, state_groups, tile.k, tile.ld, tile.n, lg.k, s.scores.data(), score_groups,
+                          between_blocks);
+  for (int i = 0; i < G; ++i) {
+    float* st = s.scores.data() + i * score_groups.stride;
+    if (tile.lone_last) {  // the missing second key of the last pair: odd lanes see -inf
+      float* last = st + std::size_t(tile.n - 1) * L::kWidth;
+      for (int lane = 1; lane < L::kWidth; lane += 2) last[lane] = kEmptyLse;
+    }
+    const std::size_t lane0 = std::size_t(g + i) * L::kWidth;
+    if (causal) lanes::mask_tile<L>(s.key_end.data() + lane0, tile.first, tile.n, st);
+    lanes::softmax_tile<L>(st, tile.n, lg.k, s.row_max.data() + lane0, s.row_sum.data() + lane0,
+                           ot + i * state_groups.stride);
+  }
+  lanes::accumulate_tile<L, G>(s.scores.data(), score_groups, tile.v, tile.ld, tile.n, lg.k, ot, state_groups,
+                               between_blocks);
+}
+
+// Every active lane group against one converted tile, L::kPairGroups at a
+// time where they are all active; the next tile's prefetch is spread evenly
+// over the register blocks.
 template <class L>
 void process_tile_lanes(const Tile& tile, LaneGroups<L> lg, bool causal, SegmentScratch& s,
                         NextTilePrefetch& prefetch) {
+  constexpr int kPair = L::kPairGroups;
   // A few lines after every register block: a burst of hundreds of prefetches
   // would fill the miss queue and stall the loads of the tile being computed.
-  const std::size_t blocks = std::size_t(lg.groups) * std::size_t(lanes::blocks_per_tile<L>(tile.n, lg.k));
+  const std::size_t blocks = std::size_t(lg.groups / kPair) * std::size_t(lanes::blocks_per_tile<L, kPair>(tile.n, lg.k)) +
+                             std::size_t(lg.groups % kPair) * std::size_t(lanes::blocks_per_tile<L, 1>(tile.n, lg.k));
   const std::size_t lines_per_block = (prefetch.total_lines() + blocks - 1) / blocks;
   auto between_blocks = [&] { prefetch.issue(lines_per_block); };
-  for (int g = 0; g < lg.groups; ++g) {
-    if (!group_active<L>(s, causal, g, tile.first)) continue;
-    const float* qt = s.q.data() + std::size_t(g) * lg.stride();
-    float* ot = s.acc.data() + std::size_t(g) * lg.stride();
-    float* m = s.row_max.data() + std::size_t(g) * L::kWidth;
-    float* l = s.row_sum.data() + std::size_t(g) * L::kWidth;
-    lanes::score_tile<L>(qt, tile.k, tile.ld, tile.n, lg.k, s.scores.data(), between_blocks);
-    if (tile.lone_last) {  // the missing second key of the last pair: odd lanes see -inf
-      float* last = s.scores.data() + std::size_t(tile.n - 1) * L::kWidth;
-      for (int lane = 1; lane < L::kWidth; lane += 2) last[lane] = kEmptyLse;
+  auto active = [&](int g) { return group_active<L>(s, causal, g, tile.first); };
+  int g = 0;
+  if constexpr (kPair == 2) {
+    for (; g + 2 <= lg.groups; g += 2) {
+      if (active(g) && active(g + 1)) {
+        process_groups<L, 2>(tile, lg, causal, g, s, between_blocks);
+      } else {
+        for (int i = g; i < g + 2; ++i)
+          if (active(i)) process_groups<L, 1>(tile, lg, causal, i, s, between_blocks);
+      }
     }
-    if (causal) lanes::mask_tile<L>(s.key_end.data() + std::size_t(g) * L::kWidth, tile.first, tile.n, s.scores.data());
-    lanes::softmax_tile<L>(s.scores.data(), tile.n, lg.k, m, l, ot);
-    lanes::accumulate_tile<L>(s.scores.data(), tile.v, tile.ld, tile.n, lg.k, ot, between_blocks);
   }
+  for (; g < lg.groups; ++g)
+    if (active(g)) process_groups<L, 1>(tile, lg, causal, g, s, between_blocks);
   prefetch.issue(prefetch.total_lines());  // whatever inactive groups or short blocks left
 }
 
@@ -263,7 +289,7 @@ LaneGroups<L> prepare_lanes(const AttentionShape& shape, const StackedQueries& q
   const std::size_t lanes_total = std::size_t(lg.groups) * std::size_t(W);
   s.q.resize(std::size_t(lg.groups) * lg.stride());
   s.acc.resize(s.q.size());
-  s.scores.resize(std::size_t(kTile) * std::size_t(W));
+  s.scores.resize(std::size_t(kTile) * std::size_t(W) * L::kPairGroups);
   s.row_max.resize(lanes_total);
   s.row_sum.resize(lanes_total);
   s.key_end.resize(lanes_total);
