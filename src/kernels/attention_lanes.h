@@ -11,7 +11,9 @@
 // (broadcast) * st[t]. K and V are f32 tile rows of stride ld (any head size:
 // only d < k is read). L::kBlock keys (scores) or columns (P.V) per register
 // block: 12 (256-bit, 16 registers) or 16 (512-bit) independent FMA chains,
-// one vector load per block step plus one broadcast per FMA.
+// one vector load per block step plus one broadcast per FMA; 512-bit groups
+// go two at a time where there are two (2 x 12 chains, each broadcast feeding
+// both groups' FMAs).
 #pragma once
 
 #include "kernels/isa_target.h"  // first: the instruction-set switch and namespace
