@@ -18,6 +18,8 @@
 // A register tile is 8 batch rows x 16 weight rows; the interleaved panel
 // (4 superblocks, 25 KiB) stays in L1 while every batch tile passes over it,
 // and the next panel's weights are prefetched a few lines per group.
+// From batch 16 on, with AMX (kernels/amx.h), tiles of 16 batch rows x 16
+// weight rows make the integer sums instead (the AMX section below).
 // The row's result differs from the decode path's (batch <= 4) only in the
 // order of f32 additions and in the offsets (exact integers here).
 #include <immintrin.h>
@@ -219,9 +221,18 @@ template <int T>
 [[gnu::always_inline]] inline void tile_store(void* base, int64_t stride) {
   asm volatile("tilestored %%tmm%c2, (%0,%1,1)" : : "r"(base), "r"(stride), "i"(T) : "memory");
 }
-template <int C, int A, int B>
-[[gnu::always_inline]] inline void tile_zero_dpbsud() {
-  asm volatile("tilezero %%tmm%c0\n\ttdpbsud %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(C), "i"(A), "i"(B));
+// C += A (signed bytes) x B (unsigned bytes; kSigned: signed).
+template <int C, int A, int B, bool kSigned>
+[[gnu::always_inline]] inline void tile_dp_into() {
+  if constexpr (kSigned) {
+    asm volatile("tdpbssd %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(C), "i"(A), "i"(B));
+  } else {
+    asm volatile("tdpbsud %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(C), "i"(A), "i"(B));
+  }
+}
+template <int T>
+[[gnu::always_inline]] inline void tile_zero() {
+  asm volatile("tilezero %%tmm%c0" : : "i"(T));
 }
 
 // Pair `pair` (groups 2 pair, 2 pair + 1) of superblock p times the batch
@@ -234,8 +245,10 @@ template <int G, int P>
   tile_load<kB0>(p.levels[g * G / 4], 64);
   tile_load<kA0 + 1>(xq + (g + 1) * G, x_stride);
   tile_load<kB0 + 1>(p.levels[(g + 1) * G / 4], 64);
-  tile_zero_dpbsud<kC0 + 2 * P, kA0, kB0>();
-  tile_zero_dpbsud<kC0 + 2 * P + 1, kA0 + 1, kB0 + 1>();
+  tile_zero<kC0 + 2 * P>();
+  tile_dp_into<kC0 + 2 * P, kA0, kB0, false>();
+  tile_zero<kC0 + 2 * P + 1>();
+  tile_dp_into<kC0 + 2 * P + 1, kA0 + 1, kB0 + 1, false>();
 }
 // out[j][b][r]: the sums of tiles C(2 P + j), batch row b, lane r.
 template <int P>
@@ -426,19 +439,6 @@ void multiply_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, f
 // superblock (finish_superblock). Tiles: C0/C1 (lo, hi) and C2/C3 on
 // alternate superblocks, A0/A1 (mb x 64 bytes of x), B0/B1 (lo, hi rows).
 // The vector work of superblock s - 1 runs after the products of s are issued.
-template <int C, int A, int B, bool kSigned>
-[[gnu::always_inline]] inline void tile_dp_into() {
-  if constexpr (kSigned) {
-    asm volatile("tdpbssd %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(C), "i"(A), "i"(B));
-  } else {
-    asm volatile("tdpbsud %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(C), "i"(A), "i"(B));
-  }
-}
-template <int T>
-[[gnu::always_inline]] inline void tile_zero() {
-  asm volatile("tilezero %%tmm%c0" : : "i"(T));
-}
-
 template <int P>
 [[gnu::always_inline]] inline void folded_products(const FoldedSuperblock& p, const int8_t* xq, int64_t x_stride,
                                                    int32_t (*out)[kAmxRows][kLaneRows]) {
