@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/amx.h"
 #include "tensor/dtype.h"
 #include "util/aligned_alloc.h"
 #include "util/error.h"
@@ -285,6 +286,43 @@ TEST(Matmul, QuantLanesEveryBatchTileAndRowGroup) {
     check_matmul(GgmlType::Q4_1, 37, 288, 13, two, isa);
     check_matmul(GgmlType::Q5_K, 37, 768, 13, two, isa);
   }
+}
+
+TEST(Matmul, QuantAmxBlocksAndTheirFallback) {
+  // From batch 16 on, CPUs with AMX take tiles of up to 16 batch rows
+  // (matmul_quant_lanes.cpp, kernels/amx.h): Q6_K over folded superblocks,
+  // Q4_K and Q4_0 with per-group tdpbsud sums. 1280 columns are 5
+  // superblocks: a panel of 4 and one of 1 (odd counts in the pipelines);
+  // batches of one block, a block and a tail, two blocks, two and a tail. Each
+  // is checked with AMX and without (the vpdpbusd tiles at the same
+  // batches), and the 32-element types' AMX sums must equal the vpdpbusd
+  // tiles' bit for bit (the same integers, the same f32 operations).
+  ThreadPool two(2);
+  const auto run = [&two](GgmlType type, int64_t rows, int64_t cols, int64_t batch) {
+    auto w = make_weights(type, rows, cols, uint32_t(rows * 7 + batch));
+    std::mt19937 rng(static_cast<uint32_t>(batch));
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    std::vector<float> x(size_t(batch * cols));
+    for (auto& v : x) v = dist(rng);
+    std::vector<float> y(size_t(batch * rows), -12345.0f);
+    matmul(WeightMatrix{w.bytes.data(), type, rows, cols}, x.data(), batch, y.data(), two, scratch());
+    return y;
+  };
+  for (int64_t batch : {16, 21, 32, 37}) {
+    for (bool amx : {true, false}) {
+      set_amx_enabled(amx);
+      check_matmul(GgmlType::Q6_K, 37, 1280, batch, two);
+      check_matmul(GgmlType::Q4_K, 37, 1280, batch, two);
+      check_matmul(GgmlType::Q4_0, 37, 1280, batch, two);
+    }
+    for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q4_0}) {
+      set_amx_enabled(true);
+      const std::vector<float> with_amx = run(type, 37, 1280, batch);
+      set_amx_enabled(false);
+      EXPECT_EQ(with_amx, run(type, 37, 1280, batch)) << gguf::ggml_type_traits(type).name << " batch " << batch;
+    }
+  }
+  set_amx_enabled(true);
 }
 
 TEST(Matmul, OuterPathBatchPassesKBlocksAndRaggedEdges) {

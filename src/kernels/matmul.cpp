@@ -28,11 +28,13 @@ namespace {
 // rows x a 1024-wide K-block (384 KiB) stays in L2.
 constexpr int64_t kPackedTaskRows = 96;
 
-// Direct: ~8 tasks per thread so dynamic claiming evens out, in multiples of
-// 24 rows (every direct tile height divides 24).
-int64_t direct_task_rows(int64_t rows, int threads) {
+// Direct and integer paths: ~8 tasks per thread so dynamic claiming evens
+// out, in multiples of `unit` rows: 24 for the direct path (every direct
+// tile height divides 24), 16 for the integer path (its batch > 4 tiles hold
+// 16 weight rows; 24 left a half-empty group per task, docs/perf-notes.md Q21).
+int64_t task_rows(int64_t rows, int threads, int64_t unit) {
   const int64_t per_thread = (rows + threads - 1) / threads;
-  return std::clamp<int64_t>((per_thread / 8 + 23) / 24 * 24, 24, 480);
+  return std::clamp<int64_t>((per_thread / 8 + unit - 1) / unit * unit, unit, 480);
 }
 
 // This path's part of a MatmulScratch (matmul.h).
@@ -111,7 +113,8 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
                                                                : Path::packed;
     const int64_t rows_per_task = path == Path::packed  ? kPackedTaskRows
                                   : path == Path::outer ? detail::outer_task_rows(w.rows, pool.size())
-                                                        : direct_task_rows(w.rows, pool.size());
+                                  : path == Path::quant ? task_rows(w.rows, pool.size(), 16)
+                                                        : task_rows(w.rows, pool.size(), 24);
     plans[i] = {&targets[i], path, rows_per_task, n_tasks};
     n_tasks += (w.rows + rows_per_task - 1) / rows_per_task;
     macs += w.rows * w.cols * batch;

@@ -83,7 +83,8 @@ bool has_quant_path(gguf::GgmlType type, bool avx512);
 bool multiply_row_stream(const WeightMatrix& w, const QuantizedX& x, float* y, int64_t r_begin, int64_t r_end);
 
 // Batches above 4 with AVX512-VNNI (matmul_quant_lanes.cpp): 16 weight rows
-// in the lanes of a register, 8 batch rows per tile. False (nothing done) in
+// in the lanes of a register, 8 batch rows per tile (from batch 16 with
+// AMX: tiles of 16 x 16). False (nothing done) in
 // builds without VNNI.
 bool multiply_rows_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
                          int64_t r_end);

@@ -59,6 +59,23 @@ struct RowBlocks {
 using BuildFn = void (*)(const RowBlocks&, LaneSuperblock&);
 BuildFn fused_builder(gguf::GgmlType type);
 
+// AMX with Q6_K's integer group scales folded into the weights: per lane
+// (row) and element, w = (level - 32) * int_scale of its group (|w| <= 4096,
+// exact in int16), split as w = 64 hi + lo with lo = w & 63 and hi = w >> 6
+// (-64..63), each an int8 matrix in the interleaved layout of levels. A
+// superblock's whole dot product is then two int32 tile sums, 64 hi + lo =
+// sum_g int_scale_g * sum_{k in g} (level_k - 32) q_k, times d: no
+// per-group conversion (matmul_quant_lanes.cpp).
+struct alignas(64) FoldedSuperblock {
+  uint32_t lo[kSuperblock / 4][kLaneRows];
+  uint32_t hi[kSuperblock / 4][kLaneRows];
+  float d[kLaneRows];
+};
+
+// The builder of `type`'s folded superblocks (Q6_K), or null.
+using FoldedBuildFn = void (*)(const RowBlocks&, FoldedSuperblock&);
+FoldedBuildFn folded_builder(gguf::GgmlType type);
+
 #endif
 
 }  // namespace bifurcate::kernels::BIFURCATE_ISA_NAMESPACE::detail

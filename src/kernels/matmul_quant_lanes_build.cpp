@@ -18,6 +18,7 @@ namespace {
 // without g++ 12's false "used uninitialized" errors (as matmul_simd.h).
 constexpr __mmask16 kAll16 = 0xFFFF;
 constexpr __mmask8 kAll8 = 0xFF;
+constexpr __mmask32 kAll32 = 0xFFFFFFFF;
 
 // In-register transpose of a 16 x 16 matrix of 32-bit elements: afterwards
 // v[i] lane r is what v[r] lane i was.
@@ -123,7 +124,9 @@ void build_q4_k(const RowBlocks& b, LaneSuperblock& out) {
   _mm512_store_ps(out.neg_dmin, _mm512_sub_ps(_mm512_setzero_ps(), half_to_float(dm, true)));
 }
 
-void build_q6_k(const RowBlocks& b, LaneSuperblock& out) {
+// Q6_K's levels (0..63), emitted as q4_k_levels does.
+template <class Emit>
+[[gnu::always_inline]] inline void q6_k_levels(const RowBlocks& b, Emit&& emit) {
   const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
   const auto shifted = [&](__m512i v, int by) {  // [&]: a captureless lambda's function-pointer thunk is compiled outside the pragma's target
     return by >= 0 ? _mm512_maskz_slli_epi32(kAll16, v, unsigned(by)) : _mm512_maskz_srli_epi32(kAll16, v, unsigned(-by));
@@ -140,16 +143,79 @@ void build_q6_k(const RowBlocks& b, LaneSuperblock& out) {
         const __m512i nibble = i < 2 ? _mm512_and_si512(low_nibbles[i], low4)
                                      : _mm512_and_si512(shifted(low_nibbles[i - 2], -4), low4);
         const __m512i top = _mm512_and_si512(shifted(h, 4 - 2 * i), bits45);
-        _mm512_store_si512(out.levels[32 * half + 8 * i + e], _mm512_or_si512(nibble, top));
+        emit(32 * half + 8 * i + e, _mm512_or_si512(nibble, top));
       }
     }
   }
-  constexpr int kScales = offsetof(tensor::BlockQ6_K, scales);
-  const __m512 d = half_to_float(gather_word(b, kScales + 14), true);  // scales[14..15], then d
+}
+constexpr int kQ6kScales = offsetof(tensor::BlockQ6_K, scales);
+__m512 q6_k_d(const RowBlocks& b) { return half_to_float(gather_word(b, kQ6kScales + 14), true); }  // scales[14..15], then d
+
+void build_q6_k(const RowBlocks& b, LaneSuperblock& out) {
+  q6_k_levels(b, [&out](int k4, __m512i v) { _mm512_store_si512(out.levels[k4], v); });
+  const __m512 d = q6_k_d(b);
   for (int w = 0; w < 4; ++w) {  // offsets: LaneOffsets::level32
-    const __m512i four = gather_word(b, kScales + 4 * w);
+    const __m512i four = gather_word(b, kQ6kScales + 4 * w);
     for (int i = 0; i < 4; ++i) _mm512_store_ps(out.scale[4 * w + i], _mm512_mul_ps(byte_to_float(four, i, true), d));
   }
+}
+
+// ---- Folded superblocks (FoldedSuperblock): w = (level - 32) * int scale, split 64 hi + lo ----
+// Per group and lane: the vpmaddubsw multipliers (the int scale s as bytes
+// {s, 0, s, 0}: products of levels 0 and 2; {0, s, 0, s}: 1 and 3) and
+// 32 s in both int16 halves.
+struct alignas(64) FoldScales {
+  uint32_t even[kGroups][kLaneRows], odd[kGroups][kLaneRows], offset[kGroups][kLaneRows];
+};
+// s: one int scale per lane (int32, sign-extended).
+void set_fold_scales(FoldScales& f, int g, __m512i s) {
+  const __m512i byte = _mm512_and_si512(s, _mm512_set1_epi32(0xFF));
+  const __m512i even = _mm512_or_si512(byte, _mm512_maskz_slli_epi32(kAll16, byte, 16));
+  _mm512_store_si512(f.even[g], even);
+  _mm512_store_si512(f.odd[g], _mm512_maskz_slli_epi32(kAll16, even, 8));
+  const __m512i t = _mm512_and_si512(_mm512_maskz_slli_epi32(kAll16, s, 5), _mm512_set1_epi32(0xFFFF));
+  _mm512_store_si512(f.offset[g], _mm512_or_si512(t, _mm512_maskz_slli_epi32(kAll16, t, 16)));
+}
+// vpermt2b control: output bytes 4l .. 4l + 3 = the low bytes of int16 lane
+// 2l of `even`, 2l of `odd`, 2l + 1 of `even`, 2l + 1 of `odd` (w of levels 0-3).
+struct LowBytePick {
+  alignas(64) uint8_t index[64];
+};
+constexpr LowBytePick make_low_byte_pick() {
+  LowBytePick t{};
+  for (int l = 0; l < 16; ++l) {
+    t.index[4 * l + 0] = uint8_t(4 * l);
+    t.index[4 * l + 1] = uint8_t(64 + 4 * l);
+    t.index[4 * l + 2] = uint8_t(4 * l + 2);
+    t.index[4 * l + 3] = uint8_t(64 + 4 * l + 2);
+  }
+  return t;
+}
+constexpr LowBytePick kLowBytePick = make_low_byte_pick();
+
+// Stores levels v (elements 4 k4 .. 4 k4 + 3 of group g) folded: w = v * s - 32 s
+// (exact in int16: |w| <= 32 * 128), lo = w & 63, hi = w >> 6 (arithmetic).
+[[gnu::always_inline]] inline void fold(const FoldScales& f, int g, int k4, __m512i v, FoldedSuperblock& out) {
+  __m512i even = _mm512_maddubs_epi16(v, _mm512_load_si512(f.even[g]));
+  __m512i odd = _mm512_maddubs_epi16(v, _mm512_load_si512(f.odd[g]));
+  even = _mm512_sub_epi16(even, _mm512_load_si512(f.offset[g]));
+  odd = _mm512_sub_epi16(odd, _mm512_load_si512(f.offset[g]));
+  const __m512i pick = _mm512_load_si512(kLowBytePick.index);
+  const __m512i lo = _mm512_maskz_permutex2var_epi8(~__mmask64(0), even, pick, odd);
+  _mm512_store_si512(out.lo[k4], _mm512_and_si512(lo, _mm512_set1_epi8(0x3F)));
+  _mm512_store_si512(out.hi[k4], _mm512_maskz_permutex2var_epi8(~__mmask64(0), _mm512_maskz_srai_epi16(kAll32, even, 6), pick,
+                                                                 _mm512_maskz_srai_epi16(kAll32, odd, 6)));
+}
+
+void build_q6_k_folded(const RowBlocks& b, FoldedSuperblock& out) {
+  FoldScales f;
+  for (int w = 0; w < 4; ++w) {  // groups 4w .. 4w + 3: 16 elements, k4 4g .. 4g + 3
+    const __m512i four = gather_word(b, kQ6kScales + 4 * w);
+    for (int i = 0; i < 4; ++i)
+      set_fold_scales(f, 4 * w + i, _mm512_maskz_srai_epi32(kAll16, _mm512_maskz_slli_epi32(kAll16, four, unsigned(24 - 8 * i)), 24));
+  }
+  q6_k_levels(b, [&](int k4, __m512i v) { fold(f, k4 / 4, k4, v, out); });
+  _mm512_store_ps(out.d, q6_k_d(b));
 }
 
 #ifdef __AVX512VBMI__
@@ -218,6 +284,13 @@ BuildFn fused_builder(gguf::GgmlType type) {
 #ifdef __AVX512VBMI__
     case gguf::GgmlType::Q4_0: return build_q4_0;
 #endif
+    default: return nullptr;
+  }
+}
+
+FoldedBuildFn folded_builder(gguf::GgmlType type) {
+  switch (type) {
+    case gguf::GgmlType::Q6_K: return build_q6_k_folded;
     default: return nullptr;
   }
 }
