@@ -21,6 +21,8 @@
 #include "cli/commands.h"
 #include "cli_support.h"
 #include "gguf/gguf_file.h"
+#include "kernels/amx.h"
+#include "kernels/peak_probe.h"
 #include "model/model.h"
 #include "model/model_shapes.h"
 #include "model/random_model.h"
@@ -97,6 +99,39 @@ TEST(BenchRoofline, FloorFormulasMatchHandComputedNumbers) {
   EXPECT_DOUBLE_EQ(mixed.attention.int8_flops, 0.0);
   const MachineCeilings with_int8{1e12, 1e6, 4e6};
   EXPECT_NEAR(floor_seconds(mixed, with_int8), (1.6e6 / 1e6 + 2.4e6 / 4e6) + 215040.0 / 1e6, 1e-9);
+}
+
+// The int8 ceiling a row is judged by is that of the path its batch runs:
+// AMX's tiles from kernels::kAmxMinBatch rows where the integer matmul uses
+// them, the vector loop's below and wherever AMX is off.
+TEST(BenchRoofline, Int8CeilingFollowsTheBatchsInstructionPath) {
+  const MachineCeilings m{1e12, 1e6, 4e6, 9e7};
+  const bool amx = kernels::amx_runs_batch(kernels::kAmxMinBatch);
+  EXPECT_DOUBLE_EQ(ceilings_for_rows(m, double(kernels::kAmxMinBatch)).int8_ops_per_second, amx ? 9e7 : 4e6);
+  EXPECT_DOUBLE_EQ(ceilings_for_rows(m, double(kernels::kAmxMinBatch - 1)).int8_ops_per_second, 4e6);
+  EXPECT_DOUBLE_EQ(ceilings_for_rows(m, 1).int8_ops_per_second, 4e6);
+  EXPECT_DOUBLE_EQ(ceilings_for_rows(m, 64).flops_per_second, 1e6);  // only the int8 ceiling changes
+  kernels::set_amx_enabled(false);
+  EXPECT_DOUBLE_EQ(ceilings_for_rows(m, 64).int8_ops_per_second, 4e6);
+  kernels::set_amx_enabled(true);
+  const MachineCeilings no_amx{1e12, 1e6, 4e6, 0};
+  EXPECT_DOUBLE_EQ(ceilings_for_rows(no_amx, 64).int8_ops_per_second, 4e6);
+}
+
+// Where AMX runs, its tile loop must beat the vector int8 loop (each tdpbssd
+// is 16 x 16 x 64 products: ~8x vpdpbusd's rate here); elsewhere it reports 0.
+TEST(BenchRoofline, AmxCeilingIsZeroWithoutAmxAndAboveTheVectorLoopWithIt) {
+  ThreadPool pool(2);
+  const double amx = kernels::amx_int8_ceiling_ops(pool, 2);
+  if (!kernels::amx_enabled()) {
+    EXPECT_EQ(amx, 0.0);
+    GTEST_SKIP() << "this CPU or OS offers no AMX tiles: the ceiling is 0, as checked";
+  }
+  EXPECT_GT(amx, 2 * kernels::int8_dot_ceiling_ops(pool, 2));
+  EXPECT_LT(amx, 1e15);
+  kernels::set_amx_enabled(false);
+  EXPECT_EQ(kernels::amx_int8_ceiling_ops(pool, 1), 0.0);
+  kernels::set_amx_enabled(true);
 }
 
 TEST_F(BenchTest, ModelCountsMatchTheFilesTensorTable) {

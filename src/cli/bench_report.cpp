@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <variant>
 
+#include "kernels/amx.h"
 #include "kernels/isa.h"
 #include "util/error.h"
 #include "cli/json_output.h"
@@ -100,10 +101,12 @@ RowRoofline row_roofline(const BenchRow& row, const ModelCounts& counts, const M
   f.read_bytes_per_second = f.row_bandwidth ? row.read_bytes_per_second : machine.read_bytes_per_second;
   f.row_peak = row.flops_per_second > 0;
   f.flops_per_second = f.row_peak ? row.flops_per_second : machine.flops_per_second;
-  // The int8 loop is not re-probed per row: it shares the core with the FMA
-  // loop, so it is taken to move by the same factor.
-  f.int8_ops_per_second = machine.int8_ops_per_second > 0 && machine.flops_per_second > 0
-                              ? machine.int8_ops_per_second * f.flops_per_second / machine.flops_per_second
+  // The int8 loops are not re-probed per row: they share the core with the
+  // FMA loop, so they are taken to move by the same factor. AMX's where the
+  // row's batch runs AMX tiles.
+  const MachineCeilings path = ceilings_for_rows(machine, row.samples);
+  f.int8_ops_per_second = path.int8_ops_per_second > 0 && machine.flops_per_second > 0
+                              ? path.int8_ops_per_second * f.flops_per_second / machine.flops_per_second
                               : f.flops_per_second;
   f.floor_seconds =
       floor_seconds(f.cost, MachineCeilings{f.read_bytes_per_second, f.flops_per_second, f.int8_ops_per_second});
@@ -123,6 +126,9 @@ std::string describe_ceilings(const MachineCeilings& m) {
   std::string text = str("DRAM read ", format("%.1f", m.read_bytes_per_second / 1e9), " GB/s, FP32 FMA ",
                          format("%.1f", m.flops_per_second / 1e9), " GFLOP/s");
   if (m.int8_ops_per_second > 0) text += str(", int8 dot ", format("%.1f", m.int8_ops_per_second / 1e9), " GOP/s");
+  if (m.amx_int8_ops_per_second > 0)
+    text += str(", AMX int8 ", format("%.1f", m.amx_int8_ops_per_second / 1e9), " GOP/s (quantized batches >= ",
+                kernels::kAmxMinBatch, ")");
   if (m.gemm_flops_per_second > 0 && m.flops_per_second > 0) {
     text += str(" (register loops); F16 GEMM kernel ", format("%.1f", m.gemm_flops_per_second / 1e9),
                 " GFLOP/s = ", format("%.0f", 100 * m.gemm_flops_per_second / m.flops_per_second), " % of FMA");
@@ -291,6 +297,7 @@ void write_json(std::ostream& out, const BenchReport& report) {
     ceilings = {{"read_bytes_per_second", report.ceilings->read_bytes_per_second},
                 {"flops_per_second", report.ceilings->flops_per_second},
                 {"int8_ops_per_second", report.ceilings->int8_ops_per_second},
+                {"amx_int8_ops_per_second", report.ceilings->amx_int8_ops_per_second},
                 {"gemm_flops_per_second", report.ceilings->gemm_flops_per_second}};
   }
   print_json(out, {{"model", report.model_path},

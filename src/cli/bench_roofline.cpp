@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/amx.h"
 #include "kernels/matmul.h"
 #include "kernels/peak_probe.h"
 #include "util/error.h"
@@ -112,6 +113,7 @@ MachineCeilings measure_machine_ceilings(ThreadPool& pool, MatmulProbe& probe, s
   m.read_bytes_per_second = measure_read_bandwidth(pool, read_bytes, 3);
   m.flops_per_second = kernels::fma_ceiling_flops(pool, 5);
   m.int8_ops_per_second = kernels::int8_dot_ceiling_ops(pool, 5);
+  m.amx_int8_ops_per_second = kernels::amx_int8_ceiling_ops(pool, 5);
   m.gemm_flops_per_second = probe.peak(pool, 5);
   return m;
 }
@@ -157,6 +159,13 @@ StepCost decode_step_cost(const ModelCounts& m, int samples, int context, double
 }
 
 double mean_decoded_tokens(int ntg) { return (ntg + 3) / 2.0; }
+
+MachineCeilings ceilings_for_rows(const MachineCeilings& m, double rows) {
+  MachineCeilings c = m;
+  if (m.amx_int8_ops_per_second > 0 && kernels::amx_runs_batch(int64_t(rows + 0.5)))
+    c.int8_ops_per_second = m.amx_int8_ops_per_second;
+  return c;
+}
 
 double floor_seconds(const StepCost& cost, const MachineCeilings& machine) {
   require(machine.read_bytes_per_second > 0 && machine.flops_per_second > 0,

@@ -3,8 +3,10 @@
 // register-only loops, kernels/peak_probe.h, so a slow kernel cannot lower
 // the floor it is judged by), and the bytes and FLOPs one decode step must
 // move and do per phase. Matrices whose matmul runs integer dot products
-// (kernels::matmul_quantizes_activations) count against the int8 peak, the
-// rest and attention against the FMA peak.
+// (kernels::matmul_quantizes_activations) count against the int8 peak of the
+// path the step's batch runs (the vector loop's, or AMX's tiles where the
+// integer matmul uses them: ceilings_for_rows), the rest and attention
+// against the FMA peak.
 //
 // Per step with L layers, g KV heads, h query heads, head size k, B samples,
 // context m_c, mean decoded length m_d, KV element size e:
@@ -30,6 +32,7 @@ struct MachineCeilings {
   double read_bytes_per_second = 0;  // DRAM streaming read, all threads
   double flops_per_second = 0;       // FP32 FMA register loop, all threads (kernels::fma_ceiling_flops)
   double int8_ops_per_second = 0;    // int8 dot register loop (kernels::int8_dot_ceiling_ops); 0: use the FMA peak
+  double amx_int8_ops_per_second = 0;  // AMX tile loop (kernels::amx_int8_ceiling_ops); 0: no AMX
   // Not a ceiling: kernels::matmul's own F16 4096x4096 rate (best of batch
   // 64 and 32), reported beside the FMA peak as the kernel's efficiency.
   double gemm_flops_per_second = 0;
@@ -66,6 +69,11 @@ MatmulProbe make_peak_probe();
 // and int8 register loops; the kernel's GEMM rate: probe.peak x5 (batch 64
 // and 32, the faster counts).
 MachineCeilings measure_machine_ceilings(ThreadPool& pool, MatmulProbe& probe, std::size_t read_bytes);
+
+// `m` with the int8 ceiling of the instruction path a step of `rows`
+// activation rows runs: AMX's where the integer matmul uses its tiles at that
+// batch (kernels::amx_runs_batch), else the vector loop's.
+MachineCeilings ceilings_for_rows(const MachineCeilings& m, double rows);
 
 // The shape facts the formulas need, taken from a loaded model.
 struct ModelCounts {

@@ -26,6 +26,8 @@
 #include "cli/status_line.h"
 #include "util/error.h"
 #include "cli/json_output.h"
+#include "kernels/amx.h"
+#include "kernels/peak_probe.h"
 #include "model/model.h"
 #include "util/thread_pool.h"
 #include "util/timer.h"
@@ -159,6 +161,8 @@ RunFigures run_workload(const EngineOptions& options, const Mode& mode, const Se
   std::cerr << "  " << mode.name << ": probing DRAM read bandwidth and the FMA ceiling ...\n";
   ceilings.read_bytes_per_second = measure_read_bandwidth(*roofline.pool, roofline.probe_bytes, 3);
   ceilings.flops_per_second = measure_fma_ceiling(*roofline.pool);
+  ceilings.int8_ops_per_second = kernels::int8_dot_ceiling_ops(*roofline.pool, 5);  // quantized models' matmuls
+  ceilings.amx_int8_ops_per_second = kernels::amx_int8_ceiling_ops(*roofline.pool, 5);
   EngineOptions o = options;
   o.attention = mode.attention;
   o.prefix_cache = mode.prefix_cache;
@@ -254,7 +258,7 @@ RunFigures run_workload(const EngineOptions& options, const Mode& mode, const Se
     f.decode_rows = double(s.decode_rows) / n_steps;
     const StepCost mean_step = step_cost_from_plan(roofline.counts, f.decode_rows, double(s.decode_keys_read) / n_steps,
                                                    double(s.decode_row_keys) / n_steps, roofline.kv_elem_bytes);
-    f.floor_seconds = floor_seconds(mean_step, ceilings);
+    f.floor_seconds = floor_seconds(mean_step, ceilings_for_rows(ceilings, f.decode_rows));
   }
   return f;
 }

@@ -520,10 +520,6 @@ void multiply_folded(const WeightMatrix& w, const QuantizedX& x, int64_t batch, 
   if (configured_rows > 0) asm volatile("tilerelease");
 }
 
-// AMX from batch 16 on: at batch 8 the tiles' fixed cost (16 rows a tile)
-// and the fold made it slower than the vpdpbusd tiles (docs/perf-notes.md Q20).
-constexpr int64_t kAmxMinBatch = 16;
-
 }  // namespace
 
 bool multiply_rows_lanes(const WeightMatrix& w, const QuantizedX& x, int64_t batch, float* y, int64_t r_begin,
