@@ -112,9 +112,11 @@ enum class Prefetch {
 };
 constexpr int64_t kPrefetchAhead = 1024;
 // A row stream (one sequential stream per thread) prefetches this far ahead:
-// 1 KiB is ~40 ns of reading at 27 GB/s, well short of DRAM latency; 4-16 KiB
-// measured +15-35 % GB/s at batch 1 (docs/perf-notes.md M12).
-constexpr int64_t kStreamAhead = 8192;
+// 1 KiB is ~40 ns of reading at 27 GB/s, short of DRAM latency; 4-16 KiB
+// measured +15-35 % GB/s at batch 1 in bench_matmul (docs/perf-notes.md
+// M13), but its matrices sit in L3: on the whole model (weights from DRAM)
+// 2 KiB measured 8-12 % faster steps than 8 KiB for F16 (Q14).
+constexpr int64_t kStreamAhead = 2048;
 
 // Where the tile that runs after this one reads (Prefetch::next_tile): its
 // first row and its first element relative to this tile's (negative when it

@@ -25,7 +25,10 @@ namespace {
 using gguf::GgmlType;
 using simd::kAll16;
 
-constexpr int64_t kPrefetchAhead = 8192;  // bytes, as the panel path's row streams
+// Bytes ahead, as the direct path's row streams (kStreamAhead): on this
+// host's DRAM 2 KiB measured best for the whole model (8 KiB: +17 % step
+// time for Q4_K_M; none: +60 %; docs/perf-notes.md Q14).
+constexpr int64_t kPrefetchAhead = 2048;
 constexpr __mmask32 kAll32 = 0xFFFFFFFF;
 
 __m512i join(__m256i lo, __m256i hi) {
@@ -87,42 +90,55 @@ template <class Block>
   w.offsets = _mm512_mul_ps(mins, _mm512_set1_ps(-f16_to_f32(b.dmin)));
 }
 
+// The nibble split in 512-bit registers: chunk c's 32 bytes broadcast to
+// both halves (a load, no ALU op), shifted right by 0 (lanes 0-15: low
+// nibbles, elements 0-31) or 4 (lanes 16-31: high nibbles, elements 32-63)
+// bits and masked; the registers equal join(low, high) of the 256-bit form.
+// Two vector ALU ops per chunk instead of four (512-bit ops issue on two
+// ports; a cache-resident stream runs 10-30 % faster: docs/perf-notes.md Q13).
+inline __m512i halves_shift(int lo_bits, int hi_bits) {
+  return join(_mm256_set1_epi16(int16_t(lo_bits)), _mm256_set1_epi16(int16_t(hi_bits)));
+}
+__m512i broadcast32(const uint8_t* p) {
+  return _mm512_maskz_broadcast_i64x4(__mmask8(0xFF), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+// (a & low) | b, one vpternlogd (truth table (A & C) | B).
+__m512i and_or(__m512i a, __m512i low, __m512i b) { return _mm512_ternarylogic_epi32(a, b, low, 0xEC); }
+
 [[gnu::always_inline]] inline void load_q4_k(const tensor::BlockQ4_K& b, Superblock& w) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), nibble_shift = halves_shift(0, 4);
+  for (int c = 0; c < 4; ++c) w.levels[c] = _mm512_and_si512(_mm512_srlv_epi16(broadcast32(b.qs + 32 * c), nibble_shift), low4);
+  k_scales(b, w);
+}
+
+// Q5_K: the fifth bit of chunk c's low (high) half is bit 2c (2c + 1) of qh,
+// moved to bit 4 with one variable shift of qh broadcast to both halves.
+[[gnu::always_inline]] inline void load_q5_k(const tensor::BlockQ5_K& b, Superblock& w) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10), nibble_shift = halves_shift(0, 4);
+  const __m512i qh = broadcast32(b.qh);
   for (int c = 0; c < 4; ++c) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
-    w.levels[c] = join(_mm256_and_si256(v, low4), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+    const __m512i nibbles = _mm512_srlv_epi16(broadcast32(b.qs + 32 * c), nibble_shift);
+    // bit 2c -> 4 and bit 2c + 1 -> 4: left by 4 - 2c and 3 - 2c, or right by the negation.
+    const __m512i fifth = c < 2 ? _mm512_sllv_epi16(qh, halves_shift(4 - 2 * c, 3 - 2 * c))
+                                : _mm512_srlv_epi16(qh, halves_shift(2 * c - 4, 2 * c - 3));
+    w.levels[c] = and_or(nibbles, low4, _mm512_and_si512(fifth, bit4));
   }
   k_scales(b, w);
 }
 
-void load_q5_k(const tensor::BlockQ5_K& b, Superblock& w) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-  const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
-  for (int c = 0; c < 4; ++c) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
-    const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
-    const __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
-    w.levels[c] = join(_mm256_or_si256(_mm256_and_si256(v, low4), _mm256_slli_epi16(h0, 4)),
-                       _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), _mm256_slli_epi16(h1, 4)));
-  }
-  k_scales(b, w);
-}
-
-void load_q6_k(const tensor::BlockQ6_K& b, Superblock& w) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F), hi2 = _mm256_set1_epi8(0x30);
+// Q6_K: half h's 64 ql bytes are chunk 2h's low nibbles and chunk 2h + 1's
+// high nibbles; its 32 qh bytes, broadcast to both register halves, give
+// chunk 2h bits 0-1 (lanes 0-15) and 2-3 (lanes 16-31), chunk 2h + 1 bits
+// 4-5 and 6-7, each moved to bits 4-5 by one variable shift.
+[[gnu::always_inline]] inline void load_q6_k(const tensor::BlockQ6_K& b, Superblock& w) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), hi2 = _mm512_set1_epi8(0x30);
+  const __m512i shift_even = halves_shift(4, 2), shift_odd = halves_shift(0, 2);
   for (int half = 0; half < 2; ++half) {
-    const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * half));
-    const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * half + 32));
-    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * half));
-    const __m256i y0 = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), hi2));
-    const __m256i y1 = _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), hi2));
-    const __m256i y2 =
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, hi2));
-    const __m256i y3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), hi2));
-    w.levels[2 * half] = join(y0, y1);
-    w.levels[2 * half + 1] = join(y2, y3);
+    const __m512i ql = _mm512_loadu_si512(b.ql + 64 * half);
+    const __m512i qh = broadcast32(b.qh + 32 * half);
+    w.levels[2 * half] = and_or(ql, low4, _mm512_and_si512(_mm512_sllv_epi16(qh, shift_even), hi2));
+    w.levels[2 * half + 1] =
+        and_or(_mm512_srli_epi16(ql, 4), low4, _mm512_and_si512(_mm512_srlv_epi16(qh, shift_odd), hi2));
   }
   const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
   w.scales16 = _mm512_maskz_cvtepi8_epi16(kAll32, _mm256_setr_m128i(scales, _mm_setzero_si128()));
